@@ -1,0 +1,66 @@
+#include "pipeline/duration.hpp"
+
+#include <cstdint>
+
+namespace tollgate::pipeline {
+
+namespace {
+constexpr std::int64_t kMaxSeconds = 366LL * 24 * 3600;  // a year: anything longer is a mistake
+}
+
+tl::expected<std::chrono::seconds, std::string> parse_duration(std::string_view text) {
+  if (text.empty()) return tl::unexpected(std::string("empty duration"));
+  std::int64_t total = 0;
+  int last_rank = 5;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    std::size_t start = i;
+    std::int64_t n = 0;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+      n = n * 10 + (text[i] - '0');
+      if (n > kMaxSeconds) return tl::unexpected("duration '" + std::string(text) + "' is longer than a year");
+      ++i;
+    }
+    if (i == start) {
+      return tl::unexpected("'" + std::string(text.substr(i, 1)) + "' in '" + std::string(text) +
+                            "' is not a number; write e.g. '90s', '30m', '1h30m' or '2d'");
+    }
+    if (i == text.size()) {
+      return tl::unexpected("'" + std::string(text.substr(start)) + "' has no unit (use s, m, h or d)");
+    }
+    int rank = 0;
+    std::int64_t unit = 1;
+    switch (text[i]) {
+      case 'd': rank = 4; unit = 86400; break;
+      case 'h': rank = 3; unit = 3600; break;
+      case 'm': rank = 2; unit = 60; break;
+      case 's': rank = 1; unit = 1; break;
+      default:
+        return tl::unexpected("unknown unit '" + std::string(text.substr(i, 1)) + "' in '" + std::string(text) +
+                              "' (use s, m, h or d)");
+    }
+    if (rank >= last_rank) {
+      return tl::unexpected("units in '" + std::string(text) + "' must go from largest to smallest, each once (e.g. '1h30m')");
+    }
+    last_rank = rank;
+    total += n * unit;
+    if (total > kMaxSeconds) return tl::unexpected("duration '" + std::string(text) + "' is longer than a year");
+    ++i;
+  }
+  return std::chrono::seconds(total);
+}
+
+std::string format_duration(std::chrono::seconds d) {
+  std::int64_t s = d.count();
+  if (s == 0) return "0s";
+  std::string out;
+  for (auto [unit, suffix] : {std::pair{86400LL, 'd'}, {3600LL, 'h'}, {60LL, 'm'}, {1LL, 's'}}) {
+    if (s >= unit) {
+      out += std::to_string(s / unit) + suffix;
+      s %= unit;
+    }
+  }
+  return out;
+}
+
+}  // namespace tollgate::pipeline

@@ -1,0 +1,50 @@
+// tollgate: promotes changes through environments by pull request.
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "service/validate_command.hpp"
+
+#ifndef TOLLGATE_VERSION
+#define TOLLGATE_VERSION "0.0.0"
+#endif
+
+int main(int argc, char** argv) {
+  CLI::App app{"tollgate: promotes changes through environments by pull request", "tollgate"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for every command");
+
+  tollgate::cli::ValidateArgs vargs;
+  auto* validate = app.add_subcommand("validate", "Check pipeline files (.tollgate.yaml) and report every problem");
+  validate->add_option("files", vargs.files, "Pipeline files to check (default: ./.tollgate.yaml)");
+  validate->add_option("--format", vargs.format, "Output format")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->default_str("text");
+  validate->add_option("--root", vargs.root,
+                       "Repository root that pr.body template paths are relative to (default: each file's directory)");
+  bool no_source = false;
+  validate->add_flag("--no-source", no_source, "Do not print the offending source line under each problem");
+
+  auto* version = app.add_subcommand("version", "Print the version");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;  // usage error
+  }
+
+  if (*validate) {
+    vargs.show_source = !no_source;
+    return tollgate::cli::run_validate(vargs, std::cout, std::cerr);
+  }
+  if (*version) {
+    std::cout << "tollgate " << TOLLGATE_VERSION << "\n";
+    return 0;
+  }
+  return 2;
+}
