@@ -50,6 +50,16 @@ std::string scalar_text(const json& v) {
 
 class Loader {
  public:
+  // Object members in the order the file lists them (JSON objects here are sorted by key).
+  std::vector<std::pair<std::string, const json*>> in_file_order(const json& obj, const std::string& ptr) const {
+    std::vector<std::pair<std::string, const json*>> out;
+    for (const auto& [k, v] : obj.items()) out.emplace_back(k, &v);
+    std::stable_sort(out.begin(), out.end(), [&](const auto& a, const auto& b) {
+      return cx_.doc.map.key(ptr + "/" + pointer_token(a.first)) < cx_.doc.map.key(ptr + "/" + pointer_token(b.first));
+    });
+    return out;
+  }
+
   explicit Loader(const CheckContext& cx) : cx_(cx) {}
 
   PipelineFile run() {
@@ -146,10 +156,10 @@ class Loader {
     }
     const auto release_vars = templates::release_variables();
     if (const json* rel = member(p, "release"); rel && rel->is_object()) {
-      for (const auto& [k, v] : rel->items()) {
-        if (!v.is_string()) continue;
-        templ(ptr + "/release/" + pointer_token(k), v.get<std::string>(), release_vars);
-        out.release.emplace_back(k, v.get<std::string>());
+      for (const auto& [k, v] : in_file_order(*rel, ptr + "/release")) {
+        if (!v->is_string()) continue;
+        templ(ptr + "/release/" + pointer_token(k), v->get<std::string>(), release_vars);
+        out.release.emplace_back(k, v->get<std::string>());
       }
     }
     // `release.version` is always there: the short source sha unless the pipeline defines it.
@@ -206,7 +216,8 @@ class Loader {
     relative_path(e, "file", ptr);
     if (const json* set = member(e, "set"); set && set->is_object()) {
       SetEdit se;
-      for (const auto& [path, value] : set->items()) {
+      for (const auto& [path, value_ptr] : in_file_order(*set, ptr + "/set")) {
+        const json& value = *value_ptr;
         std::string at = ptr + "/set/" + pointer_token(path);
         if (auto parsed = parse_yaml_path(path); !parsed) {
           cx_.out.push_back({cx_.file, locate_in_scalar(cx_.text, cx_.doc.map.key(at), path, parsed.error().offset),

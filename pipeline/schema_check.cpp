@@ -308,18 +308,6 @@ class Translator {
       return;
     }
     if (starts_with(d, "Failed to match regex specified by 'pattern'")) {
-      if (at.instance && at.instance->is_object() && at.schema && at.schema->contains("propertyNames")) {
-        // propertyNames failures come with the object's context: find the offending keys.
-        const json& pn = (*at.schema)["propertyNames"];
-        RE2 re(pn["pattern"].get<std::string>());
-        std::string exp = pn.value("x-expected", "a valid name");
-        for (const auto& [k, _] : at.instance->items()) {
-          if (RE2::PartialMatch(k, re)) continue;
-          std::string child = ptr + "/" + pointer_token(k);
-          emit(child, doc_.map.key(child), "'" + k + "' is not a valid name in " + object_words(at) + ": expected " + exp);
-        }
-        return;
-      }
       std::string got = at.instance ? short_value(*at.instance) : "";
       emit(ptr, vpos, what + " is '" + got + "'; expected " + (expected.empty() ? "a different format" : expected));
       return;
@@ -423,19 +411,107 @@ class Translator {
   std::vector<Diagnostic> out_;
 };
 
+// valijson fails `propertyNames` without saying why, so those are checked here, for every object
+// whose subschema has one.
+void check_property_names(const YamlDocument& doc, const std::string& file, const json& instance,
+                          const json* schema, const std::string& ptr, std::vector<Diagnostic>& out) {
+  schema = resolve(schema);
+  if (!schema || !schema->is_object()) return;
+  if (instance.is_object()) {
+    if (schema->contains("propertyNames")) {
+      const json& pn = (*schema)["propertyNames"];
+      RE2::Options opts;
+      opts.set_log_errors(false);
+      RE2 re(pn.value("pattern", ".*"), opts);
+      std::size_t max = pn.value("maxLength", std::size_t{1} << 20);
+      std::string exp = pn.value("x-expected", "a valid name");
+      std::string title = schema->value("title", "mapping");
+      for (const auto& [k, _] : instance.items()) {
+        if (k.size() <= max && RE2::PartialMatch(k, re)) continue;
+        std::string child = ptr + "/" + pointer_token(k);
+        out.push_back({file, doc.map.key(child), ProblemKind::schema, child,
+                       "'" + k + "' is not a valid name in " + title + ": expected " + exp});
+      }
+    }
+    for (const auto& [k, v] : instance.items()) {
+      const json* sub = nullptr;
+      if (schema->contains("properties") && (*schema)["properties"].contains(k)) sub = &(*schema)["properties"][k];
+      else if (schema->contains("additionalProperties") && (*schema)["additionalProperties"].is_object()) sub = &(*schema)["additionalProperties"];
+      if (sub) check_property_names(doc, file, v, sub, ptr + "/" + pointer_token(k), out);
+    }
+  } else if (instance.is_array() && schema->contains("items")) {
+    for (std::size_t i = 0; i < instance.size(); ++i) {
+      check_property_names(doc, file, instance[i], &(*schema)["items"], ptr + "/" + std::to_string(i), out);
+    }
+  }
+}
+
+// valijson matches `pattern` with std::regex, whose matcher recurses once per character: a
+// megabyte-long name would overflow the stack. Every pattern in our schema sits beside a
+// maxLength, so strings (and propertyNames keys) longer than that are cut to maxLength + 1 in the
+// copy valijson sees: still too long, still reported, never dangerous. Messages are built from the
+// original document.
+void shorten_for_patterns(json& instance, const json* schema) {
+  schema = resolve(schema);
+  if (!schema || !schema->is_object()) return;
+  if (instance.is_string()) {
+    if (schema->contains("pattern") && schema->contains("maxLength")) {
+      std::size_t max = (*schema)["maxLength"].get<std::size_t>();
+      auto& str = instance.get_ref<std::string&>();
+      if (str.size() > max) str.resize(max + 1);
+    }
+    return;
+  }
+  if (instance.is_object()) {
+    if (schema->contains("propertyNames")) {
+      const json& pn = (*schema)["propertyNames"];
+      std::size_t max = pn.value("maxLength", std::size_t{64});
+      json renamed = json::object();
+      for (auto& [k, v] : instance.items()) renamed[k.size() > max ? k.substr(0, max + 1) : k] = std::move(v);
+      instance = std::move(renamed);
+    }
+    for (auto& [k, v] : instance.items()) {
+      const json* sub = nullptr;
+      if (schema->contains("properties") && (*schema)["properties"].contains(k)) sub = &(*schema)["properties"][k];
+      else if (schema->contains("additionalProperties") && (*schema)["additionalProperties"].is_object()) sub = &(*schema)["additionalProperties"];
+      if (sub) shorten_for_patterns(v, sub);
+    }
+    return;
+  }
+  if (instance.is_array()) {
+    const json* items = schema->contains("items") ? &(*schema)["items"] : nullptr;
+    if (!items && schema->contains("anyOf")) {
+      for (const auto& b : (*schema)["anyOf"]) {
+        if (b.contains("items")) items = &b["items"];
+      }
+    }
+    if (items) {
+      for (auto& v : instance) shorten_for_patterns(v, items);
+    }
+  }
+}
+
 }  // namespace
 
 const nlohmann::json& pipeline_schema() { return compiled().doc; }
 
 std::vector<Diagnostic> check_schema(const YamlDocument& doc, const std::string& file) {
   valijson::Validator validator(valijson::Validator::kStrongTypes);
-  valijson::adapters::NlohmannJsonAdapter target(doc.json);
+  json shortened = doc.json;
+  shorten_for_patterns(shortened, &compiled().doc);
+  valijson::adapters::NlohmannJsonAdapter target(shortened);
   valijson::ValidationResults results;
   if (validator.validate(compiled().schema, target, &results)) return {};
   std::vector<valijson::ValidationResults::Error> errors;
   valijson::ValidationResults::Error e;
   while (results.popError(e)) errors.push_back(e);
-  return Translator(doc, file).run(errors);
+  auto out = Translator(doc, file).run(errors);
+  check_property_names(doc, file, doc.json, &compiled().doc, "", out);
+  if (out.empty()) {
+    // Never let a document the schema rejects pass because no message could be made for it.
+    out.push_back({file, {1, 1}, ProblemKind::schema, "", "the file does not match schemas/pipeline.schema.json"});
+  }
+  return out;
 }
 
 }  // namespace tollgate::pipeline

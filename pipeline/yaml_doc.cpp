@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 namespace tollgate::pipeline {
@@ -104,7 +105,12 @@ class Converter {
   Converter(const std::string& file, const YamlLimits& limits, SourceMap& map)
       : file_(file), limits_(limits), map_(map) {}
 
-  tl::expected<nlohmann::json, Diagnostic> convert(const YAML::Node& node, const std::string& ptr) {
+  tl::expected<nlohmann::json, Diagnostic> convert(const YAML::Node& node, const std::string& ptr,
+                                                   std::size_t depth = 0) {
+    if (depth > limits_.max_depth) {
+      return fail(node, ptr, "nested more than " + std::to_string(limits_.max_depth) +
+                                 " levels deep; a pipeline file needs far fewer");
+    }
     if (++visited_ > limits_.max_nodes) {
       return fail(node, ptr, "document expands to more than " + std::to_string(limits_.max_nodes) +
                                  " nodes (deeply nested aliases?); simplify the anchors");
@@ -132,7 +138,7 @@ class Converter {
         auto arr = nlohmann::json::array();
         std::size_t i = 0;
         for (const auto& item : node) {
-          auto v = convert(item, ptr + "/" + std::to_string(i++));
+          auto v = convert(item, ptr + "/" + std::to_string(i++), depth + 1);
           if (!v) return v;
           arr.push_back(std::move(*v));
         }
@@ -156,7 +162,7 @@ class Converter {
           }
           std::string child = ptr + "/" + pointer_token(key);
           if (kpos.line > 0) map_.set_key(child, kpos);
-          auto v = convert(kv.second, child);
+          auto v = convert(kv.second, child, depth + 1);
           if (!v) return v;
           obj[key] = std::move(*v);
         }
@@ -221,6 +227,10 @@ tl::expected<YamlDocument, Diagnostic> parse_yaml(std::string_view text, const s
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(std::string(text));
+  } catch (const YAML::DeepRecursion& e) {
+    Position pos = to_position(e.mark);
+    return problem(pos.line ? pos : Position{1, 1}, "invalid YAML: nested more than " + std::to_string(e.depth()) +
+                                                        " levels deep");
   } catch (const YAML::Exception& e) {
     Position pos = to_position(e.mark);
     if (pos.line == 0) pos = {1, 1};

@@ -16,6 +16,7 @@ namespace tollgate::pipeline {
 struct YamlLimits {
   std::size_t max_bytes = 4 * 1024 * 1024;   // a pipeline file is a few KiB; refuse megabytes
   std::size_t max_nodes = 1'000'000;         // after alias expansion (defeats "billion laughs")
+  std::size_t max_depth = 64;                // a pipeline file nests about ten levels
 };
 
 class SourceMap {

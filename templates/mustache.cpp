@@ -235,7 +235,7 @@ std::vector<TemplateError> check(std::string_view text, const VariableSet& known
         msg += "; '" + group + "' has ";
         for (std::size_t k = 0; k < fields.size(); ++k) msg += (k ? ", '" : "'") + fields[k] + "'";
       } else if (group == "release") {
-        msg += "; this pipeline defines no release values";
+        msg += "; release values are computed from 'source.*', 'pipeline.name' and 'run.*' only";
       }
     }
     errors.push_back({u.offset, msg});
