@@ -20,6 +20,9 @@ struct CheckContext {
   void error_at_value(const std::string& ptr, std::string msg) const {
     out.push_back({file, doc.map.value(ptr), ProblemKind::semantic, ptr, std::move(msg)});
   }
+  void refine_at_value(const std::string& ptr, std::string msg) const {
+    out.push_back({file, doc.map.value(ptr), ProblemKind::semantic, ptr, std::move(msg), true});
+  }
   void error_at_key(const std::string& ptr, std::string msg) const {
     out.push_back({file, doc.map.key(ptr), ProblemKind::semantic, ptr, std::move(msg)});
   }

@@ -25,15 +25,23 @@ void sort_and_dedupe(std::vector<Diagnostic>& diags) {
   std::stable_sort(diags.begin(), diags.end(), [](const Diagnostic& a, const Diagnostic& b) {
     return std::tie(a.file, a.pos) < std::tie(b.file, b.pos);
   });
-  std::set<std::tuple<std::string, Position, std::string>> schema_flagged;
+  using Key = std::tuple<std::string, Position, std::string>;
+  std::set<Key> schema_flagged, refined;
   for (const auto& d : diags) {
-    if (d.kind != ProblemKind::semantic) schema_flagged.insert({d.file, d.pos, d.path});
+    Key k{d.file, d.pos, d.path};
+    if (d.kind != ProblemKind::semantic) schema_flagged.insert(k);
+    if (d.refines_schema) refined.insert(k);
   }
   std::vector<Diagnostic> out;
   std::set<std::tuple<std::string, Position, std::string>> seen;
   for (auto& d : diags) {
-    // A semantic rule that restates a schema failure on the same node is noise.
-    if (d.kind == ProblemKind::semantic && schema_flagged.count({d.file, d.pos, d.path})) continue;
+    Key k{d.file, d.pos, d.path};
+    if (d.kind == ProblemKind::semantic && schema_flagged.count(k)) {
+      if (!d.refines_schema) continue;  // restates the schema's finding
+      d.kind = ProblemKind::schema;     // says it better, and the schema does reject the node
+    } else if (d.kind == ProblemKind::schema && refined.count(k)) {
+      continue;
+    }
     if (!seen.insert({d.file, d.pos, d.message}).second) continue;
     out.push_back(std::move(d));
   }

@@ -23,7 +23,10 @@ struct Diagnostic {
   Position pos;
   ProblemKind kind = ProblemKind::semantic;
   std::string path;      // JSON pointer of the offending node, e.g. /pipelines/0/stages/1/gates
-  std::string message;   // one line, lower case, identifiers in backquotes
+  std::string message;   // one line, lower case, identifiers in quotes
+  // A semantic message that says more precisely what the schema check also rejected on the same
+  // node (e.g. why '30m1h' is not a duration): it replaces the schema's message there.
+  bool refines_schema = false;
 };
 
 [[nodiscard]] const char* to_string(ProblemKind kind);
@@ -31,8 +34,9 @@ struct Diagnostic {
 // `FILE:LINE:COL: error: message`
 [[nodiscard]] std::string format_text(const Diagnostic& d);
 
-// Orders by file and position (stable, so check order breaks ties), drops exact repeats, and drops a
-// semantic problem on a node the schema already flagged at the same place.
+// Orders by file and position (stable, so check order breaks ties), drops exact repeats, and
+// keeps one message per node where the schema and a semantic rule both flag it: the refining
+// semantic message (counted as a schema problem) if there is one, else the schema's.
 void sort_and_dedupe(std::vector<Diagnostic>& diags);
 
 }  // namespace tollgate::pipeline

@@ -11,6 +11,7 @@
 #include "pipeline/glob.hpp"
 #include "pipeline/loader.hpp"
 #include "pipeline/names.hpp"
+#include "pipeline/suggest.hpp"
 #include "pipeline/yaml_path.hpp"
 #include "templates/mustache.hpp"
 
@@ -81,7 +82,7 @@ class Loader {
     std::string at = ptr + "/" + key;
     auto d = parse_duration(*s);
     if (!d) {
-      cx_.error_at_value(at, "bad duration for '" + std::string(key) + "': " + d.error());
+      cx_.refine_at_value(at, "bad duration for '" + std::string(key) + "': " + d.error());
       return std::nullopt;
     }
     if (positive && d->count() == 0) {
@@ -117,8 +118,28 @@ class Loader {
 
   void templ(const std::string& ptr, const std::string& text, const templates::VariableSet& vars) {
     for (const auto& e : templates::check(text, vars)) {
-      cx_.error_in_scalar(ptr, text, e.offset, "template: " + e.message);
+      cx_.error_in_scalar(ptr, text, e.offset, "template: " + e.message + variable_hint(e.unknown_variable, vars));
     }
+  }
+
+  // What to do about an unknown template variable.
+  std::string variable_hint(const std::string& name, const templates::VariableSet& vars) const {
+    if (name.empty()) return "";
+    if (!vars.contains("stage.name") && templates::standard_variables({"version"}).contains(name)) {
+      return "; release values are computed once per run, from 'source.*', 'pipeline.name' and 'run.*' only";
+    }
+    const auto names = vars.names();
+    if (auto c = closest(name, names)) return "; did you mean '" + *c + "'?";
+    std::string group = name.substr(0, name.find('.'));
+    if (group == "release" && !vars.contains("stage.name")) {
+      return "; release values are computed once per run, from 'source.*', 'pipeline.name' and 'run.*' only";
+    }
+    std::string fields;
+    for (const auto& n : names) {
+      if (n.rfind(group + ".", 0) == 0) fields += (fields.empty() ? "'" : ", '") + n + "'";
+    }
+    if (!fields.empty()) return "; '" + group + "' has " + fields;
+    return "; known variables start with 'source.', 'release.', 'pipeline.', 'stage.', 'run.' or 'upstream.'";
   }
 
   void templ(const json& obj, const char* key, const std::string& ptr, const templates::VariableSet& vars) {
@@ -256,14 +277,13 @@ class Loader {
         RE2::Options opts;
         opts.set_log_errors(false);
         RE2 compiled(re.pattern, opts);
+        std::string at = ptr + "/replace/pattern";
         if (!compiled.ok()) {
-          cx_.error_at_value(ptr + "/replace/pattern", "bad 'pattern' '" + re.pattern + "': " + compiled.error() +
-                                                           " (patterns use RE2 syntax)");
-        } else if (member(*rep, "with") && member(*rep, "with")->is_string()) {
-          std::string why;
-          if (!compiled.CheckRewriteString(re.with, &why)) {
-            cx_.error_at_value(ptr + "/replace/with", "'with' does not fit the pattern: " + why);
-          }
+          std::size_t offset = compiled.error_arg().empty() ? 0 : re.pattern.find(compiled.error_arg());
+          cx_.error_in_scalar(at, re.pattern, offset == std::string::npos ? 0 : offset,
+                              "bad 'pattern' '" + re.pattern + "': " + compiled.error() + " (patterns use RE2 syntax)");
+        } else {
+          rewrite(re.with, compiled.NumberOfCapturingGroups(), ptr + "/replace/with");
         }
       }
       templ(*rep, "with", ptr + "/replace", vars_);
@@ -281,6 +301,29 @@ class Loader {
       return out;
     }
     return std::nullopt;
+  }
+
+  // `with` may refer to the pattern's groups as \\0 (the whole match) to \\9.
+  void rewrite(const std::string& with, int groups, const std::string& ptr) {
+    for (std::size_t i = 0; i < with.size(); ++i) {
+      if (with[i] != '\\') continue;
+      if (i + 1 == with.size()) {
+        cx_.error_in_scalar(ptr, with, i, "'with' ends with a lone '\\'; write '\\\\' for a backslash");
+        return;
+      }
+      char c = with[++i];
+      if (c == '\\') continue;
+      if (c < '0' || c > '9') {
+        cx_.error_in_scalar(ptr, with, i - 1, std::string("'with' has '\\") + c +
+                                                  "'; use '\\0' to '\\9' for the pattern's groups, '\\\\' for a backslash");
+        return;
+      }
+      if (c - '0' > groups) {
+        cx_.error_in_scalar(ptr, with, i - 1, std::string("'with' uses '\\") + c + "' but 'pattern' has " +
+                                                  (groups == 0 ? "no groups" : groups == 1 ? "only 1 group" : "only " + std::to_string(groups) + " groups"));
+        return;
+      }
+    }
   }
 
   PrSpec pr_spec(const json& pr, const std::string& ptr) {
@@ -313,13 +356,14 @@ class Loader {
     if (!cx_.options.read_file) return;
     auto text = cx_.options.read_file(path);
     if (!text) {
-      cx_.error_at_value(ptr, "'body' template file '" + path + "' cannot be read: " + text.error());
+      cx_.error_at_value(ptr, "'body' template file '" + path + "' cannot be read: " + text.error() +
+                                  " (the path is relative to the source repository's root)");
       return;
     }
     std::string shown = cx_.options.display_path ? cx_.options.display_path(path) : path;
     for (const auto& e : templates::check(*text, vars_)) {
       Position pos = locate_in_scalar(*text, {1, 1}, *text, e.offset);
-      cx_.out.push_back({shown, pos, ProblemKind::semantic, ptr, "template: " + e.message});
+      cx_.out.push_back({shown, pos, ProblemKind::semantic, ptr, "template: " + e.message + variable_hint(e.unknown_variable, vars_)});
     }
   }
 
@@ -437,7 +481,11 @@ class Loader {
           templ(*pm, "query", at + "/prometheus", vars_);
           if (const json* b = member(*pm, "below"); b && b->is_number()) ps.below = b->get<double>();
           if (const json* a = member(*pm, "above"); a && a->is_number()) ps.above = a->get<double>();
-          if (!ps.below && !ps.above && !member(*pm, "below") && !member(*pm, "above")) {
+          bool only_known_keys = std::all_of(pm->items().begin(), pm->items().end(), [](const auto& kv) {
+            static const std::set<std::string> known{"url", "query", "below", "above", "for"};
+            return known.count(kv.key()) > 0;
+          });
+          if (only_known_keys && !member(*pm, "below") && !member(*pm, "above")) {
             cx_.error_at_key(at + "/prometheus", "prometheus step needs 'below' or 'above': the bound the query result must keep");
           }
           if (auto d = duration(*pm, "for", at + "/prometheus", false)) ps.for_duration = *d;
@@ -450,9 +498,13 @@ class Loader {
       }
     }
     if (waited > out.timeout) {
-      std::string at = member(v, "timeout") ? ptr + "/timeout" : ptr;
-      cx_.error_at_value(at, "verification needs at least " + format_duration(waited) + " (waits and 'for' periods) but times out after " +
-                                 format_duration(out.timeout) + "; raise 'timeout'");
+      std::string msg = "verification needs at least " + format_duration(waited) + " (waits and 'for' periods) but times out after " +
+                        format_duration(out.timeout);
+      if (member(v, "timeout")) {
+        cx_.error_at_value(ptr + "/timeout", msg + "; raise 'timeout'");
+      } else {
+        cx_.error_at_key(ptr, msg + " (the default); add a longer 'timeout'");
+      }
     }
     return out;
   }

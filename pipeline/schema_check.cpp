@@ -183,6 +183,7 @@ class Translator {
           starts_with(d, "Failed to validate against additional properties schema") ||
           starts_with(d, "Failed to validate against schema associated with pattern") ||
           starts_with(d, "Cannot validate item #") ||
+          starts_with(d, "Failed to validate against child schema #") ||
           starts_with(d, "Failed to validate against dependent schema") ||
           starts_with(d, "Failed to validate against a conditional schema")) {
         continue;  // restates a failure already reported further down the tree
@@ -212,10 +213,37 @@ class Translator {
       kept.push_back({std::move(tokens), d});
     }
     for (const auto& r : kept) translate(r.tokens, r.description);
-    return std::move(out_);
+    // "missing required key 'from'" next to "unknown key 'form'...; did you mean 'from'?" says the
+    // same thing twice: keep the one that names the typo.
+    std::vector<Diagnostic> out;
+    for (auto& d : out_) {
+      bool explained = false;
+      for (const std::string marker : {" is missing required key '", " needs '"}) {
+        auto at = d.message.find(marker);
+        if (at == std::string::npos) continue;
+        std::string key = d.message.substr(at + marker.size());
+        key = key.substr(0, key.find('\''));
+        for (const auto& other : out_) {
+          if (other.path.rfind(d.path + "/", 0) == 0 && other.message.find("did you mean '" + key + "'?") != std::string::npos) {
+            explained = true;
+          }
+        }
+      }
+      if (!explained) out.push_back(std::move(d));
+    }
+    return out;
   }
 
  private:
+  std::vector<std::string> keys_in_file_order(const std::string& ptr, const json& obj) const {
+    std::vector<std::string> keys;
+    for (const auto& [k, _] : obj.items()) keys.push_back(k);
+    std::stable_sort(keys.begin(), keys.end(), [&](const std::string& a, const std::string& b) {
+      return doc_.map.key(ptr + "/" + pointer_token(a)) < doc_.map.key(ptr + "/" + pointer_token(b));
+    });
+    return keys;
+  }
+
   // How a node is named in messages: 'soak', or item 2 of 'branches'.
   static std::string name_of(const std::vector<std::string>& tokens) {
     if (tokens.empty()) return "the file";
@@ -290,6 +318,7 @@ class Translator {
     }
     if (starts_with(d, "Value type not permitted")) {
       std::string got = at.instance ? type_name(*at.instance) : "a value";
+      if (at.instance && at.instance->is_number_float()) got = "the fraction " + at.instance->dump();
       std::string want = !expected.empty() ? expected
                          : (at.schema && at.schema->contains("type")) ? schema_type_words((*at.schema)["type"])
                                                                       : "another type";
@@ -304,11 +333,31 @@ class Translator {
     }
     if (starts_with(d, "Failed to match expected value set by 'const'")) {
       std::string got = at.instance ? short_value(*at.instance) : "";
-      emit(ptr, vpos, what + " must be " + (expected.empty() ? "a fixed value" : expected) + "; got '" + got + "'");
+      std::string hint;
+      if (at.instance && at.instance->is_string() && at.schema && at.schema->contains("const") &&
+          (*at.schema)["const"].dump() == got) {
+        hint = "; write it without quotes";
+      }
+      emit(ptr, vpos, what + " must be " + (expected.empty() ? "a fixed value" : expected) + "; got '" + got + "'" + hint);
       return;
     }
     if (starts_with(d, "Failed to match regex specified by 'pattern'")) {
       std::string got = at.instance ? short_value(*at.instance) : "";
+      if (tokens.size() >= 2 && tokens.back() == "name") {
+        // "stage name 'QA' is invalid: ..." and the name it was probably meant to be.
+        Located parent = locate(doc_.json, std::vector<std::string>(tokens.begin(), tokens.end() - 1));
+        std::string title = parent.schema ? parent.schema->value("title", "") : "";
+        std::string fixed;
+        for (char c : got) {
+          if (c >= 'A' && c <= 'Z') fixed += static_cast<char>(c - 'A' + 'a');
+          else if (c == '_' || c == ' ' || c == '.') fixed += '-';
+          else fixed += c;
+        }
+        RE2 name_re("[a-z0-9][a-z0-9-]*");
+        std::string hint = fixed != got && RE2::FullMatch(fixed, name_re) ? "; did you mean '" + fixed + "'?" : "";
+        emit(ptr, vpos, (title.empty() ? std::string("name") : title + " name") + " '" + got + "' is invalid: expected " + expected + hint);
+        return;
+      }
       emit(ptr, vpos, what + " is '" + got + "'; expected " + (expected.empty() ? "a different format" : expected));
       return;
     }
@@ -349,8 +398,7 @@ class Translator {
         if (too_few) {
           emit(ptr, kpos, words + " is empty; it needs " + expected);
         } else {
-          std::vector<std::string> present;
-          for (const auto& [k, _] : at.instance->items()) present.push_back(k);
+          std::vector<std::string> present = keys_in_file_order(ptr, *at.instance);
           emit(ptr, kpos, words + " has " + quoted_list(present, " and ") + "; it needs " + expected);
         }
       } else if (too_few) {
@@ -369,11 +417,10 @@ class Translator {
       return;
     }
     if (starts_with(d, "Failed to validate against exactly one child schema")) {
+      if (!at.instance || !at.instance->is_object()) return;  // its type is reported instead
       std::vector<std::string> present;
-      if (at.instance && at.instance->is_object()) {
-        for (const char* k : {"set", "image", "replace", "copy"}) {
-          if (at.instance->contains(k)) present.push_back(k);
-        }
+      for (const auto& k : keys_in_file_order(ptr, *at.instance)) {
+        if (k == "set" || k == "image" || k == "replace" || k == "copy") present.push_back(k);
       }
       emit(ptr, kpos, object_words(at) + " has " + quoted_list(present, " and ") + "; it needs " +
                           (expected.empty() ? "exactly one of them" : expected));
@@ -395,6 +442,7 @@ class Translator {
         }
       }
       std::string got = at.instance ? (at.instance->is_string() ? "'" + short_value(*at.instance) + "'" : type_name(*at.instance)) : "nothing";
+      if (at.instance && at.instance->is_array() && at.instance->empty()) got = "an empty list";
       std::string hint = at.instance && at.instance->is_string() ? did_you_mean(at.instance->get<std::string>(), options) : "";
       emit(ptr, vpos, what + " must be " + (expected.empty() ? "another value" : expected) + "; got " + got + hint);
       return;

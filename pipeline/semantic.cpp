@@ -57,16 +57,31 @@ void find_cycles(const CheckContext& cx, const Pipeline& p) {
       if (it == by_name.end()) continue;
       if (mark[up] == Mark::active) {
         auto from = std::find(path.begin(), path.end(), up);
-        std::vector<std::string> cycle(from, path.end());
+        std::vector<std::string> cycle(from, path.end());  // each runs after the one after it
         std::set<std::string> members(cycle.begin(), cycle.end());
         if (reported.insert(members).second) {
+          // Describe the loop as written, marking links that come from the default "after the
+          // stage above", and report it at a written `after` entry when there is one.
           std::string desc;
-          for (const auto& c : cycle) desc += "'" + c + "' -> ";
-          desc += "'" + up + "'";
-          // Report at the `after` entry that closes the loop.
-          std::size_t idx = static_cast<std::size_t>(std::find(s.after.begin(), s.after.end(), up) - s.after.begin());
-          std::string at = s.after_explicit ? s.ptr + "/after/" + std::to_string(idx) : s.ptr;
-          cx.error_at_value(at, "stages form a cycle: " + desc + " (each runs after the next)");
+          const Stage* report_stage = nullptr;
+          std::string report_after;
+          for (std::size_t k = 0; k < cycle.size(); ++k) {
+            const Stage* st = by_name[cycle[k]];
+            const std::string& upstream = k + 1 < cycle.size() ? cycle[k + 1] : cycle.front();
+            desc += (k ? ", " : "") + std::string("'") + st->name + "' runs after '" + upstream + "'" +
+                    (st->after_explicit ? "" : " (by default: the stage above it)");
+            if (!report_stage && st->after_explicit) {
+              report_stage = st;
+              report_after = upstream;
+            }
+          }
+          std::string at = s.ptr;
+          if (report_stage) {
+            std::size_t idx = static_cast<std::size_t>(
+                std::find(report_stage->after.begin(), report_stage->after.end(), report_after) - report_stage->after.begin());
+            at = report_stage->ptr + "/after/" + std::to_string(idx);
+          }
+          cx.error_at_value(at, "stages form a cycle: " + desc);
         }
       } else if (mark[up] == Mark::none) {
         visit(*it->second);

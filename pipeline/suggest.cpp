@@ -41,8 +41,19 @@ std::optional<std::string> closest(std::string_view word, std::span<const std::s
   if (!best) return std::nullopt;
   // A typo changes at most about a third of a word (and always allows one edit).
   std::size_t limit = std::max<std::size_t>(1, std::max(word.size(), best->size()) / 3);
-  if (best_d > limit) return std::nullopt;
-  return best;
+  if (best_d <= limit) return best;
+  // Else a word that starts with a candidate, or is its start: 'automatic' -> 'auto',
+  // 'squash-merge' -> 'squash'; or names its last part: 'version' -> 'release.version'.
+  std::optional<std::string> affix;
+  for (const auto& c : candidates) {
+    bool prefix = std::min(word.size(), c.size()) >= 3 && (word.rfind(c, 0) == 0 || c.rfind(word, 0) == 0);
+    bool suffix = c.size() > word.size() && c.compare(c.size() - word.size() - 1, std::string::npos, "." + std::string(word)) == 0;
+    if (prefix || suffix) {
+      if (affix) return std::nullopt;  // ambiguous
+      affix = c;
+    }
+  }
+  return affix;
 }
 
 std::string did_you_mean(std::string_view word, std::span<const std::string> candidates) {

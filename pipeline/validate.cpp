@@ -1,5 +1,7 @@
 #include "pipeline/validate.hpp"
 
+#include <algorithm>
+
 #include "pipeline/check_context.hpp"
 #include "pipeline/loader.hpp"
 #include "pipeline/schema_check.hpp"
@@ -10,49 +12,32 @@ namespace detail {
 
 Position locate_in_scalar(std::string_view text, Position pos, std::string_view value, std::size_t offset) {
   if (offset > value.size()) return pos;
-  // Find the start of the scalar's line in the source.
-  std::size_t line_start = 0;
-  for (int l = 1; l < pos.line; ++l) {
-    line_start = text.find('\n', line_start);
-    if (line_start == std::string_view::npos) return pos;
-    ++line_start;
-  }
-  std::size_t at = line_start + static_cast<std::size_t>(pos.column - 1);
-  if (at > text.size()) return pos;
-  std::string_view rest = text.substr(at);
-  std::string_view prefix = value.substr(0, offset);
-  bool multi_line = value.find('\n') != std::string_view::npos;
-  auto line_of = [&](std::string_view s) {
-    std::size_t n = 0;
-    for (char c : s) n += c == '\n';
-    return n;
+  auto position_of = [&](std::size_t byte) {
+    std::size_t line_start = text.rfind('\n', byte == 0 ? 0 : byte - 1);
+    line_start = (byte == 0 || line_start == std::string_view::npos) ? 0 : line_start + 1;
+    return Position{1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(byte), '\n')),
+                    1 + static_cast<int>(byte - line_start)};
   };
-  if (!multi_line) {
-    if (rest.substr(0, value.size()) == value) return {pos.line, pos.column + static_cast<int>(offset)};
-    if (!rest.empty() && (rest[0] == '"' || rest[0] == '\'') && rest.substr(1, value.size()) == value) {
-      return {pos.line, pos.column + 1 + static_cast<int>(offset)};
-    }
-    return pos;
+  // The scalar's first byte in the source.
+  std::size_t start = 0;
+  for (int l = 1; l < pos.line; ++l) {
+    start = text.find('\n', start);
+    if (start == std::string_view::npos) return pos;
+    ++start;
   }
-  if (!rest.empty() && rest[0] == '|') {
-    // Literal block: value line k is source line pos.line + 1 + k, after the block's indentation.
-    std::size_t content = text.find('\n', at);
-    if (content == std::string_view::npos) return pos;
-    ++content;
-    std::size_t indent = 0;
-    while (content + indent < text.size() && text[content + indent] == ' ') ++indent;
-    std::size_t k = line_of(prefix);
-    std::size_t last_nl = prefix.rfind('\n');
-    std::size_t col = last_nl == std::string_view::npos ? offset : offset - last_nl - 1;
-    return {pos.line + 1 + static_cast<int>(k), static_cast<int>(indent + col) + 1};
-  }
-  if (pos.line == 1 && pos.column == 1 && text == value) {
-    // A whole template file.
-    std::size_t last_nl = prefix.rfind('\n');
-    std::size_t col = last_nl == std::string_view::npos ? offset : offset - last_nl - 1;
-    return {1 + static_cast<int>(line_of(prefix)), static_cast<int>(col) + 1};
-  }
-  return pos;
+  start += static_cast<std::size_t>(pos.column - 1);
+  if (start > text.size()) return pos;
+  // Quoting, escapes and block folding make value offsets differ from source offsets, so find
+  // the text at `offset` (up to the end of its line) in the source, counting earlier repeats of
+  // it in the value: the k-th occurrence in the value is the k-th in the source after `start`.
+  std::string_view needle = value.substr(offset, std::min<std::size_t>(value.find('\n', offset), offset + 40) - offset);
+  if (needle.empty()) return pos;
+  std::size_t k = 0;
+  for (std::size_t at = value.find(needle); at != std::string_view::npos && at < offset; at = value.find(needle, at + 1)) ++k;
+  std::size_t found = text.find(needle, start);
+  for (std::size_t i = 0; i < k && found != std::string_view::npos; ++i) found = text.find(needle, found + 1);
+  if (found == std::string_view::npos) return pos;
+  return position_of(found);
 }
 
 void CheckContext::error_in_scalar(const std::string& ptr, std::string_view value, std::size_t offset,

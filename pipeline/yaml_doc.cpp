@@ -1,5 +1,6 @@
 #include "pipeline/yaml_doc.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -7,7 +8,10 @@
 #include <string>
 #include <vector>
 
+#include <sstream>
+
 #include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 namespace tollgate::pipeline {
@@ -100,90 +104,273 @@ nlohmann::json resolve_plain(const std::string& s) {
   return s;
 }
 
-class Converter {
- public:
-  Converter(const std::string& file, const YamlLimits& limits, SourceMap& map)
-      : file_(file), limits_(limits), map_(map) {}
+// Builds JSON straight from yaml-cpp's parse events: no yaml-cpp node tree, which would cost as
+// much again as the parse itself.
+struct Stop {
+  Diagnostic diag;
+};
 
-  tl::expected<nlohmann::json, Diagnostic> convert(const YAML::Node& node, const std::string& ptr,
-                                                   std::size_t depth = 0) {
-    if (depth > limits_.max_depth) {
-      return fail(node, ptr, "nested more than " + std::to_string(limits_.max_depth) +
-                                 " levels deep; a pipeline file needs far fewer");
-    }
-    if (++visited_ > limits_.max_nodes) {
-      return fail(node, ptr, "document expands to more than " + std::to_string(limits_.max_nodes) +
-                                 " nodes (deeply nested aliases?); simplify the anchors");
-    }
-    Position pos = to_position(node.Mark());
-    if (pos.line > 0) map_.set_value(ptr, pos);
-    switch (node.Type()) {
-      case YAML::NodeType::Undefined:
-      case YAML::NodeType::Null:
-        return nullptr;
-      case YAML::NodeType::Scalar: {
-        const std::string& tag = node.Tag();
-        const std::string& s = node.Scalar();
-        if (tag == "?") return resolve_plain(s);
-        if (tag == "!" || tag == "tag:yaml.org,2002:str") return s;
-        if (tag == "tag:yaml.org,2002:int" || tag == "tag:yaml.org,2002:float" ||
-            tag == "tag:yaml.org,2002:bool" || tag == "tag:yaml.org,2002:null") {
-          auto r = resolve_plain(s);
-          if (r.is_string()) return fail(node, ptr, "value '" + s + "' does not match its tag '" + tag + "'");
-          return r;
-        }
-        return fail(node, ptr, "unsupported tag '" + tag + "'; remove it");
-      }
-      case YAML::NodeType::Sequence: {
-        auto arr = nlohmann::json::array();
-        std::size_t i = 0;
-        for (const auto& item : node) {
-          auto v = convert(item, ptr + "/" + std::to_string(i++), depth + 1);
-          if (!v) return v;
-          arr.push_back(std::move(*v));
-        }
-        return arr;
-      }
-      case YAML::NodeType::Map: {
-        auto obj = nlohmann::json::object();
-        std::map<std::string, Position> first_seen;
-        for (const auto& kv : node) {
-          const YAML::Node& k = kv.first;
-          if (!k.IsScalar()) {
-            return fail(k, ptr, "a mapping key must be a plain string, not a " +
-                                    std::string(k.IsMap() ? "mapping" : k.IsSequence() ? "list" : "null"));
-          }
-          const std::string& key = k.Scalar();
-          Position kpos = to_position(k.Mark());
-          auto [it, inserted] = first_seen.emplace(key, kpos);
-          if (!inserted) {
-            return fail(k, ptr, "duplicate key '" + key + "' (first defined at line " +
-                                    std::to_string(it->second.line) + ")");
-          }
-          std::string child = ptr + "/" + pointer_token(key);
-          if (kpos.line > 0) map_.set_key(child, kpos);
-          auto v = convert(kv.second, child, depth + 1);
-          if (!v) return v;
-          obj[key] = std::move(*v);
-        }
-        return obj;
-      }
-    }
-    return nullptr;
+class JsonBuilder final : public YAML::EventHandler {
+ public:
+  JsonBuilder(std::string_view text, const std::string& file, const YamlLimits& limits, SourceMap& map)
+      : text_(text), file_(file), limits_(limits), map_(map) {}
+
+  nlohmann::json take() { return std::move(root_); }
+  int documents() const { return documents_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++documents_ == 2) second_document_ = mark;
   }
+  void OnDocumentEnd() override {}
+
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    if (documents_ > 1 && frames_.empty()) return;  // an empty document after a trailing '---'
+    single_document();
+    if (key_expected()) stop(mark, frames_.back().ptr, "a mapping key must be a plain string, not empty");
+    auto ptr = begin_value(empty_value_mark(mark));
+    // `key:` with nothing after it: the key is where the user looks.
+    if (!frames_.empty() && frames_.back().value.is_object() && frames_.back().key_pos.line > 0) {
+      map_.set_value(ptr, frames_.back().key_pos);
+    }
+    finish_value(nlohmann::json(nullptr), ptr, anchor, 1);
+  }
+
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    single_document();
+    auto it = anchors_.find(anchor);
+    if (it == anchors_.end()) stop(mark, "", "alias refers to an unknown anchor");
+    if (key_expected()) stop(mark, frames_.back().ptr, "a mapping key must be a plain string, not an alias");
+    auto ptr = begin_value(mark);
+    count(it->second.second, mark, ptr);
+    finish_value(nlohmann::json(it->second.first), ptr, 0, it->second.second);
+  }
+
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    single_document();
+    if (tag == "!") closed_quote(mark);
+    if (key_expected()) {
+      Frame& f = frames_.back();
+      f.key = value;
+      f.key_pos = to_position(mark);
+      f.has_key = true;
+      auto [it, inserted] = f.first_seen.emplace(value, f.key_pos);
+      if (!inserted) {
+        stop(mark, f.ptr, "duplicate key '" + value + "' (first defined at line " + std::to_string(it->second.line) + ")");
+      }
+      return;
+    }
+    auto ptr = begin_value(mark);
+    nlohmann::json v;
+    if (tag == "?") {
+      v = resolve_plain(value);
+    } else if (tag == "!" || tag == "tag:yaml.org,2002:str") {
+      v = value;
+    } else if (tag == "tag:yaml.org,2002:int" || tag == "tag:yaml.org,2002:float" || tag == "tag:yaml.org,2002:bool" ||
+               tag == "tag:yaml.org,2002:null") {
+      v = resolve_plain(value);
+      if (v.is_string()) stop(mark, ptr, "value '" + value + "' does not match its tag '" + tag + "'");
+    } else {
+      stop(mark, ptr, "unsupported tag '" + tag + "'; remove it");
+    }
+    finish_value(std::move(v), ptr, anchor, 1);
+  }
+
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    open(mark, tag, anchor, nlohmann::json::array(), "list");
+  }
+  void OnSequenceEnd() override { close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    open(mark, tag, anchor, nlohmann::json::object(), "mapping");
+  }
+  void OnMapEnd() override { close(); }
 
  private:
-  tl::unexpected<Diagnostic> fail(const YAML::Node& node, const std::string& ptr, std::string msg) {
-    Position pos = to_position(node.Mark());
+  struct Frame {
+    nlohmann::json value;
+    std::string ptr;
+    YAML::anchor_t anchor = 0;
+    std::size_t nodes = 1;  // in this subtree, after alias expansion
+    // maps only
+    bool has_key = false;
+    std::string key;
+    Position key_pos;
+    std::map<std::string, Position> first_seen;
+  };
+
+  [[noreturn]] void stop(const YAML::Mark& mark, const std::string& ptr, std::string msg) {
+    Position pos = to_position(mark);
     if (pos.line == 0) pos = map_.value(ptr);
-    return tl::unexpected(Diagnostic{file_, pos, ProblemKind::yaml, ptr, std::move(msg)});
+    throw Stop{Diagnostic{file_, pos, ProblemKind::yaml, ptr, std::move(msg)}};
   }
 
+  // yaml-cpp marks an empty value where the next token starts (often the next line); point at the
+  // '-' or ':' that introduced it instead.
+  YAML::Mark empty_value_mark(const YAML::Mark& mark) const {
+    if (mark.pos <= 0 || static_cast<std::size_t>(mark.pos) > text_.size()) return mark;
+    std::size_t i = static_cast<std::size_t>(mark.pos);
+    while (i > 0 && (text_[i - 1] == ' ' || text_[i - 1] == '\t' || text_[i - 1] == '\n' || text_[i - 1] == '\r')) --i;
+    if (i == 0 || (text_[i - 1] != '-' && text_[i - 1] != ':')) return mark;
+    YAML::Mark m;
+    m.pos = static_cast<int>(i - 1);
+    m.line = static_cast<int>(std::count(text_.begin(), text_.begin() + static_cast<std::ptrdiff_t>(i - 1), '\n'));
+    std::size_t line_start = text_.rfind('\n', i - 1);
+    m.column = static_cast<int>(i - 1 - (line_start == std::string_view::npos ? 0 : line_start + 1));
+    return m;
+  }
+
+  void single_document() {
+    if (documents_ > 1) {
+      // Point at the '---' that starts the second document.
+      std::size_t at = std::min<std::size_t>(static_cast<std::size_t>(std::max(0, second_document_.pos)), text_.size());
+      std::size_t dash = text_.rfind("---", at);
+      int line = second_document_.line + 1;
+      if (dash != std::string_view::npos) {
+        line = 1 + static_cast<int>(std::count(text_.begin(), text_.begin() + static_cast<std::ptrdiff_t>(dash), '\n'));
+      }
+      throw Stop{Diagnostic{file_, {line, 1}, ProblemKind::yaml, "",
+                            "file holds more than one YAML document; a pipeline file is one document (remove this '---' and what follows, or merge the documents)"}};
+    }
+  }
+
+  // yaml-cpp ends a quoted scalar that is never closed at the end of the file, silently taking
+  // every following line into it; refuse that.
+  void closed_quote(const YAML::Mark& mark) {
+    if (mark.pos < 0 || static_cast<std::size_t>(mark.pos) >= text_.size()) return;
+    std::size_t i = static_cast<std::size_t>(mark.pos);
+    char q = text_[i];
+    if (q != '"' && q != '\'') return;
+    for (++i; i < text_.size(); ++i) {
+      if (q == '"' && text_[i] == '\\') {
+        ++i;
+      } else if (text_[i] == q) {
+        if (q == '\'' && i + 1 < text_.size() && text_[i + 1] == '\'') {
+          ++i;
+        } else {
+          return;
+        }
+      }
+    }
+    stop(mark, "", std::string("quoted string is never closed; add the closing ") + q);
+  }
+
+  bool key_expected() const { return !frames_.empty() && frames_.back().value.is_object() && !frames_.back().has_key; }
+
+  // The pointer of the value that starts now, with its position (and its key's) recorded.
+  std::string begin_value(const YAML::Mark& mark) {
+    std::string ptr;
+    if (!frames_.empty()) {
+      Frame& f = frames_.back();
+      if (f.value.is_array()) {
+        ptr = f.ptr + "/" + std::to_string(f.value.size());
+      } else {
+        ptr = f.ptr + "/" + pointer_token(f.key);
+        if (f.key_pos.line > 0) map_.set_key(ptr, f.key_pos);
+      }
+    }
+    Position pos = to_position(mark);
+    if (pos.line > 0) map_.set_value(ptr, pos);
+    return ptr;
+  }
+
+  void count(std::size_t n, const YAML::Mark& mark, const std::string& ptr) {
+    visited_ += n;
+    if (visited_ > limits_.max_nodes) {
+      stop(mark, ptr, "document expands to more than " + std::to_string(limits_.max_nodes) +
+                          " nodes (deeply nested aliases?); simplify the anchors");
+    }
+  }
+
+  void open(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor, nlohmann::json empty,
+            const char* what) {
+    single_document();
+    if (key_expected()) stop(mark, frames_.back().ptr, std::string("a mapping key must be a plain string, not a ") + what);
+    if (tag != "?" && tag != "!" && tag != "tag:yaml.org,2002:seq" && tag != "tag:yaml.org,2002:map") {
+      stop(mark, "", "unsupported tag '" + tag + "'; remove it");
+    }
+    std::string ptr = begin_value(mark);
+    if (frames_.size() >= limits_.max_depth) {
+      stop(mark, ptr, "nested more than " + std::to_string(limits_.max_depth) + " levels deep; a pipeline file needs far fewer");
+    }
+    count(1, mark, ptr);
+    Frame f;
+    f.value = std::move(empty);
+    f.ptr = std::move(ptr);
+    f.anchor = anchor;
+    frames_.push_back(std::move(f));
+  }
+
+  void close() {
+    Frame f = std::move(frames_.back());
+    frames_.pop_back();
+    finish_value(std::move(f.value), f.ptr, f.anchor, f.nodes, /*counted=*/true);
+  }
+
+  void finish_value(nlohmann::json v, const std::string& ptr, YAML::anchor_t anchor, std::size_t nodes,
+                    bool counted = false) {
+    if (!counted && nodes == 1) count(1, {}, ptr);
+    if (anchor != 0) anchors_[anchor] = {v, nodes};
+    if (frames_.empty()) {
+      root_ = std::move(v);
+      return;
+    }
+    Frame& parent = frames_.back();
+    parent.nodes += nodes;
+    if (parent.value.is_array()) {
+      parent.value.push_back(std::move(v));
+    } else {
+      parent.value[parent.key] = std::move(v);
+      parent.has_key = false;
+    }
+  }
+
+  std::string_view text_;
   const std::string& file_;
   const YamlLimits& limits_;
   SourceMap& map_;
+  YAML::Mark second_document_;
+  std::vector<Frame> frames_;
+  std::map<YAML::anchor_t, std::pair<nlohmann::json, std::size_t>> anchors_;
+  nlohmann::json root_;
   std::size_t visited_ = 0;
+  int documents_ = 0;
 };
+
+// yaml-cpp's messages name parser states; say what the user should look at instead.
+std::string explain_parse_error(std::string_view text, const YAML::Exception& e) {
+  const std::string& m = e.msg;
+  std::string line;
+  if (e.mark.pos >= 0 && static_cast<std::size_t>(e.mark.pos) <= text.size()) {
+    std::size_t start = text.rfind('\n', e.mark.pos > 0 ? static_cast<std::size_t>(e.mark.pos) - 1 : 0);
+    start = start == std::string_view::npos ? 0 : start + 1;
+    std::size_t end = text.find('\n', start);
+    line = std::string(text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+  }
+  bool tab_indent = line.find_first_not_of(" \t") != std::string::npos &&
+                    line.substr(0, line.find_first_not_of(" \t")).find('\t') != std::string::npos;
+  if (tab_indent) return "this line is indented with a tab; YAML indentation must use spaces";
+  if (m == YAML::ErrorMsg::END_OF_SEQ_FLOW) return "a '[' list is never closed; add the ']' (or check the quotes inside it)";
+  if (m == YAML::ErrorMsg::END_OF_MAP_FLOW) return "a '{' mapping is never closed; add the '}' (or check the quotes inside it)";
+  if (m == YAML::ErrorMsg::END_OF_SEQ || m == YAML::ErrorMsg::END_OF_MAP || m == YAML::ErrorMsg::BLOCK_ENTRY ||
+      m == YAML::ErrorMsg::MAP_VALUE || m == YAML::ErrorMsg::MAP_KEY) {
+    return "unexpected structure here (" + m + "); check this line's indentation against the lines above";
+  }
+  if (m == YAML::ErrorMsg::UNKNOWN_ANCHOR) {
+    std::size_t star = line.find('*');
+    std::string name;
+    if (star != std::string::npos) {
+      std::size_t end = line.find_first_of(" ,]}\t", star);
+      name = line.substr(star + 1, end == std::string::npos ? std::string::npos : end - star - 1);
+    }
+    return name.empty() ? "alias refers to an anchor that is not defined above it"
+                        : "alias '*" + name + "' refers to an anchor '&" + name + "' that is not defined above it";
+  }
+  if (m == YAML::ErrorMsg::FLOW_END) return "a ']' or '}' here closes nothing";
+  if (m.empty()) return "cannot be read";
+  return m;
+}
 
 }  // namespace
 
@@ -224,9 +411,15 @@ tl::expected<YamlDocument, Diagnostic> parse_yaml(std::string_view text, const s
   if (text.find('\0') != std::string_view::npos) {
     return problem({1, 1}, "file contains a NUL byte; a pipeline file is UTF-8 text");
   }
-  std::vector<YAML::Node> docs;
+  YamlDocument doc;
+  JsonBuilder builder(text, file, limits, doc.map);
   try {
-    docs = YAML::LoadAll(std::string(text));
+    std::istringstream in{std::string(text)};
+    YAML::Parser parser(in);
+    while (parser.HandleNextDocument(builder)) {
+    }
+  } catch (const Stop& s) {
+    return tl::unexpected(s.diag);
   } catch (const YAML::DeepRecursion& e) {
     Position pos = to_position(e.mark);
     return problem(pos.line ? pos : Position{1, 1}, "invalid YAML: nested more than " + std::to_string(e.depth()) +
@@ -234,29 +427,21 @@ tl::expected<YamlDocument, Diagnostic> parse_yaml(std::string_view text, const s
   } catch (const YAML::Exception& e) {
     Position pos = to_position(e.mark);
     if (pos.line == 0) pos = {1, 1};
-    std::string msg = e.msg;
-    if (msg.empty()) msg = "cannot be read";
-    return problem(pos, "invalid YAML: " + msg);
+    std::string why = explain_parse_error(text, e);
+    if (why.find("indented with a tab") != std::string::npos && e.mark.pos >= 0) {
+      // Point at the tab itself.
+      std::size_t start = text.rfind('\n', e.mark.pos > 0 ? static_cast<std::size_t>(e.mark.pos) - 1 : 0);
+      start = start == std::string_view::npos ? 0 : start + 1;
+      std::size_t tab = text.find('\t', start);
+      if (tab != std::string_view::npos) pos.column = static_cast<int>(tab - start) + 1;
+    }
+    return problem(pos, "invalid YAML: " + why);
   } catch (const std::exception& e) {
     return problem({1, 1}, std::string("invalid YAML: ") + e.what());
   }
-  if (docs.empty() || (docs.size() == 1 && docs[0].IsNull())) {
+  doc.json = builder.take();
+  if (builder.documents() == 0 || doc.json.is_null()) {
     return problem({1, 1}, "file is empty; a pipeline file starts with 'version: 1'");
-  }
-  if (docs.size() > 1) {
-    Position pos = to_position(docs[1].Mark());
-    if (pos.line == 0) pos = {1, 1};
-    return problem(pos, "file holds " + std::to_string(docs.size()) +
-                            " YAML documents; a pipeline file is one document (remove the '---' separators)");
-  }
-  YamlDocument doc;
-  Converter conv(file, limits, doc.map);
-  try {
-    auto json = conv.convert(docs[0], "");
-    if (!json) return tl::unexpected(json.error());
-    doc.json = std::move(*json);
-  } catch (const YAML::Exception& e) {
-    return problem(to_position(e.mark).line ? to_position(e.mark) : Position{1, 1}, "invalid YAML: " + e.msg);
   }
   return doc;
 }

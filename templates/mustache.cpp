@@ -197,48 +197,7 @@ std::vector<TemplateError> check(std::string_view text, const VariableSet& known
                                       "'"});
       continue;
     }
-    std::string msg = "unknown template variable '" + u.name + "'";
-    // A close name is the likeliest fix; otherwise list what the group offers.
-    std::size_t best_d = static_cast<std::size_t>(-1);
-    std::string best;
-    for (const auto& n : names) {
-      // cheap distance: reuse the same measure as keys
-      std::size_t d = 0;
-      {
-        const std::string& a = u.name;
-        std::vector<std::size_t> prev(n.size() + 1), cur(n.size() + 1);
-        for (std::size_t j = 0; j <= n.size(); ++j) prev[j] = j;
-        for (std::size_t x = 1; x <= a.size(); ++x) {
-          cur[0] = x;
-          for (std::size_t y = 1; y <= n.size(); ++y) {
-            cur[y] = std::min({prev[y] + 1, cur[y - 1] + 1, prev[y - 1] + (a[x - 1] == n[y - 1] ? 0 : 1)});
-          }
-          std::swap(prev, cur);
-        }
-        d = prev[n.size()];
-      }
-      if (d < best_d) {
-        best_d = d;
-        best = n;
-      }
-    }
-    if (!best.empty() && best_d <= std::max<std::size_t>(1, u.name.size() / 3)) {
-      msg += "; did you mean '" + best + "'?";
-    } else {
-      auto dot = u.name.find('.');
-      std::string group = u.name.substr(0, dot);
-      std::vector<std::string> fields;
-      for (const auto& n : names) {
-        if (n.rfind(group + ".", 0) == 0) fields.push_back(n);
-      }
-      if (!fields.empty()) {
-        msg += "; '" + group + "' has ";
-        for (std::size_t k = 0; k < fields.size(); ++k) msg += (k ? ", '" : "'") + fields[k] + "'";
-      } else if (group == "release") {
-        msg += "; release values are computed from 'source.*', 'pipeline.name' and 'run.*' only";
-      }
-    }
-    errors.push_back({u.offset, msg});
+    errors.push_back({u.offset, "unknown template variable '" + u.name + "'", u.name});
   }
   return errors;
 }

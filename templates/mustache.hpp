@@ -13,8 +13,12 @@
 namespace tollgate::templates {
 
 struct TemplateError {
+  TemplateError() = default;
+  TemplateError(std::size_t at, std::string text, std::string unknown = {})
+      : offset(at), message(std::move(text)), unknown_variable(std::move(unknown)) {}
   std::size_t offset = 0;  // byte offset in the template text
   std::string message;
+  std::string unknown_variable;  // set when the error is a variable not in the known set
 };
 
 struct VariableUse {
@@ -46,7 +50,7 @@ class VariableSet {
 // What release values themselves may use: source.*, pipeline.name and run.*.
 [[nodiscard]] VariableSet release_variables();
 
-// Parse errors, then one error per use of a variable that is not in `known`.
+// Parse errors, then one error per use of a variable that is not in `known` (callers add hints).
 [[nodiscard]] std::vector<TemplateError> check(std::string_view text, const VariableSet& known);
 
 // Renders with `vars` (nested objects: {"source": {"sha": ...}, ...}).

@@ -181,7 +181,7 @@ pipelines:
   auto missing = with_body("templates/nope.mustache");
   REQUIRE(missing.problems.size() == 1);
   CHECK(format_text(missing.problems[0]) ==
-        "p.yaml:9:21: error: 'body' template file 'templates/nope.mustache' cannot be read: No such file or directory");
+        "p.yaml:9:21: error: 'body' template file 'templates/nope.mustache' cannot be read: No such file or directory (the path is relative to the source repository's root)");
   CHECK(with_body("\"Inline {{stage.name}} body\"").ok());
 }
 

@@ -4,6 +4,13 @@
 
 using namespace tollgate::pipeline;
 
+namespace Catch {
+template <>
+struct StringMaker<Position> {
+  static std::string convert(const Position& p) { return std::to_string(p.line) + ":" + std::to_string(p.column); }
+};
+}  // namespace Catch
+
 TEST_CASE("plain scalars follow the YAML 1.2 core schema", "[yaml]") {
   auto doc = parse_yaml(
       "a: 1\nb: -7\nc: 1.5\nd: true\ne: ~\nf: on\ng: \"1\"\nh: 0x1F\ni: yes\nj: 09:00\nk: 1e3\nl: 'true'\nm: !!str 5\n",
@@ -39,10 +46,13 @@ TEST_CASE("every node keeps its line and column", "[yaml]") {
 
 TEST_CASE("unreadable YAML is one located problem", "[yaml]") {
   auto [text, line, column, message] = GENERATE(table<const char*, int, int, const char*>({
-      {"a: [1, 2\n", 2, 1, "invalid YAML: end of sequence flow not found"},
+      {"a: [1, 2\n", 2, 1, "invalid YAML: a '[' list is never closed; add the ']' (or check the quotes inside it)"},
+      {"a: \"x\nb: 2\n", 1, 4, "quoted string is never closed; add the closing \""},
+      {"a: 'it''s\n", 1, 4, "quoted string is never closed; add the closing '"},
+      {"a:\n\tb: 1\n", 2, 1, "invalid YAML: this line is indented with a tab; YAML indentation must use spaces"},
       {"a: 1\na: 2\n", 2, 1, "duplicate key 'a' (first defined at line 1)"},
       {"", 1, 1, "file is empty; a pipeline file starts with 'version: 1'"},
-      {"a: 1\n---\nb: 2\n", 3, 1, "file holds 2 YAML documents; a pipeline file is one document (remove the '---' separators)"},
+      {"a: 1\n---\nb: 2\n", 2, 1, "file holds more than one YAML document; a pipeline file is one document (remove this '---' and what follows, or merge the documents)"},
       {"? [a]\n: 1\n", 1, 3, "a mapping key must be a plain string, not a list"},
       {"a: !!int x\n", 1, 4, "value 'x' does not match its tag 'tag:yaml.org,2002:int'"},
       {"a: !custom x\n", 1, 4, "unsupported tag '!custom'; remove it"}}));
@@ -52,6 +62,16 @@ TEST_CASE("unreadable YAML is one located problem", "[yaml]") {
   CHECK(doc.error().kind == ProblemKind::yaml);
   CHECK(doc.error().message == message);
   CHECK(doc.error().pos == Position{line, column});
+}
+
+TEST_CASE("a trailing document separator is harmless", "[yaml]") {
+  auto doc = parse_yaml("a: 1\n---\n", "t.yaml");
+  REQUIRE(doc.has_value());
+  CHECK(doc->json["a"] == 1);
+  auto closed = parse_yaml("a: \"it's \\\"fine\\\"\"\nb: 'it''s'\n", "t.yaml");
+  REQUIRE(closed.has_value());
+  CHECK(closed->json["a"] == "it's \"fine\"");
+  CHECK(closed->json["b"] == "it's");
 }
 
 TEST_CASE("hostile YAML is refused, not expanded or recursed into", "[yaml]") {

@@ -99,13 +99,15 @@ TEST_CASE("template syntax errors carry the offset of the tag", "[templates]") {
   CHECK(errors[0].message == message);
 }
 
-TEST_CASE("unknown variables are found with suggestions", "[templates]") {
+TEST_CASE("unknown variables are found and named", "[templates]") {
   auto vars = standard_variables({"version", "image"});
   auto errors = check("{{release.versoin}} {{source}} {{stage.name}} {{foo.bar}} {{#source.changed_files}}{{.}}{{/source.changed_files}}", vars);
   REQUIRE(errors.size() == 3);
   CHECK(errors[0].offset == 2);
-  CHECK(errors[0].message == "unknown template variable 'release.versoin'; did you mean 'release.version'?");
+  CHECK(errors[0].message == "unknown template variable 'release.versoin'");
+  CHECK(errors[0].unknown_variable == "release.versoin");
   CHECK(errors[1].message == "'source' is a group of values, not a value; use one of its fields, e.g. 'source.author'");
+  CHECK(errors[1].unknown_variable.empty());
   CHECK(errors[2].message == "unknown template variable 'foo.bar'");
   CHECK(check("{{stage.name}}", release_variables()).size() == 1);
 }

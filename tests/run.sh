@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The full test suite, from a fresh Debian 12 machine: installs dependencies, then builds and
+# tests three ways: release (-Werror), ASan+UBSan, and clang with the libFuzzer target, which
+# then fuzzes the loader+validator for FUZZ_SECONDS (default 60).
+# Usage: tests/run.sh            (env: JOBS, FUZZ_SECONDS, SKIP_INSTALL=1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+jobs=${JOBS:-2}
+fuzz_seconds=${FUZZ_SECONDS:-60}
+
+step() { printf '\n=== %s\n' "$*"; }
+
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+  step "dependencies"
+  deploy/install-deps.sh
+  npm ci --no-audit --no-fund
+fi
+
+step "release build (-Werror)"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTOLLGATE_WERROR=ON
+cmake --build build -j "$jobs"
+step "release tests"
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+step "sanitizer build (ASan + UBSan)"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_WERROR=ON -DTOLLGATE_SANITIZE=ON
+cmake --build build-asan -j "$jobs"
+step "sanitizer tests"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+step "clang build of pipeline/ and templates/ with the libFuzzer target"
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
+  -DTOLLGATE_WERROR=ON -DTOLLGATE_CORE_ONLY=ON -DTOLLGATE_FUZZ=ON
+cmake --build build-fuzz -j "$jobs"
+step "clang tests"
+ctest --test-dir build-fuzz --output-on-failure -j "$jobs"
+
+step "fuzzing the loader + validator for ${fuzz_seconds}s"
+corpus=$(mktemp -d)
+trap 'rm -rf "$corpus"' EXIT
+cp examples/*.yaml tests/pipeline/invalid/*.yaml "$corpus"/
+mkdir -p build-fuzz/fuzz-artifacts
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  build-fuzz/tests/fuzz_pipeline "$corpus" -dict=tests/fuzz/dict/pipeline.dict \
+  -max_total_time="$fuzz_seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+  -print_final_stats=1 -artifact_prefix=build-fuzz/fuzz-artifacts/ 2>&1 | tail -n 25
+echo "fuzzing: ${fuzz_seconds}s without a crash"
+echo
+echo "all test stages passed"
