@@ -438,7 +438,8 @@ class Loader {
       auto exists = cx_.options.timezone_exists ? cx_.options.timezone_exists : system_timezone_exists;
       if (!exists(*tz)) {
         std::string hint;
-        if (tz->find('/') == std::string::npos && *tz != "UTC") hint = " (use a zone name such as 'Europe/Berlin' or 'UTC')";
+        if (!cx_.options.timezone_exists) hint = did_you_mean(*tz, system_timezone_names());
+        if (hint.empty()) hint = " (use a zone name such as 'Europe/Berlin' or 'UTC')";
         cx_.error_at_value(ptr + "/timezone", "unknown time zone '" + *tz + "'" + hint);
       }
     }

@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace tollgate::pipeline {
 
@@ -16,5 +17,8 @@ namespace tollgate::pipeline {
 
 // Whether `name` is a zone in the system tz database ($TZDIR, else /usr/share/zoneinfo).
 [[nodiscard]] bool system_timezone_exists(std::string_view name);
+
+// Zone names listed by the system tz database (zone1970.tab, plus "UTC"), for suggestions.
+[[nodiscard]] const std::vector<std::string>& system_timezone_names();
 
 }  // namespace tollgate::pipeline
