@@ -119,7 +119,18 @@ class JsonBuilder final : public YAML::EventHandler {
   int documents() const { return documents_; }
 
   void OnDocumentStart(const YAML::Mark& mark) override {
-    if (++documents_ == 2) second_document_ = mark;
+    ++documents_;
+    if (documents_ >= 2) {
+      // yaml-cpp 0.7 "recovers" from some junk (a stray ',' at the start of a line) by starting
+      // empty documents at the same place forever. A real second document follows a '---' or
+      // '...' line, and always moves forward.
+      if (mark.pos <= last_document_pos_ || !after_document_marker(mark)) {
+        stop(mark, "", "invalid YAML: unexpected content here; check this line's indentation and punctuation "
+                       "against the lines above");
+      }
+    }
+    if (documents_ == 2) second_document_ = mark;
+    last_document_pos_ = mark.pos;
   }
   void OnDocumentEnd() override {}
 
@@ -219,6 +230,27 @@ class JsonBuilder final : public YAML::EventHandler {
     std::size_t line_start = text_.rfind('\n', i - 1);
     m.column = static_cast<int>(i - 1 - (line_start == std::string_view::npos ? 0 : line_start + 1));
     return m;
+  }
+
+  // Whether the only thing between the previous line break and `mark` is a document marker line
+  // ('---' or '...', possibly followed by the document's first node on the same line).
+  bool after_document_marker(const YAML::Mark& mark) const {
+    if (mark.pos < 0 || static_cast<std::size_t>(mark.pos) > text_.size()) return false;
+    // From the end of the mark's own line (the marker may be on it) backwards.
+    std::size_t eol = text_.find('\n', static_cast<std::size_t>(mark.pos));
+    std::string_view before = text_.substr(0, eol == std::string_view::npos ? text_.size() : eol);
+    // Skip blank and comment lines backwards to the marker line.
+    std::size_t end = before.size();
+    while (true) {
+      std::size_t line_start = before.rfind('\n', end == 0 ? 0 : end - 1);
+      line_start = (end == 0 || line_start == std::string_view::npos) ? 0 : line_start + 1;
+      std::string_view line = before.substr(line_start, end - line_start);
+      std::size_t first = line.find_first_not_of(" \t\r");
+      if (line.rfind("---", 0) == 0 || line.rfind("...", 0) == 0) return true;
+      if (first != std::string_view::npos && line[first] != '#') return false;
+      if (line_start == 0) return false;
+      end = line_start - 1;
+    }
   }
 
   void single_document() {
@@ -331,6 +363,7 @@ class JsonBuilder final : public YAML::EventHandler {
   const YamlLimits& limits_;
   SourceMap& map_;
   YAML::Mark second_document_;
+  int last_document_pos_ = -1;
   std::vector<Frame> frames_;
   std::map<YAML::anchor_t, std::pair<nlohmann::json, std::size_t>> anchors_;
   nlohmann::json root_;

@@ -74,6 +74,15 @@ TEST_CASE("a trailing document separator is harmless", "[yaml]") {
   CHECK(closed->json["b"] == "it's");
 }
 
+TEST_CASE("input that sends yaml-cpp into endless empty documents is refused", "[yaml]") {
+  // Found by the fuzzer: yaml-cpp 0.7 restarts empty documents at a stray ',' forever.
+  auto doc = parse_yaml("# x\n        edits:\n      , bels: [promotion]\n        gates: { checks: all }\n", "t.yaml");
+  REQUIRE_FALSE(doc.has_value());
+  CHECK(doc.error().pos == Position{3, 7});
+  CHECK(doc.error().message ==
+        "invalid YAML: unexpected content here; check this line's indentation and punctuation against the lines above");
+}
+
 TEST_CASE("hostile YAML is refused, not expanded or recursed into", "[yaml]") {
   std::string bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n";
   for (int i = 1; i < 8; ++i) {
