@@ -2,6 +2,8 @@
 
 #include <cstdint>
 
+#include "pipeline/utf8.hpp"
+
 namespace tollgate::pipeline {
 
 namespace {
@@ -22,7 +24,7 @@ tl::expected<std::chrono::seconds, std::string> parse_duration(std::string_view 
       ++i;
     }
     if (i == start) {
-      return tl::unexpected("'" + std::string(text.substr(i, 1)) + "' in '" + std::string(text) +
+      return tl::unexpected("'" + std::string(utf8_char_at(text, i)) + "' in '" + std::string(text) +
                             "' is not a number; write e.g. '90s', '30m', '1h30m' or '2d'");
     }
     if (i == text.size()) {
@@ -36,7 +38,7 @@ tl::expected<std::chrono::seconds, std::string> parse_duration(std::string_view 
       case 'm': rank = 2; unit = 60; break;
       case 's': rank = 1; unit = 1; break;
       default:
-        return tl::unexpected("unknown unit '" + std::string(text.substr(i, 1)) + "' in '" + std::string(text) +
+        return tl::unexpected("unknown unit '" + std::string(utf8_char_at(text, i)) + "' in '" + std::string(text) +
                               "' (use s, m, h or d)");
     }
     if (rank >= last_rank) {

@@ -13,6 +13,7 @@
 #include <valijson/validator.hpp>
 
 #include "pipeline/suggest.hpp"
+#include "pipeline/utf8.hpp"
 
 namespace tollgate_schemas {
 std::string_view embedded(std::string_view name);
@@ -145,7 +146,7 @@ std::string schema_type_words(const json& t) {
 
 std::string short_value(const json& v) {
   std::string s = v.is_string() ? v.get<std::string>() : v.dump();
-  if (s.size() > 40) s = s.substr(0, 37) + "...";
+  if (s.size() > 40) s = std::string(utf8_prefix(s, 37)) + "...";
   return s;
 }
 

@@ -1,5 +1,9 @@
 #include "pipeline/yaml_doc.hpp"
 
+#include <cstdio>
+
+#include "pipeline/utf8.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -160,6 +164,11 @@ class JsonBuilder final : public YAML::EventHandler {
                 const std::string& value) override {
     single_document();
     if (tag == "!") closed_quote(mark);
+    // yaml-cpp refuses bad escapes itself; this guards valijson, which reads past invalid UTF-8.
+    if (utf8_error(value)) {
+      stop(mark, frames_.empty() ? "" : frames_.back().ptr,
+           "string holds an escape that is not a character (such as '\\uD800'); remove it");
+    }
     if (key_expected()) {
       Frame& f = frames_.back();
       f.key = value;
@@ -371,6 +380,13 @@ class JsonBuilder final : public YAML::EventHandler {
   int documents_ = 0;
 };
 
+Position position_of_byte(std::string_view text, std::size_t byte) {
+  std::size_t line_start = text.rfind('\n', byte == 0 ? 0 : byte - 1);
+  line_start = (byte == 0 || line_start == std::string_view::npos) ? 0 : line_start + 1;
+  return {1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(byte), '\n')),
+          1 + static_cast<int>(byte - line_start)};
+}
+
 // yaml-cpp's messages name parser states; say what the user should look at instead.
 std::string explain_parse_error(std::string_view text, const YAML::Exception& e) {
   const std::string& m = e.msg;
@@ -399,6 +415,10 @@ std::string explain_parse_error(std::string_view text, const YAML::Exception& e)
     }
     return name.empty() ? "alias refers to an anchor that is not defined above it"
                         : "alias '*" + name + "' refers to an anchor '&" + name + "' that is not defined above it";
+  }
+  if (m.rfind(YAML::ErrorMsg::INVALID_UNICODE, 0) == 0) {
+    return "a '\\u' or '\\U' escape names code point " + m.substr(std::string(YAML::ErrorMsg::INVALID_UNICODE).size()) +
+           ", which is not a character";
   }
   if (m == YAML::ErrorMsg::FLOW_END) return "a ']' or '}' here closes nothing";
   if (m.empty()) return "cannot be read";
@@ -442,7 +462,13 @@ tl::expected<YamlDocument, Diagnostic> parse_yaml(std::string_view text, const s
                                std::to_string(limits.max_bytes) + " bytes");
   }
   if (text.find('\0') != std::string_view::npos) {
-    return problem({1, 1}, "file contains a NUL byte; a pipeline file is UTF-8 text");
+    return problem(position_of_byte(text, text.find('\0')), "file contains a NUL byte; a pipeline file is UTF-8 text");
+  }
+  if (auto bad = utf8_error(text)) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(text[*bad]));
+    return problem(position_of_byte(text, *bad), std::string("file is not valid UTF-8 (byte ") + hex +
+                                                     "); save it as UTF-8");
   }
   YamlDocument doc;
   JsonBuilder builder(text, file, limits, doc.map);

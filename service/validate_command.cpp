@@ -120,7 +120,8 @@ int run_validate(const ValidateArgs& args, std::ostream& out, std::ostream& err)
     }
   }
   if (args.format == "json") {
-    out << report.dump(2) << "\n";
+    // Messages are valid UTF-8 by construction; replace rather than throw if one ever is not.
+    out << report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else if (invalid) {
     out << problem_count << (problem_count == 1 ? " error" : " errors") << " in " << bad_files
         << (bad_files == 1 ? " file" : " files") << "\n";

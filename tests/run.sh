@@ -10,6 +10,9 @@ jobs=${JOBS:-2}
 fuzz_seconds=${FUZZ_SECONDS:-60}
 
 step() { printf '\n=== %s\n' "$*"; }
+log=$(mktemp)
+# ctest, with its output kept to add up the three builds' results at the end.
+run_ctest() { ctest --test-dir "$1" --output-on-failure -j "$jobs" 2>&1 | tee -a "$log"; }
 
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   step "dependencies"
@@ -21,25 +24,25 @@ step "release build (-Werror)"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTOLLGATE_WERROR=ON
 cmake --build build -j "$jobs"
 step "release tests"
-ctest --test-dir build --output-on-failure -j "$jobs"
+run_ctest build
 
 step "sanitizer build (ASan + UBSan)"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_WERROR=ON -DTOLLGATE_SANITIZE=ON
 cmake --build build-asan -j "$jobs"
 step "sanitizer tests"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure -j "$jobs"
+  run_ctest build-asan
 
 step "clang build of pipeline/ and templates/ with the libFuzzer target"
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
   -DTOLLGATE_WERROR=ON -DTOLLGATE_CORE_ONLY=ON -DTOLLGATE_FUZZ=ON
 cmake --build build-fuzz -j "$jobs"
 step "clang tests"
-ctest --test-dir build-fuzz --output-on-failure -j "$jobs"
+run_ctest build-fuzz
 
 step "fuzzing the loader + validator for ${fuzz_seconds}s"
 corpus=$(mktemp -d)
-trap 'rm -rf "$corpus"' EXIT
+trap 'rm -rf "$corpus" "$log"' EXIT
 cp examples/*.yaml tests/pipeline/invalid/*.yaml "$corpus"/
 mkdir -p build-fuzz/fuzz-artifacts
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -48,4 +51,5 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   -print_final_stats=1 -artifact_prefix=build-fuzz/fuzz-artifacts/ 2>&1 | tail -n 25
 echo "fuzzing: ${fuzz_seconds}s without a crash"
 echo
-echo "all test stages passed"
+# One closing line over the three ctest runs (each printed "N% tests passed, F tests failed out of T").
+awk '/tests passed, [0-9]+ tests? failed out of/ {t += $NF; f += $(NF-5)} END {printf "all test stages: %d passed, %d failed\n", t - f, f}' "$log"

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "pipeline/utf8.hpp"
 #include "pipeline/validate.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -20,6 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (result.file.has_value() != result.problems.empty()) __builtin_trap();
   for (const auto& p : result.problems) {
     if (p.pos.line < 1 || p.pos.column < 1 || p.message.empty()) __builtin_trap();
+    // Messages go into JSON, annotations and comments: they must be valid UTF-8.
+    if (tollgate::pipeline::utf8_error(p.message) || tollgate::pipeline::utf8_error(p.path)) __builtin_trap();
   }
   return 0;
 }

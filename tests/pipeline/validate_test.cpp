@@ -1,3 +1,5 @@
+#include <functional>
+
 #include <catch2/catch.hpp>
 
 #include "pipeline/schema_check.hpp"
@@ -185,52 +187,49 @@ pipelines:
   CHECK(with_body("\"Inline {{stage.name}} body\"").ok());
 }
 
+// Calls `visit(subschema, where)` for every subschema of the published schema (keys of
+// `properties` and `definitions` are names, not keywords).
+static void for_each_subschema(const nlohmann::json& s, const std::string& where,
+                        const std::function<void(const nlohmann::json&, const std::string&)>& visit) {
+  if (s.is_object()) {
+    visit(s, where);
+    for (const auto& [k, v] : s.items()) {
+      if (k == "properties" || k == "definitions") {
+        for (const auto& [name, sub] : v.items()) for_each_subschema(sub, where + "/" + k + "/" + name, visit);
+      } else {
+        for_each_subschema(v, where + "/" + k, visit);
+      }
+    }
+  } else if (s.is_array()) {
+    for (std::size_t i = 0; i < s.size(); ++i) for_each_subschema(s[i], where + "/" + std::to_string(i), visit);
+  }
+}
+
 TEST_CASE("every pattern in the schema is bounded by maxLength", "[schema]") {
   // shorten_for_patterns relies on it to keep std::regex (inside valijson) off long strings.
-  std::function<void(const nlohmann::json&, const std::string&)> walk = [&](const nlohmann::json& s, const std::string& where) {
-    if (s.is_object()) {
-      if (s.contains("pattern")) {
-        INFO(where);
-        CHECK(s.contains("maxLength"));
-      }
-      for (const auto& [k, v] : s.items()) {
-        if (k == "properties" || k == "definitions") {
-          for (const auto& [name, sub] : v.items()) walk(sub, where + "/" + k + "/" + name);
-        } else {
-          walk(v, where + "/" + k);
-        }
-      }
-    } else if (s.is_array()) {
-      for (std::size_t i = 0; i < s.size(); ++i) walk(s[i], where + "/" + std::to_string(i));
-    }
-  };
-  walk(pipeline_schema(), "");
+  std::size_t patterns = 0;
+  for_each_subschema(pipeline_schema(), "", [&](const nlohmann::json& s, const std::string& where) {
+    if (!s.contains("pattern")) return;
+    ++patterns;
+    INFO(where);
+    CHECK(s.contains("maxLength"));
+  });
+  CHECK(patterns >= 5);
 }
 
 TEST_CASE("oneOf in the schema only combines required-only branches", "[schema]") {
   // The message translator relies on it to tell a oneOf's branch failures from other errors.
-  std::function<void(const nlohmann::json&)> walk = [&](const nlohmann::json& s) {
-    if (s.is_object()) {
-      if (s.contains("oneOf")) {
-        for (const auto& b : s["oneOf"]) CHECK((b.size() == 1 && b.contains("required")));
-      }
-      if (s.contains("anyOf")) {
-        // anyOf must be the node's only constraint (annotations aside).
-        for (const auto& [k, _] : s.items()) {
-          INFO(k);
-          CHECK((k == "anyOf" || k == "title" || k == "x-expected" || k == "description"));
-        }
-      }
-      for (const auto& [k, v] : s.items()) {
-        if (k == "properties" || k == "definitions") {
-          for (const auto& [name, sub] : v.items()) walk(sub);
-        } else {
-          walk(v);
-        }
-      }
-    } else if (s.is_array()) {
-      for (const auto& v : s) walk(v);
+  for_each_subschema(pipeline_schema(), "", [&](const nlohmann::json& s, const std::string& where) {
+    INFO(where);
+    if (s.contains("oneOf")) {
+      for (const auto& b : s["oneOf"]) CHECK((b.size() == 1 && b.contains("required")));
     }
-  };
-  walk(pipeline_schema());
+    if (s.contains("anyOf")) {
+      // anyOf must be the node's only constraint (annotations aside).
+      for (const auto& [k, _] : s.items()) {
+        INFO(k);
+        CHECK((k == "anyOf" || k == "title" || k == "x-expected" || k == "description"));
+      }
+    }
+  });
 }

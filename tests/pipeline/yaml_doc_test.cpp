@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include "pipeline/utf8.hpp"
 #include "pipeline/yaml_doc.hpp"
 
 using namespace tollgate::pipeline;
@@ -106,4 +107,22 @@ TEST_CASE("hostile YAML is refused, not expanded or recursed into", "[yaml]") {
   auto big = parse_yaml("version: 1\n", "t.yaml", small);
   REQUIRE_FALSE(big.has_value());
   CHECK(big.error().message == "file is 11 bytes; a pipeline file may be at most 10 bytes");
+}
+
+TEST_CASE("pipeline files must be UTF-8, and so is everything read from them", "[yaml]") {
+  // Found by the fuzzer: valijson's string length reads past invalid UTF-8.
+  auto bad = parse_yaml("version: 1\nname: ma\xFA\xFAin\n", "t.yaml");
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().pos == Position{2, 9});
+  CHECK(bad.error().message == "file is not valid UTF-8 (byte 0xFA); save it as UTF-8");
+  auto escape = parse_yaml("a: \"x\\uD800\"\n", "t.yaml");
+  REQUIRE_FALSE(escape.has_value());
+  CHECK(escape.error().message == "invalid YAML: a '\\u' or '\\U' escape names code point 55296, which is not a character");
+  auto ok = parse_yaml("a: \"caf\xC3\xA9 \\u00e9 \xF0\x9F\x9A\x80\"\n", "t.yaml");
+  REQUIRE(ok.has_value());
+  CHECK(ok->json["a"] == "caf\xC3\xA9 \xC3\xA9 \xF0\x9F\x9A\x80");
+  CHECK(utf8_error("\xC0\xAF").has_value());       // overlong '/'
+  CHECK(utf8_error("\xED\xA0\x80").has_value());   // surrogate
+  CHECK(utf8_error("\xF4\x90\x80\x80").has_value());  // above U+10FFFF
+  CHECK(utf8_prefix("ab\xC3\xA9", 3) == "ab");
 }
