@@ -12,9 +12,10 @@ echo "== tollgate validate examples/*.yaml"
 build/service/tollgate validate examples/*.yaml
 echo
 echo "== and what a mistake looks like:"
-tmp=$(mktemp)
-trap 'rm -f "$tmp"' EXIT
-sed -e 's/soak: 30m/soak: 30 minutes/' -e 's/after: \[dev\]/after: [deb]/' examples/repo-per-env.yaml > "$tmp"
-build/service/tollgate validate "$tmp" || true
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+sed -e 's/soak: 30m/soak: 30 minutes/' -e 's/after: \[dev\]/after: [deb]/' examples/repo-per-env.yaml > "$tmp/.tollgate.yaml"
+bin=$(pwd)/build/service/tollgate
+(cd "$tmp" && "$bin" validate) || true
 echo
 echo "tollgate is built at build/service/tollgate; try: build/service/tollgate validate --help"

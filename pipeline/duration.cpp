@@ -10,8 +10,50 @@ namespace {
 constexpr std::int64_t kMaxSeconds = 366LL * 24 * 3600;  // a year: anything longer is a mistake
 }
 
+namespace {
+
+// "30 minutes" / "1 hour 30 min" -> "30m" / "1h30m", to suggest the short form; "" if the text is
+// not such a phrase.
+std::string short_form(std::string_view text) {
+  static const std::pair<const char*, char> words[] = {
+      {"seconds", 's'}, {"second", 's'}, {"secs", 's'}, {"sec", 's'},  {"minutes", 'm'}, {"minute", 'm'},
+      {"mins", 'm'},    {"min", 'm'},    {"hours", 'h'}, {"hour", 'h'}, {"hrs", 'h'},     {"hr", 'h'},
+      {"days", 'd'},    {"day", 'd'}};
+  std::string out;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && text[i] == ' ') ++i;
+    std::size_t start = i;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
+    if (i == start) return "";
+    out += text.substr(start, i - start);
+    while (i < text.size() && text[i] == ' ') ++i;
+    std::size_t word = i;
+    while (i < text.size() && ((text[i] >= 'a' && text[i] <= 'z') || (text[i] >= 'A' && text[i] <= 'Z'))) ++i;
+    std::string w(text.substr(word, i - word));
+    for (auto& c : w) c = static_cast<char>(c | 0x20);
+    char unit = 0;
+    for (const auto& [name, u] : words) {
+      if (w == name || (w.size() == 1 && w[0] == u)) unit = u;
+    }
+    if (!unit) return "";
+    out += unit;
+    while (i < text.size() && (text[i] == ' ' || text[i] == ',')) ++i;
+    if (i + 3 < text.size() && text.substr(i, 4) == "and ") i += 4;
+  }
+  return out;
+}
+
+}  // namespace
+
 tl::expected<std::chrono::seconds, std::string> parse_duration(std::string_view text) {
   if (text.empty()) return tl::unexpected(std::string("empty duration"));
+  if (text.find_first_not_of("0123456789dhms") != std::string_view::npos) {
+    std::string fixed = short_form(text);
+    if (!fixed.empty() && fixed != text && fixed.find_first_not_of("0123456789dhms") == std::string::npos) {
+      return tl::unexpected("write '" + std::string(text) + "' as '" + fixed + "' (e.g. '90s', '30m', '1h30m', '2d')");
+    }
+  }
   std::int64_t total = 0;
   int last_rank = 5;
   std::size_t i = 0;

@@ -40,3 +40,16 @@ TEST_CASE("durations format in their shortest form and round-trip", "[duration]"
     CHECK(parse_duration(format_duration(seconds(s))).value() == seconds(s));
   }
 }
+
+TEST_CASE("durations written out in words get their short form suggested", "[duration]") {
+  auto [text, message] = GENERATE(table<const char*, const char*>({
+      {"30 minutes", "write '30 minutes' as '30m' (e.g. '90s', '30m', '1h30m', '2d')"},
+      {"1 hour 30 min", "write '1 hour 30 min' as '1h30m' (e.g. '90s', '30m', '1h30m', '2d')"},
+      {"2 days", "write '2 days' as '2d' (e.g. '90s', '30m', '1h30m', '2d')"},
+      {"1h 30m", "write '1h 30m' as '1h30m' (e.g. '90s', '30m', '1h30m', '2d')"},
+      {"30 fortnights", "unknown unit ' ' in '30 fortnights' (use s, m, h or d)"}}));
+  INFO(text);
+  auto d = parse_duration(text);
+  REQUIRE_FALSE(d.has_value());
+  CHECK(d.error() == message);
+}
