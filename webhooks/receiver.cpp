@@ -1,0 +1,257 @@
+#include "webhooks/receiver.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+#include <simdjson.h>
+
+
+namespace tollgate::webhooks {
+namespace {
+
+constexpr char kHex[] = "0123456789abcdef";
+
+std::string to_hex(const unsigned char* data, std::size_t n) {
+  std::string out(n * 2, '0');
+  for (std::size_t i = 0; i < n; ++i) {
+    out[2 * i] = kHex[data[i] >> 4];
+    out[2 * i + 1] = kHex[data[i] & 0xF];
+  }
+  return out;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool printable_token(std::string_view s, std::size_t max) {
+  return !s.empty() && s.size() <= max &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+}
+
+bool is_hex64(std::string_view s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// application/x-www-form-urlencoded: the value of `payload`, percent-decoded.
+std::optional<std::string> form_payload(std::string_view body) {
+  std::size_t pos = 0;
+  while (pos <= body.size()) {
+    std::size_t end = body.find('&', pos);
+    if (end == std::string_view::npos) end = body.size();
+    std::string_view pair = body.substr(pos, end - pos);
+    if (pair.substr(0, 8) == "payload=") {
+      std::string out;
+      out.reserve(pair.size());
+      for (std::size_t i = 8; i < pair.size(); ++i) {
+        char c = pair[i];
+        if (c == '+') {
+          out += ' ';
+        } else if (c == '%') {
+          if (i + 2 >= pair.size()) return std::nullopt;
+          int hi = hex_value(pair[i + 1]), lo = hex_value(pair[i + 2]);
+          if (hi < 0 || lo < 0) return std::nullopt;
+          out += static_cast<char>(hi * 16 + lo);
+          i += 2;
+        } else {
+          out += c;
+        }
+      }
+      return out;
+    }
+    pos = end + 1;
+  }
+  return std::nullopt;
+}
+
+struct Kind {
+  const char* event_header;
+  const char* delivery_header;  // nullptr: see GitLab below
+  const char* signature_header;
+  const char* name;
+};
+
+constexpr Kind kGithub{"X-GitHub-Event", "X-GitHub-Delivery", "X-Hub-Signature-256", "GitHub"};
+constexpr Kind kGitlab{"X-Gitlab-Event", nullptr, "X-Gitlab-Token", "GitLab"};
+constexpr Kind kGitea{"X-Gitea-Event", "X-Gitea-Delivery", "X-Gitea-Signature", "Gitea"};
+
+const Kind& kind_of(HostKind k) {
+  switch (k) {
+    case HostKind::github: return kGithub;
+    case HostKind::gitlab: return kGitlab;
+    case HostKind::gitea: return kGitea;
+  }
+  return kGithub;
+}
+
+Verdict reject(int status, std::string message, std::string_view event = {}, std::string_view id = {}) {
+  Verdict v;
+  v.outcome = Verdict::Outcome::reject;
+  v.status = status;
+  v.message = std::move(message);
+  v.event_type = std::string(event);
+  v.delivery_id = std::string(id);
+  return v;
+}
+
+}  // namespace
+
+std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
+       data.size(), out, &len);
+  return to_hex(out, len);
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+Verdict receive(const ReceiverConfig& config, const HeaderLookup& header, std::string_view body) {
+  const Kind& kind = kind_of(config.kind);
+
+  // 1. Which host sent it, and which event. Gitea also sends GitHub's headers: look for it first.
+  if (config.kind != HostKind::gitea && (!header("X-Gitea-Event").empty() || !header("X-Gitea-Delivery").empty())) {
+    return reject(400, std::string("this delivery comes from Gitea (X-Gitea-Event) but the host is configured as ") +
+                           to_string(config.kind) + "; set its kind to gitea");
+  }
+  if (config.kind != HostKind::gitlab && !header("X-Gitlab-Event").empty()) {
+    return reject(400, std::string("this delivery comes from GitLab (X-Gitlab-Event) but the host is configured as ") +
+                           to_string(config.kind) + "; set its kind to gitlab");
+  }
+  std::string_view event = header(kind.event_header);
+  // Gitea leaves X-Gitea-Event empty for some events (commit statuses) and names them only in
+  // X-Gitea-Event-Type.
+  if (event.empty() && config.kind == HostKind::gitea) event = header("X-Gitea-Event-Type");
+  if (event.empty()) {
+    return reject(400, std::string("missing ") + kind.event_header + " header: not a " + kind.name + " webhook delivery");
+  }
+  if (!printable_token(event, 100)) return reject(400, std::string("malformed ") + kind.event_header + " header");
+
+  std::string delivery_id;
+  if (kind.delivery_header) {
+    delivery_id = std::string(header(kind.delivery_header));
+    if (delivery_id.empty()) return reject(400, std::string("missing ") + kind.delivery_header + " header", event);
+  } else {
+    // GitLab: Idempotency-Key is stable across retries (17.4+); X-Gitlab-Event-UUID before that;
+    // else the body's digest, so an identical resend is still recognised.
+    delivery_id = std::string(header("Idempotency-Key"));
+    if (delivery_id.empty()) delivery_id = std::string(header("X-Gitlab-Event-UUID"));
+    if (delivery_id.empty()) {
+      unsigned char digest[SHA256_DIGEST_LENGTH];
+      SHA256(reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest);
+      delivery_id = "sha256:" + to_hex(digest, sizeof digest);
+    }
+  }
+  if (!printable_token(delivery_id, 200)) return reject(400, "malformed delivery id header", event);
+
+  // 2. Signature, over the raw body, with any configured secret.
+  std::string_view signature = header(kind.signature_header);
+  if (signature.empty()) {
+    return reject(401, std::string("missing ") + kind.signature_header +
+                           " header: give the webhook the secret configured for this host", event, delivery_id);
+  }
+  bool signed_ok = false;
+  if (config.kind == HostKind::gitlab) {
+    for (const auto& s : config.secrets) signed_ok |= constant_time_equal(signature, s);
+  } else {
+    std::string_view hex = signature;
+    if (config.kind == HostKind::github) {
+      if (hex.substr(0, 7) != "sha256=") {
+        return reject(401, "X-Hub-Signature-256 must be 'sha256=' followed by 64 hex digits", event, delivery_id);
+      }
+      hex.remove_prefix(7);
+    }
+    if (!is_hex64(hex)) {
+      return reject(401, std::string(kind.signature_header) + " must hold 64 hex digits", event, delivery_id);
+    }
+    std::string given = lower(hex);
+    for (const auto& s : config.secrets) signed_ok |= constant_time_equal(hmac_sha256_hex(s, body), given);
+  }
+  if (!signed_ok) {
+    return reject(401, "signature does not match any secret configured for this host", event, delivery_id);
+  }
+
+  Verdict v;
+  v.event_type = std::string(event);
+  v.delivery_id = delivery_id;
+  if (config.kind == HostKind::github && event == "ping") {
+    v.outcome = Verdict::Outcome::ping;
+    v.status = 200;
+    v.message = "pong";
+    return v;
+  }
+  if (!is_used_event(config.kind, event)) {
+    v.outcome = Verdict::Outcome::ignore;
+    v.status = 202;
+    v.message = "accepted; tollgate does not use '" + std::string(event) + "' events, so it was not stored";
+    return v;
+  }
+
+  // 3. Content type and JSON.
+  std::string content_type = lower(header("Content-Type"));
+  content_type = content_type.substr(0, content_type.find(';'));
+  while (!content_type.empty() && content_type.back() == ' ') content_type.pop_back();
+  std::string json;
+  if (content_type == "application/json") {
+    json.assign(body);
+  } else if (content_type == "application/x-www-form-urlencoded" && config.kind != HostKind::gitlab) {
+    auto payload = form_payload(body);
+    if (!payload) {
+      return reject(400, "form-encoded delivery without a well-formed 'payload' field", event, delivery_id);
+    }
+    json = std::move(*payload);
+  } else {
+    return reject(415,
+                  content_type.empty() ? std::string("missing Content-Type: send application/json")
+                                       : "unsupported Content-Type '" + content_type +
+                                             "': set the webhook's content type to application/json",
+                  event, delivery_id);
+  }
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (auto err = parser.parse(json.data(), json.size(), /*realloc_if_needed=*/true).get(root); err) {
+    return reject(400, std::string("body is not valid JSON: ") + simdjson::error_message(err), event, delivery_id);
+  }
+  if (!root.is_object()) return reject(400, "body must be a JSON object", event, delivery_id);
+  std::string_view repo;
+  auto full_name = config.kind == HostKind::gitlab ? root.at_pointer("/project/path_with_namespace")
+                                                   : root.at_pointer("/repository/full_name");
+  if (full_name.error() == simdjson::SUCCESS && full_name.get(repo) != simdjson::SUCCESS) repo = {};
+  if (!config.repos.empty() && !repo.empty()) {
+    bool allowed = false;
+    for (const auto& glob : config.repos) {
+      if (glob.matches(repo)) {
+        allowed = true;
+        break;
+      }
+    }
+    if (!allowed) {
+      return reject(403, "repository '" + std::string(repo) + "' is not among this host's 'repos'", event, delivery_id);
+    }
+  }
+  v.outcome = Verdict::Outcome::store;
+  v.status = 202;
+  v.message = "accepted";
+  v.delivery = Delivery{delivery_id, std::string(event), std::string(repo), std::move(json)};
+  return v;
+}
+
+}  // namespace tollgate::webhooks
