@@ -10,8 +10,9 @@ packages=(
   # libraries (DESIGN.md)
   libyaml-cpp-dev libvalijson-dev nlohmann-json3-dev libkainjow-mustache-dev libcli11-dev
   catch2 libexpected-dev libre2-dev
+  libboost1.81-dev libsqlite3-dev libssl-dev libsimdjson-dev
   # runtime data and tools used by tests and benchmarks
-  tzdata hyperfine python3
+  tzdata hyperfine python3 sqlite3 openssl curl
 )
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "service/serve_command.hpp"
 #include "service/validate_command.hpp"
 
 #ifndef TOLLGATE_VERSION
@@ -25,6 +26,12 @@ int main(int argc, char** argv) {
   bool no_source = false;
   validate->add_flag("--no-source", no_source, "Do not print the offending source line under each problem");
 
+  std::string config_path = "tollgate.yaml";
+  unsigned threads = 0;
+  auto* serve = app.add_subcommand("serve", "Run the service: receive webhooks from the configured Git hosts");
+  serve->add_option("--config,-c", config_path, "Service configuration file")->default_str("tollgate.yaml");
+  serve->add_option("--threads", threads, "I/O threads (default: one per core)");
+
   auto* version = app.add_subcommand("version", "Print the version");
 
   try {
@@ -42,6 +49,7 @@ int main(int argc, char** argv) {
     vargs.show_source = !no_source;
     return tollgate::cli::run_validate(vargs, std::cout, std::cerr);
   }
+  if (*serve) return tollgate::cli::run_serve(config_path, threads);
   if (*version) {
     std::cout << "tollgate " << TOLLGATE_VERSION << "\n";
     return 0;

@@ -40,16 +40,27 @@ cmake --build build-fuzz -j "$jobs"
 step "clang tests"
 run_ctest build-fuzz
 
-step "fuzzing the loader + validator for ${fuzz_seconds}s"
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus" "$log"' EXIT
-cp examples/*.yaml tests/pipeline/invalid/*.yaml "$corpus"/
 mkdir -p build-fuzz/fuzz-artifacts
-ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  build-fuzz/tests/fuzz_pipeline "$corpus" -dict=tests/fuzz/dict/pipeline.dict \
-  -max_total_time="$fuzz_seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
-  -print_final_stats=1 -artifact_prefix=build-fuzz/fuzz-artifacts/ 2>&1 | tail -n 25
-echo "fuzzing: ${fuzz_seconds}s without a crash"
+fuzz() {  # fuzz NAME SEED_DIR [libFuzzer flags...]
+  local name=$1 seeds=$2
+  shift 2
+  step "fuzzing $name for ${fuzz_seconds}s"
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    "build-fuzz/tests/$name" "$seeds" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+    -print_final_stats=1 -artifact_prefix=build-fuzz/fuzz-artifacts/ "$@" 2>&1 | tail -n 8
+  echo "fuzzing $name: ${fuzz_seconds}s without a crash"
+}
+mkdir -p "$corpus/pipeline" "$corpus/webhooks"
+cp examples/*.yaml tests/pipeline/invalid/*.yaml "$corpus/pipeline"/
+fuzz fuzz_pipeline "$corpus/pipeline" -dict=tests/fuzz/dict/pipeline.dict -max_len=8192
+echo
+if [ -x build-fuzz/tests/fuzz_webhooks ]; then
+  # Seeds: every fixture, each prefixed with the byte that picks its host kind and event.
+  python3 tests/fuzz/webhook_seeds.py "$corpus/webhooks"
+  fuzz fuzz_webhooks "$corpus/webhooks" -max_len=65536
+fi
 echo
 # One closing line over the three ctest runs (each printed "N% tests passed, F tests failed out of T").
 awk '/tests passed, [0-9]+ tests? failed out of/ {t += $NF; f += $(NF-5)} END {printf "all test stages: %d passed, %d failed\n", t - f, f}' "$log"

@@ -1,0 +1,75 @@
+#pragma once
+// The service configuration (`tollgate serve --config tollgate.yaml`), read and checked at start:
+// every problem is reported with its file, line, column and the key it concerns.
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <tl/expected.hpp>
+
+#include "pipeline/diagnostic.hpp"
+#include "webhooks/event.hpp"
+
+namespace tollgate::service {
+
+// Holds a secret; never printed. Compare with constant_time_equal() or use value() at the edge.
+class Secret {
+ public:
+  Secret() = default;
+  explicit Secret(std::string v) : value_(std::move(v)) {}
+  [[nodiscard]] const std::string& value() const { return value_; }
+  [[nodiscard]] bool empty() const { return value_.empty(); }
+
+ private:
+  std::string value_;
+};
+
+struct AppAuth {
+  std::int64_t id = 0;
+  Secret private_key;  // PEM
+};
+
+struct HostConfig {
+  std::string name;  // as in /hooks/<name>
+  webhooks::HostKind kind = webhooks::HostKind::github;
+  std::string api_url;
+  std::vector<Secret> webhook_secrets;  // any one may sign a delivery (rotation)
+  std::optional<Secret> token;
+  std::optional<AppAuth> app;
+  std::vector<std::string> repos;  // globs of owner/name; deliveries for others are refused
+};
+
+struct IntakeConfig {
+  std::size_t max_body_bytes = 25 * 1024 * 1024;
+  std::chrono::milliseconds header_timeout{10'000};  // to read the request line and headers
+  std::chrono::milliseconds body_timeout{30'000};    // to read the body
+  std::chrono::milliseconds idle_timeout{60'000};    // between requests on a keep-alive connection
+  std::size_t max_connections = 1024;
+  std::chrono::milliseconds shutdown_timeout{10'000};
+  std::string sqlite_synchronous = "normal";  // normal: survives a crash of tollgate; full: of the machine
+};
+
+struct Config {
+  std::string file;  // where it was read from
+  std::string listen_host = "127.0.0.1";
+  std::uint16_t listen_port = 8080;
+  std::string database = "./tollgate.db";
+  std::string data_dir = "./data";
+  std::string public_url = "http://127.0.0.1:8080";
+  std::map<std::string, HostConfig> hosts;
+  IntakeConfig intake;
+};
+
+// Reads and checks the file; paths inside it are relative to its directory. Secrets are read from
+// the files and environment variables it names.
+[[nodiscard]] tl::expected<Config, std::vector<pipeline::Diagnostic>> load_config(const std::string& path);
+
+// The same, from text (tests); `dir` is where relative paths resolve.
+[[nodiscard]] tl::expected<Config, std::vector<pipeline::Diagnostic>> parse_config(const std::string& text,
+                                                                                   const std::string& file,
+                                                                                   const std::string& dir);
+
+}  // namespace tollgate::service

@@ -1,0 +1,319 @@
+#include "service/http_server.hpp"
+
+#include <csignal>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "pipeline/duration.hpp"
+#include "service/log.hpp"
+
+namespace tollgate::service {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+// Completes with (StoreResult, error) on the awaiting coroutine's executor once the inbox has
+// committed the delivery.
+template <typename Token>
+auto async_store(Inbox& inbox, StoredDelivery delivery, Token&& token) {
+  return asio::async_initiate<Token, void(StoreResult, std::string)>(
+      [&inbox](auto handler, StoredDelivery d) {
+        auto executor = asio::get_associated_executor(handler);
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        inbox.store(std::move(d), [shared, executor](StoreResult result, const std::string& error) {
+          asio::post(executor, [shared, result, error]() mutable { (*shared)(result, error); });
+        });
+      },
+      token, std::move(delivery));
+}
+
+// The client sent something that is not HTTP (as opposed to going away or timing out).
+bool is_parse_error(const beast::error_code& ec) {
+  return ec.category() == beast::error_code(http::error::end_of_stream).category() && ec != http::error::end_of_stream &&
+         ec != http::error::partial_message;
+}
+
+http::response<http::string_body> to_beast(const HttpResponse& r, unsigned version, bool keep_alive) {
+  http::response<http::string_body> res{static_cast<http::status>(r.status), version};
+  res.set(http::field::server, "tollgate");
+  res.set(http::field::content_type, r.content_type);
+  if (!r.allow.empty()) res.set(http::field::allow, r.allow);
+  res.body() = r.body;
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  return res;
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  struct Session {
+    explicit Session(tcp::socket s) : stream(std::move(s)) {}
+    beast::tcp_stream stream;
+    std::atomic<bool> idle{true};  // waiting for the next request's first byte
+  };
+
+  Impl(const Config& c, Intake& i)
+      : config(c), intake(i), acceptor(io), signals(io, SIGINT, SIGTERM), shutdown_strand(asio::make_strand(io)),
+        drain_timer(shutdown_strand) {}
+
+  const Config& config;
+  Intake& intake;
+  asio::io_context io;
+  tcp::acceptor acceptor;
+  asio::signal_set signals;
+  // Shutdown state (the drain timer) is touched only on this strand.
+  asio::strand<asio::io_context::executor_type> shutdown_strand;
+  asio::steady_timer drain_timer;
+  std::atomic<std::size_t> active{0};
+  std::atomic<bool> draining{false};
+  std::mutex sessions_mutex;
+  std::set<std::shared_ptr<Session>> sessions;
+
+  asio::awaitable<void> accept_loop() {
+    while (true) {
+      auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(io), as_tuple_awaitable);
+      if (ec) {
+        if (draining || ec == asio::error::operation_aborted) co_return;
+        log::warn("accept failed", {{"error", ec.message()}});
+        continue;
+      }
+      if (active.load() >= config.intake.max_connections) {
+        // Best effort: a short answer into the socket buffer, then close.
+        static const std::string busy =
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n";
+        beast::error_code ignored;
+        socket.non_blocking(true, ignored);
+        socket.send(asio::buffer(busy), 0, ignored);
+        socket.close(ignored);
+        (void)intake.edge_error("", 503, "connection cap reached");
+        continue;
+      }
+      auto session = std::make_shared<Session>(std::move(socket));
+      {
+        std::lock_guard lock(sessions_mutex);
+        sessions.insert(session);
+      }
+      ++active;
+      auto executor = session->stream.get_executor();
+      asio::co_spawn(executor, serve(session), [this, session](std::exception_ptr e) {
+        if (e) {
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& ex) {
+            log::error("session failed", {{"error", ex.what()}});
+          }
+        }
+        {
+          std::lock_guard lock(sessions_mutex);
+          sessions.erase(session);
+        }
+        if (--active == 0 && draining) asio::post(shutdown_strand, [this] { drain_timer.cancel(); });
+      });
+    }
+  }
+
+  asio::awaitable<void> write(Session& s, const HttpResponse& r, unsigned version, bool keep_alive) {
+    auto res = to_beast(r, version, keep_alive);
+    s.stream.expires_after(config.intake.body_timeout);
+    (void)co_await http::async_write(s.stream, res, as_tuple_awaitable);
+    s.stream.expires_never();
+  }
+
+  // Awaits `op` (an operation completing with an error code first) for at most `limit`. On the
+  // deadline the socket's operations are cancelled but the socket stays open, so the session can
+  // still answer 408. Returns the operation's error and whether the deadline caused it.
+  template <typename Awaitable>
+  asio::awaitable<std::pair<beast::error_code, bool>> within(const std::shared_ptr<Session>& session,
+                                                             std::chrono::milliseconds limit, Awaitable op) {
+    auto fired = std::make_shared<bool>(false);
+    asio::steady_timer timer(session->stream.get_executor());
+    timer.expires_after(limit);
+    timer.async_wait([fired, session](beast::error_code ec) {
+      if (ec) return;
+      *fired = true;
+      beast::error_code ignored;
+      session->stream.socket().cancel(ignored);
+    });
+    auto result = co_await std::move(op);
+    timer.cancel();
+    beast::error_code ec = std::get<0>(result);
+    co_return std::pair{ec, ec && *fired};
+  }
+
+  asio::awaitable<void> serve(std::shared_ptr<Session> session) {
+    Session& s = *session;
+    beast::flat_buffer buffer;
+    buffer.reserve(64 * 1024);  // one recv for a typical delivery, not 512-byte steps
+    bool first = true;
+    s.stream.expires_never();  // reads use within(); writes set their own expiry
+    while (!draining) {
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(64 * 1024);
+      parser.body_limit(config.intake.max_body_bytes);
+      // Idle until the next request's first byte: a quiet keep-alive connection is closed without
+      // an answer; from the first byte on, the headers must arrive within header_timeout.
+      if (buffer.size() == 0) {
+        s.idle = true;
+        auto [ec, timed_out] = co_await within(session, first ? config.intake.header_timeout : config.intake.idle_timeout,
+                                               s.stream.socket().async_wait(tcp::socket::wait_read, as_tuple_awaitable));
+        s.idle = false;
+        if (ec || draining) break;
+      }
+      auto [ec, timed_out] = co_await within(session, config.intake.header_timeout,
+                                             http::async_read_header(s.stream, buffer, parser, as_tuple_awaitable));
+      if (ec) {
+        if (timed_out) {
+          co_await write(s, intake.edge_error("", 408, "request headers not received in time (intake.header_timeout is " +
+                                                           pipeline::format_duration(std::chrono::duration_cast<std::chrono::seconds>(config.intake.header_timeout)) + ")"),
+                         11, false);
+        } else if (ec == http::error::header_limit) {
+          co_await write(s, intake.edge_error("", 431, "request headers are larger than 64 KiB"), 11, false);
+        } else if (ec == http::error::body_limit) {
+          co_await write(s, intake.edge_error(std::string(parser.get().target()), 413, body_limit_message(parser)), 11, false);
+        } else if (is_parse_error(ec)) {
+          co_await write(s, intake.edge_error("", 400, "malformed HTTP request: " + ec.message()), 11, false);
+        }
+        break;
+      }
+      first = false;
+      const auto& header = parser.get();
+      std::string target(header.target());
+      if (!parser.is_done()) {
+        auto [ec2, timed_out2] = co_await within(session, config.intake.body_timeout,
+                                                 http::async_read(s.stream, buffer, parser, as_tuple_awaitable));
+        if (ec2) {
+          if (timed_out2) {
+            co_await write(s, intake.edge_error(target, 408, "request body not received in time (intake.body_timeout is " +
+                                                                 pipeline::format_duration(std::chrono::duration_cast<std::chrono::seconds>(config.intake.body_timeout)) + ")"),
+                           header.version(), false);
+          } else if (ec2 == http::error::body_limit) {
+            co_await write(s, intake.edge_error(target, 413, body_limit_message(parser)), header.version(), false);
+          } else if (is_parse_error(ec2)) {
+            co_await write(s, intake.edge_error(target, 400, "malformed HTTP request: " + ec2.message()),
+                           header.version(), false);
+          }
+          break;
+        }
+      }
+      auto& req = parser.get();
+      const auto started = std::chrono::steady_clock::now();
+      HttpRequest request{std::string(req.method_string()), target,
+                          [&req](std::string_view name) -> std::string_view {
+                            auto it = req.find(beast::string_view(name.data(), name.size()));
+                            if (it == req.end()) return {};
+                            return {it->value().data(), it->value().size()};
+                          },
+                          req.body()};
+      auto routed = intake.route(request);
+      HttpResponse response;
+      if (auto* ready = std::get_if<HttpResponse>(&routed)) {
+        response = std::move(*ready);
+      } else {
+        auto& job = std::get<StoreJob>(routed);
+        StoredDelivery stored{job.host, job.delivery.delivery_id, job.delivery.event_type, job.delivery.repo,
+                              std::move(job.delivery.body)};
+        auto [result, error] = co_await async_store(intake.inbox(), std::move(stored), asio::use_awaitable);
+        response = intake.finish(job, result, error, std::chrono::steady_clock::now() - started);
+      }
+      bool keep_alive = req.keep_alive() && !draining;
+      auto res = to_beast(response, req.version(), keep_alive);
+      s.stream.expires_after(config.intake.body_timeout);
+      auto [ec3, n3] = co_await http::async_write(s.stream, res, as_tuple_awaitable);
+      s.stream.expires_never();
+      if (ec3 || !keep_alive) break;
+    }
+    beast::error_code ignored;
+    s.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  std::string body_limit_message(const http::request_parser<http::string_body>& parser) const {
+    std::string size = parser.content_length() ? std::to_string(*parser.content_length()) + " bytes" : "the body";
+    return "request body (" + size + ") is larger than the limit of " + std::to_string(config.intake.max_body_bytes) +
+           " bytes (intake.max_body)";
+  }
+
+  void begin_shutdown() {
+    if (draining.exchange(true)) return;
+    log::info("shutting down: no new connections; finishing requests in flight",
+              {{"in_flight_connections", active.load()},
+               {"deadline_ms", static_cast<std::int64_t>(config.intake.shutdown_timeout.count())}});
+    beast::error_code ignored;
+    acceptor.close(ignored);
+    signals.cancel(ignored);
+    // Connections waiting for their next request have nothing in flight: close them now.
+    std::lock_guard lock(sessions_mutex);
+    for (const auto& s : sessions) {
+      asio::post(s->stream.get_executor(), [s] {
+        if (s->idle) s->stream.cancel();
+      });
+    }
+    if (active == 0) return;
+    drain_timer.expires_after(config.intake.shutdown_timeout);
+    drain_timer.async_wait([this](beast::error_code ec) {
+      if (!ec) {
+        log::warn("shutdown deadline reached; closing connections still in flight", {{"connections", active.load()}});
+        io.stop();
+      }
+    });
+  }
+};
+
+HttpServer::HttpServer(const Config& config, Intake& intake) : impl_(std::make_unique<Impl>(config, intake)) {}
+HttpServer::~HttpServer() = default;
+
+tl::expected<std::uint16_t, std::string> HttpServer::listen() {
+  beast::error_code ec;
+  auto address = asio::ip::make_address(impl_->config.listen_host, ec);
+  if (ec) return tl::unexpected("listen: '" + impl_->config.listen_host + "' is not an IP address");
+  tcp::endpoint endpoint{address, impl_->config.listen_port};
+  auto& a = impl_->acceptor;
+  a.open(endpoint.protocol(), ec);
+  if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) a.bind(endpoint, ec);
+  if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return tl::unexpected("listen: cannot listen on " + impl_->config.listen_host + ":" +
+                          std::to_string(impl_->config.listen_port) + ": " + ec.message());
+  }
+  return a.local_endpoint().port();
+}
+
+void HttpServer::run(unsigned threads) {
+  auto& impl = *impl_;
+  impl.signals.async_wait([&impl](beast::error_code ec, int) {
+    if (!ec) asio::post(impl.shutdown_strand, [&impl] { impl.begin_shutdown(); });
+  });
+  // The acceptor is used only on the shutdown strand, which also closes it.
+  asio::co_spawn(impl.shutdown_strand, impl.accept_loop(), asio::detached);
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&impl] { impl.io.run(); });
+  impl.io.run();
+  for (auto& t : pool) t.join();
+}
+
+void HttpServer::stop() {
+  asio::post(impl_->shutdown_strand, [this] { impl_->begin_shutdown(); });
+}
+
+}  // namespace tollgate::service

@@ -1,0 +1,65 @@
+#pragma once
+// The HTTP routes, without a socket: health, readiness, metrics and webhook intake. The server
+// reads a request, calls route(); a delivery to store comes back as a StoreJob, which the server
+// hands to the inbox and answers with finish() once it is committed.
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "service/config.hpp"
+#include "service/inbox.hpp"
+#include "service/metrics.hpp"
+#include "webhooks/receiver.hpp"
+
+namespace tollgate::service {
+
+struct HttpRequest {
+  std::string method;
+  std::string target;
+  webhooks::HeaderLookup header;
+  std::string_view body;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::string allow{};  // the Allow header of a 405
+};
+
+struct StoreJob {
+  std::string host;
+  webhooks::Delivery delivery;
+};
+
+class Intake {
+ public:
+  Intake(const Config& config, Inbox& inbox, Metrics& metrics);
+
+  [[nodiscard]] std::variant<HttpResponse, StoreJob> route(const HttpRequest& request);
+
+  // The answer to a stored (or duplicate, or failed) delivery; logs it and counts it.
+  [[nodiscard]] HttpResponse finish(const StoreJob& job, StoreResult result, const std::string& error,
+                                    std::chrono::steady_clock::duration took);
+
+  // An answer the server makes itself (413, 408, 503 on the connection cap), counted and logged.
+  [[nodiscard]] HttpResponse edge_error(std::string_view target, int status, std::string message);
+
+  [[nodiscard]] Inbox& inbox() { return inbox_; }
+
+ private:
+  std::variant<HttpResponse, StoreJob> hook(const std::string& host_name, const HttpRequest& request);
+
+  std::map<std::string, webhooks::ReceiverConfig> receivers_;
+  Inbox& inbox_;
+  Metrics& metrics_;
+};
+
+// {"error": "..."} / {"status": "...", ...}
+[[nodiscard]] HttpResponse json_response(int status, const std::string& key, const std::string& message,
+                                         const std::string& delivery_id = {});
+
+}  // namespace tollgate::service

@@ -1,0 +1,79 @@
+#include "service/metrics.hpp"
+
+#include <sstream>
+
+namespace tollgate::service {
+namespace {
+// Label values: escape backslash, quote and newline.
+std::string label(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+}  // namespace
+
+void Metrics::delivery(const std::string& host, const std::string& event, const std::string& outcome) {
+  std::lock_guard lock(mutex_);
+  ++deliveries_[{host, event, outcome}];
+}
+
+void Metrics::intake_latency(double seconds) {
+  std::lock_guard lock(mutex_);
+  for (std::size_t i = 0; i < kBuckets.size(); ++i) {
+    if (seconds <= kBuckets[i]) ++latency_buckets_[i];
+  }
+  ++latency_count_;
+  latency_sum_ += seconds;
+}
+
+void Metrics::http_request(const std::string& route, int status) {
+  std::lock_guard lock(mutex_);
+  ++requests_[{route, status}];
+}
+
+void Metrics::connection_refused() {
+  std::lock_guard lock(mutex_);
+  ++refused_;
+}
+
+std::string Metrics::render(std::optional<std::int64_t> inbox_depth) const {
+  std::ostringstream out;
+  std::lock_guard lock(mutex_);
+  out << "# HELP tollgate_deliveries_total Webhook deliveries by host, event and outcome.\n"
+      << "# TYPE tollgate_deliveries_total counter\n";
+  for (const auto& [k, n] : deliveries_) {
+    out << "tollgate_deliveries_total{host=\"" << label(std::get<0>(k)) << "\",event=\"" << label(std::get<1>(k))
+        << "\",outcome=\"" << label(std::get<2>(k)) << "\"} " << n << "\n";
+  }
+  out << "# HELP tollgate_intake_duration_seconds Time from a delivery's last byte to its answer.\n"
+      << "# TYPE tollgate_intake_duration_seconds histogram\n";
+  for (std::size_t i = 0; i < kBuckets.size(); ++i) {
+    out << "tollgate_intake_duration_seconds_bucket{le=\"" << kBuckets[i] << "\"} " << latency_buckets_[i] << "\n";
+  }
+  out << "tollgate_intake_duration_seconds_bucket{le=\"+Inf\"} " << latency_count_ << "\n"
+      << "tollgate_intake_duration_seconds_sum " << latency_sum_ << "\n"
+      << "tollgate_intake_duration_seconds_count " << latency_count_ << "\n";
+  out << "# HELP tollgate_http_requests_total HTTP requests by route and status.\n"
+      << "# TYPE tollgate_http_requests_total counter\n";
+  for (const auto& [k, n] : requests_) {
+    out << "tollgate_http_requests_total{route=\"" << label(k.first) << "\",status=\"" << k.second << "\"} " << n << "\n";
+  }
+  out << "# HELP tollgate_connections_refused_total Connections closed at once because the connection cap was reached.\n"
+      << "# TYPE tollgate_connections_refused_total counter\n"
+      << "tollgate_connections_refused_total " << refused_ << "\n";
+  if (inbox_depth) {
+    out << "# HELP tollgate_inbox_depth Deliveries stored but not yet processed.\n"
+        << "# TYPE tollgate_inbox_depth gauge\n"
+        << "tollgate_inbox_depth " << *inbox_depth << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace tollgate::service

@@ -1,0 +1,38 @@
+#pragma once
+// Prometheus metrics of the intake, rendered in the text exposition format for GET /metrics.
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <tuple>
+
+namespace tollgate::service {
+
+class Metrics {
+ public:
+  // outcome: stored, duplicate, ignored, ping, rejected_<status>, failed
+  void delivery(const std::string& host, const std::string& event, const std::string& outcome);
+  void intake_latency(double seconds);
+  void http_request(const std::string& route, int status);
+  void connection_refused();
+
+  // `inbox_depth`: deliveries waiting to be processed, read at scrape time.
+  [[nodiscard]] std::string render(std::optional<std::int64_t> inbox_depth) const;
+
+  static constexpr std::array<double, 12> kBuckets{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
+                                                   0.05,   0.1,   0.25,  0.5,   1.0,  2.5};
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> deliveries_;
+  std::map<std::pair<std::string, int>, std::uint64_t> requests_;
+  std::array<std::uint64_t, kBuckets.size()> latency_buckets_{};
+  std::uint64_t latency_count_ = 0;
+  double latency_sum_ = 0;
+  std::uint64_t refused_ = 0;
+};
+
+}  // namespace tollgate::service

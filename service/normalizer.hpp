@@ -1,0 +1,39 @@
+#pragma once
+// Turns stored deliveries into Events, off the request path: a worker reads new inbox rows,
+// normalises them (webhooks::normalize) and records the Event, or why it was ignored or failed.
+// (The promotion engine consumes these Events in a later milestone.)
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "webhooks/event.hpp"
+
+namespace tollgate::service {
+
+class Normalizer {
+ public:
+  Normalizer(std::string database, std::map<std::string, webhooks::HostKind> hosts);
+  ~Normalizer();
+  void start();
+  void nudge();  // new deliveries were committed
+  void stop();   // finishes the batch in hand
+
+ private:
+  void loop();
+  std::string database_;
+  std::map<std::string, webhooks::HostKind> hosts_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  bool nudged_ = false;
+  std::thread thread_;
+};
+
+[[nodiscard]] nlohmann::json to_json(const webhooks::Event& event);
+
+}  // namespace tollgate::service

@@ -1,0 +1,109 @@
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <catch2/catch.hpp>
+
+#include "service/config.hpp"
+
+using namespace tollgate::service;
+namespace fs = std::filesystem;
+
+namespace {
+struct Dir {
+  fs::path path = fs::temp_directory_path() / ("tollgate-config-" + std::to_string(::getpid()));
+  Dir() {
+    fs::create_directories(path / "secrets");
+    std::ofstream(path / "secrets/webhook") << "new-secret\n\nold-secret\n";
+    std::ofstream(path / "secrets/token") << "ghp_token\n";
+    std::ofstream(path / "secrets/empty") << "\n";
+  }
+  ~Dir() { fs::remove_all(path); }
+};
+
+std::string messages(const std::vector<tollgate::pipeline::Diagnostic>& ds) {
+  std::string out;
+  for (const auto& d : ds) out += tollgate::pipeline::format_text(d) + "\n";
+  return out;
+}
+}  // namespace
+
+TEST_CASE("a complete configuration is read, with secrets from files and the environment", "[config]") {
+  Dir dir;
+  ::setenv("TOLLGATE_TEST_GL_SECRET", "gl-secret", 1);
+  auto cfg = parse_config(R"(listen: 0.0.0.0:9090
+database: state/tollgate.db
+public_url: https://tollgate.example.com/
+hosts:
+  github:
+    kind: github
+    webhook_secret_file: secrets/webhook
+    token_file: secrets/token
+    repos: ["acme/*"]
+  gitlab:
+    kind: gitlab
+    api_url: https://gitlab.example.com/api/v4
+    webhook_secret_env: TOLLGATE_TEST_GL_SECRET
+intake:
+  max_body: 5MiB
+  header_timeout: 5s
+  sqlite_synchronous: full
+)",
+                          "tollgate.yaml", dir.path.string());
+  INFO((cfg ? std::string() : messages(cfg.error())));
+  REQUIRE(cfg);
+  CHECK(cfg->listen_host == "0.0.0.0");
+  CHECK(cfg->listen_port == 9090);
+  CHECK(cfg->database == (dir.path / "state/tollgate.db").string());
+  CHECK(cfg->public_url == "https://tollgate.example.com");
+  const auto& gh = cfg->hosts.at("github");
+  CHECK(gh.api_url == "https://api.github.com");
+  REQUIRE(gh.webhook_secrets.size() == 2);  // rotation: both lines are valid
+  CHECK(gh.webhook_secrets[1].value() == "old-secret");
+  CHECK(gh.token->value() == "ghp_token");
+  CHECK(gh.repos == std::vector<std::string>{"acme/*"});
+  CHECK(cfg->hosts.at("gitlab").webhook_secrets.at(0).value() == "gl-secret");
+  CHECK(cfg->intake.max_body_bytes == 5u * 1024 * 1024);
+  CHECK(cfg->intake.header_timeout == std::chrono::seconds(5));
+  CHECK(cfg->intake.sqlite_synchronous == "full");
+}
+
+TEST_CASE("configuration mistakes are all reported, naming the key", "[config]") {
+  Dir dir;
+  auto cfg = parse_config(R"(listen: localhost
+hsts: {}
+hosts:
+  github:
+    knd: github
+    webhook_secret_file: secrets/missing
+  gitea:
+    kind: gitee
+    webhook_secret_file: secrets/empty
+intake:
+  max_body: 25MB
+  body_timeout: 30
+)",
+                          "tollgate.yaml", dir.path.string());
+  REQUIRE_FALSE(cfg);
+  const std::string out = messages(cfg.error());
+  CHECK(out ==
+        "tollgate.yaml:1:9: error: 'listen': must be HOST:PORT such as '127.0.0.1:8080' (port 0 picks a free one)\n"
+        "tollgate.yaml:2:1: error: unknown key 'hsts' in the configuration; did you mean 'hosts'?\n"
+        "tollgate.yaml:5:5: error: unknown key 'knd' in host 'github'; did you mean 'kind'?\n"
+        "tollgate.yaml:6:26: error: 'hosts.github.webhook_secret_file': cannot read '" + (dir.path / "secrets/missing").string() + "'\n"
+        "tollgate.yaml:8:11: error: 'hosts.gitea.kind': must be 'github', 'gitlab' or 'gitea'; got 'gitee'; did you mean 'gitea'?\n"
+        "tollgate.yaml:9:26: error: 'hosts.gitea.webhook_secret_file': holds no secret (it is empty)\n"
+        "tollgate.yaml:11:13: error: 'intake.max_body': must be a size such as 26214400, '512KiB' or '25MiB'\n"
+        "tollgate.yaml:12:17: error: 'intake.body_timeout': must be a duration such as '30s' or '2m' (a number needs a unit)\n");
+  // Secrets never appear in messages.
+  CHECK(out.find("new-secret") == std::string::npos);
+}
+
+TEST_CASE("a host without a webhook secret is refused", "[config]") {
+  Dir dir;
+  auto cfg = parse_config("hosts:\n  github:\n    kind: github\n", "t.yaml", dir.path.string());
+  REQUIRE_FALSE(cfg);
+  CHECK(messages(cfg.error()) ==
+        "t.yaml:2:3: error: 'hosts.github': missing 'webhook_secret_file' or 'webhook_secret_env': deliveries cannot be "
+        "verified without it\n");
+}

@@ -1,0 +1,178 @@
+#include <map>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "webhooks/receiver.hpp"
+
+using namespace tollgate::webhooks;
+
+namespace {
+
+struct Headers {
+  std::map<std::string, std::string> values;  // lower-case names
+  HeaderLookup lookup() const {
+    return [this](std::string_view name) -> std::string_view {
+      std::string key(name);
+      for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      auto it = values.find(key);
+      return it == values.end() ? std::string_view{} : std::string_view(it->second);
+    };
+  }
+};
+
+const std::string kSecret = "It's a Secret to Everybody";
+const std::string kBody = R"({"action":"opened","repository":{"full_name":"acme/app"},"number":1})";
+
+Headers github(const std::string& event, const std::string& body, const std::string& secret = kSecret) {
+  Headers h;
+  h.values["x-github-event"] = event;
+  h.values["x-github-delivery"] = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+  h.values["x-hub-signature-256"] = "sha256=" + hmac_sha256_hex(secret, body);
+  h.values["content-type"] = "application/json";
+  return h;
+}
+
+ReceiverConfig config(HostKind kind = HostKind::github) {
+  ReceiverConfig c;
+  c.kind = kind;
+  c.secrets = {"old-secret", kSecret};
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("HMAC-SHA256 matches GitHub's documented test vector", "[receiver]") {
+  CHECK(hmac_sha256_hex(kSecret, "Hello, World!") == "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17");
+  CHECK(constant_time_equal("abc", "abc"));
+  CHECK_FALSE(constant_time_equal("abc", "abd"));
+  CHECK_FALSE(constant_time_equal("abc", "abcd"));
+}
+
+TEST_CASE("a signed GitHub delivery of a used event is to be stored", "[receiver]") {
+  auto h = github("pull_request", kBody);
+  auto v = receive(config(), h.lookup(), kBody);
+  REQUIRE(v.outcome == Verdict::Outcome::store);
+  CHECK(v.status == 202);
+  CHECK(v.delivery.delivery_id == "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+  CHECK(v.delivery.event_type == "pull_request");
+  CHECK(v.delivery.repo == "acme/app");
+  CHECK(v.delivery.body == kBody);
+}
+
+TEST_CASE("deliveries are refused in the documented order, each with its status", "[receiver]") {
+  SECTION("no event header") {
+    Headers h = github("pull_request", kBody);
+    h.values.erase("x-github-event");
+    auto v = receive(config(), h.lookup(), kBody);
+    CHECK(v.status == 400);
+    CHECK(v.message == "missing X-GitHub-Event header: not a GitHub webhook delivery");
+  }
+  SECTION("missing signature") {
+    Headers h = github("pull_request", kBody);
+    h.values.erase("x-hub-signature-256");
+    auto v = receive(config(), h.lookup(), kBody);
+    CHECK(v.status == 401);
+    CHECK(v.message == "missing X-Hub-Signature-256 header: give the webhook the secret configured for this host");
+  }
+  SECTION("wrong secret") {
+    auto h = github("pull_request", kBody, "guess");
+    auto v = receive(config(), h.lookup(), kBody);
+    CHECK(v.status == 401);
+    CHECK(v.message == "signature does not match any secret configured for this host");
+  }
+  SECTION("the signature is over the raw body: a changed byte fails") {
+    auto h = github("pull_request", kBody);
+    std::string tampered = kBody;
+    tampered[5] = 'X';
+    CHECK(receive(config(), h.lookup(), tampered).status == 401);
+  }
+  SECTION("a bad signature is refused even for an event tollgate does not use") {
+    auto h = github("issues", kBody, "guess");
+    CHECK(receive(config(), h.lookup(), kBody).status == 401);
+  }
+  SECTION("not JSON") {
+    std::string body = "{\"action\": ";
+    auto h = github("pull_request", body);
+    auto v = receive(config(), h.lookup(), body);
+    CHECK(v.status == 400);
+    CHECK(v.message.rfind("body is not valid JSON", 0) == 0);
+  }
+  SECTION("JSON but not an object") {
+    std::string body = "[1,2]";
+    auto h = github("pull_request", body);
+    CHECK(receive(config(), h.lookup(), body).message == "body must be a JSON object");
+  }
+  SECTION("a content type that is neither JSON nor a form") {
+    auto h = github("pull_request", kBody);
+    h.values["content-type"] = "text/plain";
+    auto v = receive(config(), h.lookup(), kBody);
+    CHECK(v.status == 415);
+    CHECK(v.message == "unsupported Content-Type 'text/plain': set the webhook's content type to application/json");
+  }
+  SECTION("a Gitea delivery sent to a GitHub host") {
+    auto h = github("pull_request", kBody);
+    h.values["x-gitea-event"] = "pull_request";
+    auto v = receive(config(), h.lookup(), kBody);
+    CHECK(v.status == 400);
+    CHECK(v.message == "this delivery comes from Gitea (X-Gitea-Event) but the host is configured as github; set its kind to gitea");
+  }
+  SECTION("a repository outside the allowlist") {
+    auto c = config();
+    c.repos.push_back(*tollgate::pipeline::Glob::compile("other/*"));
+    auto h = github("pull_request", kBody);
+    auto v = receive(c, h.lookup(), kBody);
+    CHECK(v.status == 403);
+    CHECK(v.message == "repository 'acme/app' is not among this host's 'repos'");
+  }
+}
+
+TEST_CASE("pings are answered and unused events acknowledged, neither stored", "[receiver]") {
+  auto ping = github("ping", R"({"zen":"Keep it logically awesome."})");
+  CHECK(receive(config(), ping.lookup(), R"({"zen":"Keep it logically awesome."})").outcome == Verdict::Outcome::ping);
+  auto issues = github("issues", kBody);
+  auto v = receive(config(), issues.lookup(), kBody);
+  CHECK(v.outcome == Verdict::Outcome::ignore);
+  CHECK(v.status == 202);
+}
+
+TEST_CASE("GitHub's form encoding carries the payload in payload=", "[receiver]") {
+  std::string form = "payload=%7B%22action%22%3A%22opened%22%2C%22repository%22%3A%7B%22full_name%22%3A%22acme%2Fapp%22%7D%7D";
+  auto h = github("pull_request", form);
+  h.values["content-type"] = "application/x-www-form-urlencoded";
+  auto v = receive(config(), h.lookup(), form);
+  REQUIRE(v.outcome == Verdict::Outcome::store);
+  CHECK(v.delivery.body == R"({"action":"opened","repository":{"full_name":"acme/app"}})");
+  CHECK(v.delivery.repo == "acme/app");
+  std::string broken = "payload=%7";
+  auto hb = github("pull_request", broken);
+  hb.values["content-type"] = "application/x-www-form-urlencoded";
+  CHECK(receive(config(), hb.lookup(), broken).status == 400);
+}
+
+TEST_CASE("GitLab compares its token in constant time; Gitea signs with bare hex", "[receiver]") {
+  const std::string body = R"({"object_kind":"push","project":{"path_with_namespace":"group/sub/app"}})";
+  Headers gl;
+  gl.values["x-gitlab-event"] = "Push Hook";
+  gl.values["x-gitlab-token"] = kSecret;
+  gl.values["content-type"] = "application/json";
+  auto v = receive(config(HostKind::gitlab), gl.lookup(), body);
+  REQUIRE(v.outcome == Verdict::Outcome::store);
+  CHECK(v.delivery.repo == "group/sub/app");
+  CHECK(v.delivery.delivery_id.rfind("sha256:", 0) == 0);  // no idempotency header: the body's digest
+  gl.values["idempotency-key"] = "f00d";
+  CHECK(receive(config(HostKind::gitlab), gl.lookup(), body).delivery.delivery_id == "f00d");
+  gl.values["x-gitlab-token"] = "nope";
+  CHECK(receive(config(HostKind::gitlab), gl.lookup(), body).status == 401);
+
+  const std::string gbody = R"({"repository":{"full_name":"acme/app"}})";
+  Headers gt;
+  gt.values["x-gitea-event"] = "push";
+  gt.values["x-github-event"] = "push";  // Gitea sends both
+  gt.values["x-gitea-delivery"] = "d-1";
+  gt.values["x-gitea-signature"] = hmac_sha256_hex(kSecret, gbody);
+  gt.values["content-type"] = "application/json";
+  auto g = receive(config(HostKind::gitea), gt.lookup(), gbody);
+  REQUIRE(g.outcome == Verdict::Outcome::store);
+  CHECK(g.delivery.delivery_id == "d-1");
+}
