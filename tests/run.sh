@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh Debian 12 machine: installs dependencies, then builds and
-# tests three ways: release (-Werror), ASan+UBSan, and clang with the libFuzzer target, which
-# then fuzzes the loader+validator for FUZZ_SECONDS (default 60).
+# tests three ways: release (-Werror), ASan+UBSan, and clang with the libFuzzer targets, which
+# then fuzz the pipeline loader+validator and the webhook normalisers for FUZZ_SECONDS each
+# (default 60).
 # Usage: tests/run.sh            (env: JOBS, FUZZ_SECONDS, SKIP_INSTALL=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,11 +57,9 @@ mkdir -p "$corpus/pipeline" "$corpus/webhooks"
 cp examples/*.yaml tests/pipeline/invalid/*.yaml "$corpus/pipeline"/
 fuzz fuzz_pipeline "$corpus/pipeline" -dict=tests/fuzz/dict/pipeline.dict -max_len=8192
 echo
-if [ -x build-fuzz/tests/fuzz_webhooks ]; then
-  # Seeds: every fixture, each prefixed with the byte that picks its host kind and event.
-  python3 tests/fuzz/webhook_seeds.py "$corpus/webhooks"
-  fuzz fuzz_webhooks "$corpus/webhooks" -max_len=65536
-fi
+# Seeds: every webhook fixture, each prefixed with the byte that picks its host kind and event.
+python3 tests/fuzz/webhook_seeds.py "$corpus/webhooks"
+fuzz fuzz_webhooks "$corpus/webhooks" -max_len=65536
 echo
 # One closing line over the three ctest runs (each printed "N% tests passed, F tests failed out of T").
 awk '/tests passed, [0-9]+ tests? failed out of/ {t += $NF; f += $(NF-5)} END {printf "all test stages: %d passed, %d failed\n", t - f, f}' "$log"
