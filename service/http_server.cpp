@@ -1,5 +1,6 @@
 #include "service/http_server.hpp"
 
+#include <array>
 #include <csignal>
 #include <mutex>
 #include <set>
@@ -166,6 +167,7 @@ struct HttpServer::Impl {
     beast::flat_buffer buffer;
     buffer.reserve(64 * 1024);  // one recv for a typical delivery, not 512-byte steps
     bool first = true;
+    bool linger = false;  // answered before reading the whole request: drain before closing
     s.stream.expires_never();  // reads use within(); writes set their own expiry
     while (!draining) {
       http::request_parser<http::string_body> parser;
@@ -189,10 +191,13 @@ struct HttpServer::Impl {
                          11, false);
         } else if (ec == http::error::header_limit) {
           co_await write(s, intake.edge_error("", 431, "request headers are larger than 64 KiB"), 11, false);
+          linger = true;
         } else if (ec == http::error::body_limit) {
           co_await write(s, intake.edge_error(std::string(parser.get().target()), 413, body_limit_message(parser)), 11, false);
+          linger = true;
         } else if (is_parse_error(ec)) {
           co_await write(s, intake.edge_error("", 400, "malformed HTTP request: " + ec.message()), 11, false);
+          linger = true;
         }
         break;
       }
@@ -209,9 +214,11 @@ struct HttpServer::Impl {
                            header.version(), false);
           } else if (ec2 == http::error::body_limit) {
             co_await write(s, intake.edge_error(target, 413, body_limit_message(parser)), header.version(), false);
+            linger = true;
           } else if (is_parse_error(ec2)) {
             co_await write(s, intake.edge_error(target, 400, "malformed HTTP request: " + ec2.message()),
                            header.version(), false);
+            linger = true;
           }
           break;
         }
@@ -245,6 +252,20 @@ struct HttpServer::Impl {
     }
     beast::error_code ignored;
     s.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    if (linger) {
+      // The client may still be sending the body we refused. Closing now would reset the
+      // connection and could destroy our answer before the client reads it, so read and discard
+      // for a little while (bounded in time and bytes), as web servers' "lingering close" does.
+      std::array<char, 16 * 1024> sink;
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      for (int reads = 0; reads < 2048; ++reads) {  // at most 32 MiB and 2 s
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+        if (left.count() <= 0) break;
+        auto [ec, timed_out] =
+            co_await within(session, left, s.stream.socket().async_read_some(asio::buffer(sink), as_tuple_awaitable));
+        if (ec) break;
+      }
+    }
   }
 
   std::string body_limit_message(const http::request_parser<http::string_body>& parser) const {
