@@ -193,7 +193,7 @@ struct HttpServer::Impl {
           co_await write(s, intake.edge_error("", 431, "request headers are larger than 64 KiB"), 11, false);
           linger = true;
         } else if (ec == http::error::body_limit) {
-          co_await write(s, intake.edge_error(std::string(parser.get().target()), 413, body_limit_message(parser)), 11, false);
+          co_await write(s, intake.edge_error("", 413, body_limit_message(parser)), 11, false);
           linger = true;
         } else if (is_parse_error(ec)) {
           co_await write(s, intake.edge_error("", 400, "malformed HTTP request: " + ec.message()), 11, false);
@@ -269,10 +269,14 @@ struct HttpServer::Impl {
   }
 
   std::string body_limit_message(const http::request_parser<http::string_body>& parser) const {
-    std::string size = parser.content_length() ? std::to_string(*parser.content_length()) + " bytes" : "the body";
-    return "request body (" + size + ") is larger than the limit of " + std::to_string(config.intake.max_body_bytes) +
+    // Beast refuses an oversized Content-Length while still parsing the header, so read the
+    // field itself rather than parser.content_length().
+    auto declared = parser.get()[http::field::content_length];
+    std::string what = declared.empty() ? "request body" : "request body of " + std::string(declared) + " bytes";
+    return what + " is larger than the limit of " + std::to_string(config.intake.max_body_bytes) +
            " bytes (intake.max_body)";
   }
+
 
   void begin_shutdown() {
     if (draining.exchange(true)) return;
