@@ -105,38 +105,52 @@ void Normalizer::loop() {
       rows.push_back({select->int64(0), select->text(1), select->text(2), select->text(3)});
     }
     select->reset();
-    if (!rows.empty() && db->exec("BEGIN IMMEDIATE")) {
-      for (const auto& row : rows) {
+    if (!rows.empty()) {
+      // Parse and normalise first, outside any transaction: SQLite's write lock is then held only
+      // for the updates, never while parsing, so the inbox writer (and the 202s) never wait on it.
+      struct Outcome {
         std::string state = "failed", event_json, error;
+      };
+      std::vector<Outcome> outcomes(rows.size());
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        const auto& row = rows[i];
+        auto& out = outcomes[i];
         auto host = hosts_.find(row.host);
         if (host == hosts_.end()) {
-          error = "host '" + row.host + "' is no longer configured";
-        } else {
-          auto payload = nlohmann::json::parse(row.body, nullptr, /*allow_exceptions=*/false);
-          if (payload.is_discarded()) {
-            error = "stored body is not JSON";
-          } else {
-            auto event = webhooks::normalize(host->second, row.event, payload);
-            if (!event) {
-              error = event.error().message;
-            } else if (!*event) {
-              state = "ignored";
-            } else {
-              state = "normalized";
-              event_json = to_json(**event).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-            }
-          }
+          out.error = "host '" + row.host + "' is no longer configured";
+          continue;
         }
-        if (state == "failed") log::warn("delivery cannot be normalised", {{"id", row.id}, {"host", row.host}, {"event", row.event}, {"error", error}});
-        update->reset();
-        update->bind(1, state);
-        if (event_json.empty()) update->bind_null(2); else update->bind(2, event_json);
-        if (error.empty()) update->bind_null(3); else update->bind(3, error);
-        update->bind(4, row.id);
-        (void)update->step();
+        auto payload = nlohmann::json::parse(row.body, nullptr, /*allow_exceptions=*/false);
+        if (payload.is_discarded()) {
+          out.error = "stored body is not JSON";
+          continue;
+        }
+        auto event = webhooks::normalize(host->second, row.event, payload);
+        if (!event) {
+          out.error = event.error().message;
+        } else if (!*event) {
+          out.state = "ignored";
+        } else {
+          out.state = "normalized";
+          out.event_json = to_json(**event).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        }
+        if (out.state == "failed") {
+          log::warn("delivery cannot be normalised", {{"id", row.id}, {"host", row.host}, {"event", row.event}, {"error", out.error}});
+        }
       }
-      update->reset();
-      if (!db->exec("COMMIT")) (void)db->exec("ROLLBACK");
+      if (db->exec("BEGIN IMMEDIATE")) {
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+          const auto& out = outcomes[i];
+          update->reset();
+          update->bind(1, out.state);
+          if (out.event_json.empty()) update->bind_null(2); else update->bind(2, out.event_json);
+          if (out.error.empty()) update->bind_null(3); else update->bind(3, out.error);
+          update->bind(4, rows[i].id);
+          (void)update->step();
+        }
+        update->reset();
+        if (!db->exec("COMMIT")) (void)db->exec("ROLLBACK");
+      }
       continue;  // there may be more
     }
     std::unique_lock lock(mutex_);

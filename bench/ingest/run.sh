@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# Benchmark: webhook intake (issue 3, "bench/ingest"). In one run, drives four servers with the same
+# load generator (bench_loadgen: N keep-alive connections, a signed ~25 KB merged-PR payload, a
+# distinct X-GitHub-Delivery on every request):
+#   ceiling         bench_ceiling: Beast + coroutines, reads, checks the HMAC, answers 202, nothing else
+#   peer            bench/ingest/peer.mjs: Node + @octokit/webhooks@14, verify + parse, 202, no storage
+#   tollgate        tollgate serve, every 202 committed to SQLite (WAL, synchronous=NORMAL)
+#   tollgate-full   the same with intake.sqlite_synchronous: full (power-loss durability)
+# For each: start it, record idle RSS, warm up, run the generator, record peak RSS and CPU, stop it.
+# Afterwards: a table, the ratios, the targets, and a check that tollgate's database holds exactly
+# as many deliveries as it answered 202.
+#
+# Usage: bench/ingest/run.sh            (from anywhere; needs g++, cmake, ninja, node + npm ci)
+# Environment: CONNECTIONS=64 DURATION=10 WARMUP=2 (seconds) SERVERS="ceiling peer tollgate tollgate-full"
+#   SERVER_THREADS (ceiling and tollgate I/O threads; default: their own default, one per core)
+#   TOLLGATE_THREADS (tollgate only; overrides SERVER_THREADS)
+#   LOADGEN_THREADS=1  BUILD_DIR=build-bench  JOBS=2  NO_BUILD=1 (skip the build)  KEEP=1 (keep the temp dir)
+#   TOLLGATE=path (another tollgate binary, e.g. an experiment)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+
+connections=${CONNECTIONS:-64}
+duration=${DURATION:-10}
+warmup=${WARMUP:-2}
+servers=${SERVERS:-"ceiling peer tollgate tollgate-full"}
+loadgen_threads=${LOADGEN_THREADS:-1}
+# Release (-O3). A build directory of its own: build/ is the CI-style RelWithDebInfo -Werror
+# build, and g++ 12 at -O3 raises a false -Wrestrict in pipeline/ that -Werror turns into an error.
+build=${BUILD_DIR:-build-bench}
+case $build in /*) ;; *) build=$root/$build ;; esac
+
+if [ -z "${NO_BUILD:-}" ]; then
+  echo "building ($build, Release) ..."
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTOLLGATE_WERROR=OFF -DTOLLGATE_TESTS=OFF >/dev/null
+  if ! cmake --build "$build" -j "${JOBS:-2}" --target tollgate bench_loadgen bench_ceiling >"$build/bench-ingest-build.log" 2>&1; then
+    tail -40 "$build/bench-ingest-build.log"
+    echo "run.sh: the build failed (full log: $build/bench-ingest-build.log)"
+    exit 1
+  fi
+fi
+loadgen=$build/bench/bench_loadgen
+ceiling=$build/bench/bench_ceiling
+tollgate=${TOLLGATE:-$build/service/tollgate}
+[ -d node_modules/@octokit/webhooks ] || { echo "run.sh: node_modules/@octokit/webhooks is missing: run npm ci"; exit 1; }
+
+work=$(mktemp -d /tmp/tollgate-bench-ingest.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do
+    if kill -0 "$p" 2>/dev/null; then kill -KILL "$p" 2>/dev/null || true; fi
+  done
+  if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The payload: the merged pull_request "closed" fixture (tests/fixtures/webhooks/github, derived from
+# @octokit/webhooks-examples@7.6.1 pull_request example #3; see its README), serialised as one line
+# (", " and ": " separators): 25,618 bytes. Without the fixture, the same edits are applied here.
+python3 - "$work/body.json" <<'PY'
+import json, os, sys
+fixture = "tests/fixtures/webhooks/github/pull_request.closed.merged.json"
+if os.path.exists(fixture):
+    d = json.load(open(fixture))
+else:
+    ex = [e for e in json.load(open("node_modules/@octokit/webhooks-examples/api.github.com/index.json"))
+          if e["name"] == "pull_request"][0]["examples"][3]
+    ex["pull_request"].update(merged=True, merged_at=ex["pull_request"]["closed_at"], merged_by=ex["sender"])
+    d = ex
+assert d["action"] == "closed" and d["pull_request"]["merged"] is True
+open(sys.argv[1], "w").write(json.dumps(d))
+PY
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/secret"
+run_base=$(head -c 3 /dev/urandom | od -An -tx1 | tr -d ' \n')  # delivery ids: <run_base><nn>-0000-4000-8000-<counter>
+run_no=0
+
+# Prints the port once the server's output ($1, a file) shows it listening; waits up to 15 s.
+wait_port() {
+  local file=$1 pid=$2
+  for _ in $(seq 150); do
+    local port
+    port=$(grep -m1 -oE '(listening|"address":") ?"?127\.0\.0\.1:[0-9]+' "$file" 2>/dev/null | grep -oE '[0-9]+$' || true)
+    if [ -n "$port" ]; then echo "$port"; return 0; fi
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+loadgen_run() {  # port seconds out.json
+  run_no=$((run_no + 1))
+  "$loadgen" --port "$1" --path /hooks/github --connections "$connections" --threads "$loadgen_threads" \
+    --duration "$2" --body "$work/body.json" --secret-file "$work/secret" --event pull_request \
+    --run-id "$(printf '%s%02x' "$run_base" "$run_no")" --json > "$3" || true
+}
+
+start_server() {  # name dir -> sets server_pid, server_out
+  local name=$1 dir=$2
+  mkdir -p "$dir"
+  server_out=$dir/out.log
+  case $name in
+    ceiling)
+      "$ceiling" --secret-file "$work/secret" ${SERVER_THREADS:+--threads "$SERVER_THREADS"} >"$server_out" 2>&1 &
+      ;;
+    peer)
+      node bench/ingest/peer.mjs --secret-file "$work/secret" 0 >"$server_out" 2>&1 &
+      ;;
+    tollgate | tollgate-full)
+      cp "$work/secret" "$dir/webhook-secret"
+      {
+        echo "listen: 127.0.0.1:0"
+        echo "database: $dir/tollgate.db"
+        echo "data_dir: $dir/data"
+        echo "public_url: http://127.0.0.1:8080"
+        echo "hosts:"
+        echo "  github:"
+        echo "    kind: github"
+        echo "    webhook_secret_file: webhook-secret"
+        if [ "$name" = tollgate-full ]; then
+          echo "intake:"
+          echo "  sqlite_synchronous: full"
+        fi
+      } > "$dir/tollgate.yaml"
+      local tthreads=${TOLLGATE_THREADS:-${SERVER_THREADS:-}}
+      "$tollgate" serve --config "$dir/tollgate.yaml" ${tthreads:+--threads "$tthreads"} 2>"$server_out" >/dev/null &
+      ;;
+  esac
+  server_pid=$!
+  pids+=("$server_pid")
+}
+
+stop_server() {  # pid: SIGTERM, then SIGKILL after 15 s
+  local pid=$1
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 150); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    sleep 0.1
+  done
+  echo "  $pid did not stop within 15 s of SIGTERM: killed"
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+load1() { cut -d' ' -f1-3 /proc/loadavg; }
+echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(uname -r); $(date -u +%Y-%m-%dT%H:%MZ); load average at start: $(load1)"
+echo "NOTE: the load generator and each server share this $(nproc)-core machine (nothing is pinned): the generator's"
+echo "      own CPU is shown per run, and other processes on the machine take CPU from both."
+echo "load: $connections keep-alive connections, ${loadgen_threads} generator thread(s), warm-up ${warmup} s, then ${duration} s;"
+echo "      POST /hooks/github, $(wc -c < "$work/body.json")-byte merged pull_request payload, X-Hub-Signature-256, distinct X-GitHub-Delivery"
+echo
+
+for name in $servers; do
+  dir=$work/$name
+  start_server "$name" "$dir"
+  if ! port=$(wait_port "$server_out" "$server_pid"); then
+    echo "$name: did not start; its output:"
+    tail -20 "$server_out"
+    exit 1
+  fi
+  sleep 0.5
+  idle=$(rss_kb "$server_pid" VmRSS)
+  loadgen_run "$port" "$warmup" "$dir/warmup.json"
+  sleep 0.5
+  load_before=$(cut -d' ' -f1 /proc/loadavg)
+  t0=$(cpu_ticks "$server_pid")
+  loadgen_run "$port" "$duration" "$dir/run.json"
+  t1=$(cpu_ticks "$server_pid")
+  peak=$(rss_kb "$server_pid" VmHWM)
+  after=$(rss_kb "$server_pid" VmRSS)
+  alive=yes
+  kill -0 "$server_pid" 2>/dev/null || alive=no
+  stop_server "$server_pid"
+  rows=""
+  if [[ $name == tollgate* ]]; then
+    rows=$(python3 -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM deliveries').fetchone()[0])" "$dir/tollgate.db" 2>/dev/null || echo "?")
+  fi
+  printf '{"name":"%s","port":%s,"idle_rss_kb":%s,"peak_rss_kb":%s,"rss_after_kb":%s,"server_cpu_ticks":%s,"ticks_per_s":%s,"alive":"%s","rows":"%s","load":"%s"}\n' \
+    "$name" "$port" "${idle:-0}" "${peak:-0}" "${after:-0}" "$((t1 - t0))" "$(getconf CLK_TCK)" "$alive" "$rows" \
+    "$load_before" > "$dir/server.json"
+  python3 - "$dir" <<'PY'
+import json, sys
+d = sys.argv[1]
+r, w, s = (json.load(open(f"{d}/{f}.json")) for f in ("run", "warmup", "server"))
+l = r["latency_ms"]
+errs = ", ".join(f"{k}: {v}" for k, v in r["status"].items() if not k.startswith("2"))
+errs += "".join(f", {k}: {v}" for k, v in r["errors"]["socket"].items())
+print(f"{s['name']:<14} {r['requests']:>7} requests in {r['elapsed_s']:.1f} s = {r['rps']:>8.0f}/s  "
+      f"p50 {l['p50']:.2f}  p90 {l['p90']:.2f}  p99 {l['p99']:.2f}  max {l['max']:.2f} ms  "
+      f"errors {r['errors']['total']}{' (' + errs.lstrip(', ') + ')' if errs else ''}")
+PY
+  if [ "$alive" = no ]; then
+    echo "  $name DIED during the run; last lines of its output:"
+    tail -5 "$server_out"
+  fi
+done
+
+echo
+status=0
+python3 - "$work" $servers <<'PY' || status=$?
+import json, os, sys
+work, names = sys.argv[1], sys.argv[2:]
+res = {}
+for n in names:
+    d = os.path.join(work, n)
+    r, w, s = (json.load(open(os.path.join(d, f + ".json"))) for f in ("run", "warmup", "server"))
+    res[n] = dict(run=r, warm=w, srv=s)
+
+def mb(kb): return f"{int(kb) / 1024:.1f}"
+print(f"| server | requests/s | p50 ms | p99 ms | max ms | errors | idle RSS MB | peak RSS MB | server CPU | generator CPU | load avg |")
+print(f"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for n, x in res.items():
+    r, s = x["run"], x["srv"]
+    l = r["latency_ms"]
+    cpu = s["server_cpu_ticks"] / s["ticks_per_s"] / r["elapsed_s"] * 100 if r["elapsed_s"] else 0
+    gen = r["cpu_s"] / r["elapsed_s"] * 100 if r["elapsed_s"] else 0
+    print(f"| {n} | {r['rps']:.0f} | {l['p50']:.2f} | {l['p99']:.2f} | {l['max']:.2f} | {r['errors']['total']} | "
+          f"{mb(s['idle_rss_kb'])} | {mb(s['peak_rss_kb'])} | {cpu:.0f}% | {gen:.0f}% | {s['load']} |")
+print("(server and generator CPU: % of one core during the measured run, 200% = both cores; the generator's")
+print(" includes the loopback TCP work the kernel does inside its send(). load avg: 1-minute, before the run)")
+
+print()
+peer, ceil = res.get("peer"), res.get("ceiling")
+for n in ("tollgate", "tollgate-full"):
+    if n not in res: continue
+    t = res[n]["run"]
+    parts = []
+    if peer: parts.append(f"{t['rps'] / peer['run']['rps']:.2f}x peer (target >= 2x)")
+    if ceil: parts.append(f"{t['rps'] / ceil['run']['rps'] * 100:.0f}% of ceiling (target >= 60%)")
+    print(f"{n}: requests/s " + ", ".join(parts) + f"; p99 {t['latency_ms']['p99']:.2f} ms (target <= 10)"
+          f"; idle RSS {mb(res[n]['srv']['idle_rss_kb'])} MB (target <= 20)")
+    ok = []
+    if peer: ok.append(t["rps"] >= 2 * peer["run"]["rps"])
+    if ceil: ok.append(t["rps"] >= 0.6 * ceil["run"]["rps"])
+    ok += [t["latency_ms"]["p99"] <= 10, int(res[n]["srv"]["idle_rss_kb"]) <= 20 * 1024]
+    print(f"  targets: {'all met' if all(ok) else 'NOT all met'}")
+
+print()
+bad = False
+for n in ("tollgate", "tollgate-full"):
+    if n not in res: continue
+    x = res[n]
+    answered = sum(int(v) for k, v in list(x["warm"]["status"].items()) + list(x["run"]["status"].items()) if k == "202")
+    rows = x["srv"]["rows"]
+    same = str(rows) == str(answered)
+    bad |= not same or x["srv"]["alive"] != "yes"
+    print(f"{n}: database rows {rows}, 202 answers {answered} (warm-up + run): "
+          f"{'OK, every 202 is in the inbox, none twice' if same else 'MISMATCH'}"
+          f"{'' if x['srv']['alive'] == 'yes' else '; the server died during the run'}")
+sys.exit(1 if bad else 0)
+PY
+echo
+echo "load average at end: $(load1)"
+exit $status
