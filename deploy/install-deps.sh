@@ -13,6 +13,8 @@ packages=(
   libboost1.81-dev libsqlite3-dev libssl-dev libsimdjson-dev
   # runtime data and tools used by tests and benchmarks
   tzdata hyperfine python3 sqlite3 openssl curl
+  # the test Git host: git http-backend behind lighttpd (mod_cgi, mod_auth are in the package)
+  lighttpd
 )
 
 if [ "$(id -u)" -eq 0 ]; then
