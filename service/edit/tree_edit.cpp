@@ -193,12 +193,21 @@ tl::expected<Resolved, EditError> resolve(const Tree& tree, std::size_t root, st
       }
       if (found.size() > 1) {
         std::string lines;
+        int previous = 0;
+        bool one_line = false;
         for (std::size_t f : found) {
-          lines += (lines.empty() ? "" : " and ") + std::to_string(position_of(tree.text, tree.at(n.children[f]).begin).line);
+          int line = position_of(tree.text, tree.at(n.children[f]).begin).line;
+          one_line = one_line || line == previous;
+          previous = line;
+          lines += (lines.empty() ? "lines " : " and ") + std::to_string(line);
+        }
+        if (one_line) {  // `{"a": 1, "a": 2}`: say where on the line
+          lines.clear();
+          for (std::size_t f : found) lines += (lines.empty() ? "" : " and ") + loc(tree, tree.at(n.children[f]).begin);
         }
         return tl::unexpected(error_at(EditErrorKind::not_editable, tree, tree.at(n.children[found[1]]).begin,
                                        head + "key '" + *key + "' appears more than once in " +
-                                           mapping_name(prefix) + " (lines " + lines + "); remove the duplicates"));
+                                           mapping_name(prefix) + " (" + lines + "); remove the duplicates"));
       }
       if (found.empty()) {
         bool last = i + 1 == segments.size();

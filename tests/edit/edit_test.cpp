@@ -281,6 +281,24 @@ TEST_CASE("set explains paths that lead nowhere", "[edit]") {
   CHECK(r.error().column == column);
 }
 
+TEST_CASE("set explains JSON paths that lead nowhere", "[edit]") {
+  const std::string json = "{\"a\": [1, 2], \"b\": {\"c\": \"x\"}, \"d\": 1, \"d\": 2}";
+  auto [path, message] = GENERATE(table<std::string, std::string>({
+      {"a[5]", "path 'a[5]': index 5 is past the end of the list 'a' (line 1, column 7), which has 2 items; tollgate "
+               "does not add list items, so use an index from 0 to 1"},
+      {"b.c.x", "path 'b.c.x': 'b.c' (line 1, column 26) is the value 'x', not a mapping, so it has no key 'x'; end "
+                "the path at 'b.c' or add the mapping to the file first"},
+      {"b.missing.f", "path 'b.missing.f': key 'missing' not found in the mapping 'b' (line 1, column 20); tollgate "
+                      "adds only the last key of a path, so add 'missing:' to the file or fix the path"},
+      {"d", "path 'd': key 'd' appears more than once in the top-level mapping (line 1, column 32 and line 1, column "
+            "40); remove the duplicates"},
+  }));
+  INFO(path);
+  auto r = set_value(json, FileFormat::json, path, "v");
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().message == message);
+}
+
 TEST_CASE("set refuses to add a key unless asked, and only the last one", "[edit]") {
   auto r = set_value("image:\n  tag: v1\n", FileFormat::yaml, "image.digest", "sha256:1",
                      SetOptions{.create_missing_key = false});
