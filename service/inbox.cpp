@@ -1,5 +1,8 @@
 #include "service/inbox.hpp"
 
+#include <pthread.h>
+
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <string_view>
@@ -13,7 +16,7 @@ namespace tollgate::service {
 namespace {
 
 // In order; each file's name is its version. Never edit a released one: add the next.
-constexpr std::array<std::string_view, 1> kMigrations{"0001_inbox.sql"};
+constexpr std::array<std::string_view, 2> kMigrations{"0001_inbox.sql", "0002_outcomes.sql"};
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -34,6 +37,7 @@ tl::expected<int, std::string> migrate(sqlite::Db& db) {
   if (!current) return tl::unexpected(describe(current.error()));
   int version = 0;
   if (auto row = current->step(); row && *row) version = static_cast<int>(current->int64(0));
+  current->reset();  // an open read cursor would lock the tables a migration alters or drops
   if (version > static_cast<int>(kMigrations.size())) {
     return tl::unexpected("the database has schema version " + std::to_string(version) + " but this tollgate knows only " +
                           std::to_string(kMigrations.size()) + ": it was written by a newer tollgate");
@@ -65,31 +69,59 @@ tl::expected<int, std::string> migrate(sqlite::Db& db) {
 tl::expected<std::unique_ptr<Inbox>, std::string> Inbox::open(const InboxOptions& options) {
   std::unique_ptr<Inbox> inbox(new Inbox());
   inbox->options_ = options;
+  auto fail = [&](const sqlite::Error& e) {
+    return tl::unexpected("database '" + options.path + "': " + describe(e));
+  };
   auto db = sqlite::Db::open(options.path);
-  if (!db) return tl::unexpected("database '" + options.path + "': " + describe(db.error()));
-  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA foreign_keys=ON"}) {
-    if (auto r = db->exec(pragma); !r) return tl::unexpected("database '" + options.path + "': " + describe(r.error()));
-  }
-  if (auto r = db->exec(options.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"); !r) {
-    return tl::unexpected(describe(r.error()));
+  if (!db) return fail(db.error());
+  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA foreign_keys=ON",
+                             // Checkpoints run on their own thread (checkpointer_loop), never inside
+                             // a commit that deliveries are waiting for.
+                             "PRAGMA wal_autocheckpoint=0", "PRAGMA journal_size_limit=67108864",
+                             options.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"}) {
+    if (auto r = db->exec(pragma); !r) return fail(r.error());
   }
   auto version = migrate(*db);
   if (!version) return tl::unexpected("database '" + options.path + "': " + version.error());
   inbox->schema_version_ = *version;
+  if (auto ps = db->prepare("PRAGMA page_size"); ps) {
+    if (auto row = ps->step(); row && *row) inbox->page_size_ = std::max<std::int64_t>(ps->int64(0), 512);
+  }
   auto insert = db->prepare(
-      "INSERT INTO deliveries (host, delivery_id, event, repo, received_at, body) VALUES (?, ?, ?, ?, ?, ?) "
+      "INSERT INTO deliveries (host, delivery_id, event, repo, received_at, body, body_encoding, body_size) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
       "ON CONFLICT (host, delivery_id) DO NOTHING");
-  if (!insert) return tl::unexpected(describe(insert.error()));
+  if (!insert) return fail(insert.error());
   inbox->insert_ = std::move(*insert);
+  auto insert_outcome = db->prepare(
+      "INSERT INTO delivery_outcomes (delivery, state, event_json, error, processed_at) VALUES (?, ?, ?, ?, ?) "
+      "ON CONFLICT (delivery) DO NOTHING");
+  if (!insert_outcome) return fail(insert_outcome.error());
+  inbox->insert_outcome_ = std::move(*insert_outcome);
   inbox->writer_db_ = std::move(*db);
+  inbox->writer_db_->on_wal_commit([raw = inbox.get()](int frames) { raw->wal_grew(frames); });
 
   auto reader = sqlite::Db::open(options.path);
-  if (!reader) return tl::unexpected(describe(reader.error()));
-  auto depth = reader->prepare("SELECT COUNT(*) FROM deliveries WHERE state = 'new'");
-  if (!depth) return tl::unexpected(describe(depth.error()));
+  if (!reader) return fail(reader.error());
+  if (auto r = reader->exec("PRAGMA wal_autocheckpoint=0"); !r) return fail(r.error());
+  // Deliveries are processed in id order; the ones after the last outcome are still waiting.
+  auto depth = reader->prepare(
+      "SELECT COUNT(*) FROM deliveries WHERE id > (SELECT COALESCE(MAX(delivery), 0) FROM delivery_outcomes)");
+  if (!depth) return fail(depth.error());
   inbox->depth_stmt_ = std::move(*depth);
   inbox->reader_db_ = std::move(*reader);
+
+  auto checkpointer = sqlite::Db::open(options.path);
+  if (!checkpointer) return fail(checkpointer.error());
+  // A connection that has not read the database yet has not opened the WAL, and a checkpoint on
+  // it silently does nothing: read once first.
+  for (const char* sql : {"PRAGMA wal_autocheckpoint=0", "SELECT COUNT(*) FROM schema_migrations"}) {
+    if (auto r = checkpointer->exec(sql); !r) return fail(r.error());
+  }
+  inbox->checkpoint_db_ = std::move(*checkpointer);
+
   inbox->writer_ = std::thread([raw = inbox.get()] { raw->writer_loop(); });
+  inbox->checkpointer_ = std::thread([raw = inbox.get()] { raw->checkpointer_loop(); });
   return inbox;
 }
 
@@ -110,25 +142,67 @@ void Inbox::store(StoredDelivery delivery, std::function<void(StoreResult, const
 void Inbox::stop() {
   {
     std::lock_guard lock(mutex_);
-    if (stopping_ && !writer_.joinable()) return;
     stopping_ = true;
     wake_.notify_one();
   }
   if (writer_.joinable()) writer_.join();
+  {
+    std::lock_guard lock(checkpoint_mutex_);
+    checkpoint_stopping_ = true;
+    checkpoint_wake_.notify_one();
+  }
+  if (checkpointer_.joinable()) checkpointer_.join();
+}
+
+void Inbox::wal_grew(int frames) {
+  // Called on the writer thread after each commit. Past the soft limit the checkpointer is woken;
+  // past the hard limit (the checkpointer cannot keep up with intake, e.g. a slow disk) the writer
+  // checkpoints itself, so the WAL stays bounded and intake slows to what the disk sustains.
+  const std::int64_t bytes = static_cast<std::int64_t>(frames) * page_size_;
+  if (bytes >= options_.wal_hard_limit) {
+    if (auto r = writer_db_->checkpoint_passive(); r) checkpoints_inline_.fetch_add(1, std::memory_order_relaxed);
+  } else if (bytes >= options_.wal_soft_limit) {
+    std::lock_guard lock(checkpoint_mutex_);
+    checkpoint_wanted_ = true;
+    checkpoint_wake_.notify_one();
+  }
+}
+
+void Inbox::checkpointer_loop() {
+  (void)::pthread_setname_np(::pthread_self(), "tg-checkpoint");
+  while (true) {
+    {
+      std::unique_lock lock(checkpoint_mutex_);
+      // Also on a timer: other connections (the normaliser) write to the WAL too.
+      checkpoint_wake_.wait_for(lock, std::chrono::milliseconds(500),
+                                [&] { return checkpoint_stopping_ || checkpoint_wanted_; });
+      if (checkpoint_stopping_) return;
+      checkpoint_wanted_ = false;
+    }
+    // PASSIVE: copies committed frames into the database file without blocking the writer or
+    // readers. Once everything is copied, the writer's next transaction starts the WAL over.
+    (void)checkpoint_db_->checkpoint_passive();
+  }
 }
 
 void Inbox::writer_loop() {
+  (void)::pthread_setname_np(::pthread_self(), "tg-inbox");
   std::vector<Pending> batch;
+  std::vector<PendingOutcomes> outcome_batches;
   std::vector<StoreResult> results;
   while (true) {
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty() && stopping_) return;
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !outcome_queue_.empty(); });
+      if (queue_.empty() && outcome_queue_.empty() && stopping_) return;
       // Everything that arrived while the last commit was on disk goes into this one.
       while (!queue_.empty() && batch.size() < options_.max_batch) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
+      }
+      while (!outcome_queue_.empty()) {
+        outcome_batches.push_back(std::move(outcome_queue_.front()));
+        outcome_queue_.pop_front();
       }
     }
     results.assign(batch.size(), StoreResult::failed);
@@ -137,12 +211,13 @@ void Inbox::writer_loop() {
     if (auto begin = db.exec("BEGIN IMMEDIATE"); !begin) {
       error = describe(begin.error());
     } else {
-      const std::int64_t received = now_ms();
+      const std::int64_t now = now_ms();
       for (std::size_t i = 0; i < batch.size() && error.empty(); ++i) {
         const auto& d = batch[i].delivery;
         insert_->reset();
-        insert_->bind(1, d.host).bind(2, d.delivery_id).bind(3, d.event).bind(4, d.repo).bind(5, received);
-        insert_->bind_blob(6, d.body);
+        insert_->bind(1, d.host).bind(2, d.delivery_id).bind(3, d.event).bind(4, d.repo).bind(5, now);
+        insert_->bind_blob(6, d.body).bind(7, to_string(d.body_encoding));
+        insert_->bind(8, static_cast<std::int64_t>(d.body_size.value_or(d.body.size())));
         if (auto s = insert_->step(); !s) {
           error = describe(s.error());
         } else {
@@ -150,6 +225,18 @@ void Inbox::writer_loop() {
         }
       }
       insert_->reset();
+      for (const auto& pending : outcome_batches) {
+        for (const auto& o : pending.outcomes) {
+          if (!error.empty()) break;
+          insert_outcome_->reset();
+          insert_outcome_->bind(1, o.delivery).bind(2, o.state);
+          if (o.event_json.empty()) insert_outcome_->bind_null(3); else insert_outcome_->bind(3, o.event_json);
+          if (o.error.empty()) insert_outcome_->bind_null(4); else insert_outcome_->bind(4, o.error);
+          insert_outcome_->bind(5, now);
+          if (auto s = insert_outcome_->step(); !s) error = describe(s.error());
+        }
+      }
+      insert_outcome_->reset();
       if (error.empty()) {
         if (auto commit = db.exec("COMMIT"); !commit) error = describe(commit.error());
       }
@@ -158,9 +245,24 @@ void Inbox::writer_loop() {
     for (std::size_t i = 0; i < batch.size(); ++i) {
       batch[i].done(error.empty() ? results[i] : StoreResult::failed, error);
     }
+    for (auto& pending : outcome_batches) pending.done(error.empty(), error);
+    const bool stored = error.empty() && !batch.empty();
     batch.clear();
-    if (error.empty() && options_.on_commit) options_.on_commit();
+    outcome_batches.clear();
+    if (stored && options_.on_commit) options_.on_commit();
   }
+}
+
+void Inbox::record(std::vector<DeliveryOutcome> outcomes, std::function<void(bool ok, const std::string& error)> done) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopping_) {
+      outcome_queue_.push_back({std::move(outcomes), std::move(done)});
+      wake_.notify_one();
+      return;
+    }
+  }
+  done(false, "the inbox is shutting down");
 }
 
 bool Inbox::reachable() { return depth().has_value(); }

@@ -2,6 +2,7 @@
 // The durable inbox: webhook deliveries in SQLite (WAL). store() returns only once the delivery is
 // committed; concurrent stores share one transaction (group commit), so durability does not cost
 // throughput. (host, delivery_id) is unique: a redelivery is recognised, not stored twice.
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -15,6 +16,7 @@
 
 #include <tl/expected.hpp>
 
+#include "service/body_codec.hpp"
 #include "service/sqlite.hpp"
 
 namespace tollgate::service {
@@ -24,6 +26,8 @@ struct InboxOptions {
   bool synchronous_full = false;  // FULL: survives power loss; NORMAL (default): survives a crash of tollgate
   std::size_t max_batch = 1024;   // deliveries per transaction at most
   std::function<void()> on_commit{};  // after each commit that stored something (writer thread)
+  std::int64_t wal_soft_limit = 8 << 20;         // WAL bytes that wake the checkpointer
+  std::int64_t wal_hard_limit = std::int64_t{1} << 30;  // WAL bytes past which the writer checkpoints itself
 };
 
 struct StoredDelivery {
@@ -31,10 +35,20 @@ struct StoredDelivery {
   std::string delivery_id;
   std::string event;
   std::string repo;
-  std::string body;
+  std::string body;  // as received, or encoded (encode_body) with its encoding and size below
+  BodyEncoding body_encoding = BodyEncoding::identity;
+  std::optional<std::size_t> body_size{};  // the size as received; unset: body.size()
 };
 
 enum class StoreResult { stored, duplicate, failed };
+
+// What became of a stored delivery (the normaliser's verdict).
+struct DeliveryOutcome {
+  std::int64_t delivery = 0;  // deliveries.id
+  std::string state;          // normalized | ignored | failed
+  std::string event_json{};   // normalized: the Event
+  std::string error{};        // failed: why
+};
 
 class Inbox {
  public:
@@ -47,6 +61,10 @@ class Inbox {
   // Queues the delivery; `done` runs on the writer thread after its transaction committed (or
   // failed). Callers hop back to their own executor from there.
   void store(StoredDelivery delivery, std::function<void(StoreResult, const std::string& error)> done);
+
+  // Records outcomes through the same writer (the inbox has exactly one writing connection, so
+  // nobody waits in SQLite's busy handler); `done` runs on the writer thread after the commit.
+  void record(std::vector<DeliveryOutcome> outcomes, std::function<void(bool ok, const std::string& error)> done);
 
   // Stops accepting, commits what is queued, and joins the writer.
   void stop();
@@ -61,6 +79,8 @@ class Inbox {
  private:
   Inbox() = default;
   void writer_loop();
+  void checkpointer_loop();
+  void wal_grew(int frames);
 
   struct Pending {
     StoredDelivery delivery;
@@ -70,6 +90,7 @@ class Inbox {
   InboxOptions options_;
   std::optional<sqlite::Db> writer_db_;
   std::optional<sqlite::Stmt> insert_;
+  std::optional<sqlite::Stmt> insert_outcome_;
   std::mutex reader_mutex_;
   std::optional<sqlite::Db> reader_db_;
   std::optional<sqlite::Stmt> depth_stmt_;
@@ -77,9 +98,23 @@ class Inbox {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Pending> queue_;
+  struct PendingOutcomes {
+    std::vector<DeliveryOutcome> outcomes;
+    std::function<void(bool, const std::string&)> done;
+  };
+  std::deque<PendingOutcomes> outcome_queue_;
   bool stopping_ = false;
   std::thread writer_;
   int schema_version_ = 0;
+  std::int64_t page_size_ = 4096;  // the database's, for WAL sizes
+
+  std::optional<sqlite::Db> checkpoint_db_;
+  std::mutex checkpoint_mutex_;
+  std::condition_variable checkpoint_wake_;
+  bool checkpoint_wanted_ = false;
+  bool checkpoint_stopping_ = false;
+  std::thread checkpointer_;
+  std::atomic<std::int64_t> checkpoints_inline_{0};
 };
 
 // Applies schemas/migrations (embedded) in order, each in its own transaction; returns the version.

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "service/inbox.hpp"
 #include "webhooks/event.hpp"
 
 namespace tollgate::service {
@@ -19,18 +20,20 @@ class Normalizer {
  public:
   Normalizer(std::string database, std::map<std::string, webhooks::HostKind> hosts);
   ~Normalizer();
-  void start();
+  void start(Inbox& inbox);  // outcomes are written through the inbox's writer
   void nudge();  // new deliveries were committed
   void stop();   // finishes the batch in hand
 
  private:
   void loop();
   std::string database_;
+  Inbox* inbox_ = nullptr;
   std::map<std::string, webhooks::HostKind> hosts_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
   bool nudged_ = false;
+  std::atomic<std::uint64_t> commits_{0};  // inbox commits so far (nudges)
   std::thread thread_;
 };
 

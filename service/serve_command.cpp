@@ -48,7 +48,7 @@ int run_serve(const std::string& config_path, unsigned threads) {
     log::error("cannot start", {{"error", port.error()}});
     return 2;
   }
-  normalizer.start();
+  normalizer.start(**inbox);
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   nlohmann::json hosts = nlohmann::json::array();
   for (const auto& [name, host] : config->hosts) {
@@ -61,8 +61,8 @@ int run_serve(const std::string& config_path, unsigned threads) {
                           {"threads", threads},
                           {"hosts", hosts}});
   server.run(threads);
-  (*inbox)->stop();  // every accepted delivery is committed before we exit
-  normalizer.stop();
+  normalizer.stop();  // finishes the batch in hand (its outcomes go through the inbox writer)
+  (*inbox)->stop();   // every accepted delivery is committed before we exit
   log::info("stopped");
   return 0;
 }

@@ -85,6 +85,24 @@ tl::expected<Stmt, Error> Db::prepare(std::string_view sql) {
   return s;
 }
 
+void Db::on_wal_commit(std::function<void(int frames)> hook) {
+  wal_hook_ = std::make_unique<std::function<void(int)>>(std::move(hook));
+  sqlite3_wal_hook(
+      db_.get(),
+      [](void* arg, sqlite3*, const char*, int frames) {
+        (*static_cast<std::function<void(int)>*>(arg))(frames);
+        return SQLITE_OK;
+      },
+      wal_hook_.get());
+}
+
+tl::expected<Db::CheckpointResult, Error> Db::checkpoint_passive() {
+  CheckpointResult r;
+  int rc = sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &r.wal_frames, &r.checkpointed_frames);
+  if (rc != SQLITE_OK && rc != SQLITE_BUSY) return tl::unexpected(error_of(db_.get(), rc));
+  return r;
+}
+
 int Db::changes() const { return sqlite3_changes(db_.get()); }
 std::int64_t Db::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_.get()); }
 

@@ -2,6 +2,7 @@
 // A small RAII layer over SQLite: raw handles never leave it, errors come back as values with
 // SQLite's message. One Db is used by one thread at a time.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,11 +57,22 @@ class Db {
   [[nodiscard]] int changes() const;
   [[nodiscard]] std::int64_t last_insert_rowid() const;
 
+  // After each commit on this connection: the number of frames now in the WAL. Replaces SQLite's
+  // automatic checkpoint on this connection (wal_autocheckpoint), which runs inside the commit.
+  void on_wal_commit(std::function<void(int frames)> hook);
+  struct CheckpointResult {
+    int wal_frames = 0;           // frames in the WAL
+    int checkpointed_frames = 0;  // of which now copied into the database file
+  };
+  // A PASSIVE checkpoint: copies what it can without waiting for readers or the writer.
+  [[nodiscard]] tl::expected<CheckpointResult, Error> checkpoint_passive();
+
  private:
   Db() = default;
   struct Close {
     void operator()(sqlite3* db) const;
   };
+  std::unique_ptr<std::function<void(int)>> wal_hook_;  // before db_: destroyed after the handle closes
   std::unique_ptr<sqlite3, Close> db_;
 };
 

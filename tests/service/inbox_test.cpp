@@ -9,6 +9,10 @@
 #include "service/inbox.hpp"
 #include "service/sqlite.hpp"
 
+namespace tollgate_migrations {
+std::string_view embedded(std::string_view name);
+}
+
 using namespace tollgate::service;
 namespace fs = std::filesystem;
 
@@ -50,7 +54,7 @@ TEST_CASE("a stored delivery is committed before store() reports it, once per id
   auto db = dir.path / "t.db";
   auto inbox = Inbox::open({.path = db.string()});
   REQUIRE(inbox);
-  CHECK((*inbox)->schema_version() == 1);
+  CHECK((*inbox)->schema_version() == 2);
   StoredDelivery d{"github", "id-1", "pull_request", "acme/app", R"({"a":1})"};
   CHECK(store_sync(**inbox, d) == StoreResult::stored);
   // Visible to another connection as soon as store() reported it.
@@ -118,7 +122,7 @@ TEST_CASE("migrations are versioned and applied once", "[inbox]") {
   {
     auto inbox = Inbox::open({.path = path});  // reopening migrates nothing and keeps the data
     REQUIRE(inbox);
-    CHECK((*inbox)->schema_version() == 1);
+    CHECK((*inbox)->schema_version() == 2);
   }
   CHECK(count_rows(path) == 1);
   {
@@ -127,8 +131,93 @@ TEST_CASE("migrations are versioned and applied once", "[inbox]") {
   }
   auto newer = Inbox::open({.path = path});
   REQUIRE_FALSE(newer);
-  CHECK(newer.error().find("schema version 99 but this tollgate knows only 1") != std::string::npos);
+  CHECK(newer.error().find("schema version 99 but this tollgate knows only 2") != std::string::npos);
   auto bad = Inbox::open({.path = (dir.path / "missing-dir" / "t.db").string()});
   REQUIRE_FALSE(bad);
   CHECK(bad.error().find("missing-dir") != std::string::npos);
+}
+
+TEST_CASE("migration 2 moves normalisation outcomes out of the delivery rows", "[inbox]") {
+  TempDir dir;
+  auto path = (dir.path / "v1.db").string();
+  {
+    // A database as tollgate with schema version 1 left it: one delivery processed, one waiting.
+    auto db = sqlite::Db::open(path);
+    REQUIRE(db);
+    REQUIRE(db->exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"));
+    REQUIRE(db->exec(std::string(tollgate_migrations::embedded("0001_inbox.sql"))));
+    REQUIRE(db->exec("INSERT INTO schema_migrations VALUES (1, '0001_inbox.sql', 0)"));
+    REQUIRE(db->exec("INSERT INTO deliveries (host, delivery_id, event, received_at, body, state, event_json) "
+                     "VALUES ('github', 'a', 'push', 1, '{}', 'normalized', '{\"type\":\"push\"}'), "
+                     "('github', 'b', 'push', 2, '{}', 'failed', NULL), ('github', 'c', 'push', 3, '{}', 'new', NULL)"));
+    REQUIRE(db->exec("UPDATE deliveries SET error = 'broken' WHERE delivery_id = 'b'"));
+  }
+  auto inbox = Inbox::open({.path = path});
+  REQUIRE(inbox);
+  CHECK((*inbox)->schema_version() == 2);
+  CHECK((*inbox)->depth() == 1);
+  (*inbox)->stop();
+  auto db = sqlite::Db::open(path);
+  REQUIRE(db);
+  auto q = db->prepare("SELECT delivery_id, state, COALESCE(event_json, ''), COALESCE(error, '') FROM inbox ORDER BY id");
+  REQUIRE(q);
+  std::vector<std::string> rows;
+  while (auto step = q->step()) {
+    if (!*step) break;
+    rows.push_back(q->text(0) + " " + q->text(1) + " " + q->text(2) + " " + q->text(3));
+  }
+  CHECK(rows == std::vector<std::string>{"a normalized {\"type\":\"push\"} ", "b failed  broken", "c new  "});
+}
+
+TEST_CASE("bodies are compressed when it pays and always decode to the bytes received", "[inbox][body]") {
+  std::string json = "{\"url\": \"https://api.github.com/repos/o/r\", \"items\": [";
+  for (int i = 0; i < 200; ++i) json += "{\"html_url\": \"https://github.com/o/r/pull/" + std::to_string(i) + "\"},";
+  json += "{}]}";
+  auto packed = encode_body(json);
+  CHECK(packed.encoding == BodyEncoding::lz4);
+  CHECK(packed.size == json.size());
+  CHECK(packed.bytes.size() < json.size() / 4);
+  auto back = decode_body(packed.encoding, packed.bytes, packed.size);
+  REQUIRE(back);
+  CHECK(*back == json);
+
+  auto small = encode_body("{\"zen\": \"Keep it logically awesome.\"}");  // too small to bother
+  CHECK(small.encoding == BodyEncoding::identity);
+  CHECK(small.bytes == "{\"zen\": \"Keep it logically awesome.\"}");
+
+  // Corrupt or inconsistent rows are reported, never read past or silently accepted.
+  auto truncated = decode_body(BodyEncoding::lz4, std::string_view(packed.bytes).substr(0, packed.bytes.size() / 2), packed.size);
+  REQUIRE_FALSE(truncated);
+  CHECK(truncated.error().find("corrupt") != std::string::npos);
+  auto wrong_size = decode_body(BodyEncoding::lz4, packed.bytes, packed.size + 1);
+  REQUIRE_FALSE(wrong_size);
+  auto identity_mismatch = decode_body(BodyEncoding::identity, "abc", 4);
+  REQUIRE_FALSE(identity_mismatch);
+  CHECK(identity_mismatch.error() == "stored body has 3 bytes, its row says 4");
+  CHECK_FALSE(body_encoding_from("gzip"));
+}
+
+TEST_CASE("a compressed delivery is stored with its encoding and original size", "[inbox][body]") {
+  TempDir dir;
+  auto path = (dir.path / "t.db").string();
+  std::string json(8000, ' ');
+  json.front() = '[';
+  json.back() = ']';
+  auto packed = encode_body(json);
+  REQUIRE(packed.encoding == BodyEncoding::lz4);
+  {
+    auto inbox = Inbox::open({.path = path});
+    REQUIRE(inbox);
+    CHECK(store_sync(**inbox, {"github", "z", "push", "", packed.bytes, packed.encoding, packed.size}) == StoreResult::stored);
+  }
+  auto db = sqlite::Db::open(path);
+  REQUIRE(db);
+  auto q = db->prepare("SELECT body, body_encoding, body_size FROM deliveries WHERE delivery_id = 'z'");
+  REQUIRE(q);
+  REQUIRE(q->step().value_or(false));
+  CHECK(q->text(1) == "lz4");
+  CHECK(q->int64(2) == 8000);
+  auto body = decode_body(BodyEncoding::lz4, q->text(0), 8000);
+  REQUIRE(body);
+  CHECK(*body == json);
 }

@@ -1,0 +1,28 @@
+-- 1. Normalisation outcomes move out of the delivery row. A body (~25 KB for a pull request) is
+-- written once, when it arrives; marking it processed adds a small row here instead of rewriting
+-- the whole delivery row (and its overflow pages) through the WAL a second time.
+-- A delivery is 'new' while it has no outcome. Outcomes are written in delivery id order, so the
+-- normaliser resumes after MAX(delivery).
+CREATE TABLE delivery_outcomes (
+  delivery      INTEGER PRIMARY KEY REFERENCES deliveries (id),
+  state         TEXT    NOT NULL CHECK (state IN ('normalized', 'ignored', 'failed')),
+  event_json    TEXT,                        -- the normalised Event (state normalized)
+  error         TEXT,                        -- why it failed (state failed)
+  processed_at  INTEGER NOT NULL             -- unix milliseconds
+);
+INSERT INTO delivery_outcomes (delivery, state, event_json, error, processed_at)
+  SELECT id, state, event_json, error, received_at FROM deliveries WHERE state <> 'new';
+DROP INDEX deliveries_by_state;
+ALTER TABLE deliveries DROP COLUMN state;
+ALTER TABLE deliveries DROP COLUMN event_json;
+ALTER TABLE deliveries DROP COLUMN error;
+-- 2. Bodies may be stored compressed (service/body_codec.hpp): body_size is the size as received.
+ALTER TABLE deliveries ADD COLUMN body_encoding TEXT NOT NULL DEFAULT 'identity'
+  CHECK (body_encoding IN ('identity', 'lz4'));
+ALTER TABLE deliveries ADD COLUMN body_size INTEGER;
+UPDATE deliveries SET body_size = length(body);
+-- 3. One place to read a delivery with its state (`tollgate inbox` prints bodies decoded).
+CREATE VIEW inbox AS
+  SELECT d.id, d.host, d.delivery_id, d.event, d.repo, d.received_at, d.body, d.body_encoding, d.body_size,
+         COALESCE(o.state, 'new') AS state, o.event_json, o.error, o.processed_at
+  FROM deliveries d LEFT JOIN delivery_outcomes o ON o.delivery = d.id;
