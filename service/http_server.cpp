@@ -1,5 +1,7 @@
 #include "service/http_server.hpp"
 
+#include <pthread.h>
+
 #include <array>
 #include <csignal>
 #include <mutex>
@@ -72,7 +74,17 @@ struct HttpServer::Impl {
     explicit Session(tcp::socket s) : stream(std::move(s)) {}
     beast::tcp_stream stream;
     std::atomic<bool> idle{true};  // waiting for the next request's first byte
+    // The deadline of the operation in progress (steady clock, ms; 0: none), enforced by
+    // sweep_loop(): one timer for the whole server instead of a timer armed and cancelled on every
+    // read and write (which cost a syscall and a cancelled handler each, several per request).
+    std::atomic<std::int64_t> deadline_ms{0};
+    std::atomic<bool> deadline_fired{false};
   };
+
+  static std::int64_t steady_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }
+  static constexpr std::chrono::milliseconds kSweepEvery{50};
 
   Impl(const Config& c, Intake& i)
       : config(c), intake(i), acceptor(io), signals(io, SIGINT, SIGTERM), shutdown_strand(asio::make_strand(io)),
@@ -134,32 +146,48 @@ struct HttpServer::Impl {
     }
   }
 
-  asio::awaitable<void> write(Session& s, const HttpResponse& r, unsigned version, bool keep_alive) {
+  asio::awaitable<void> write(const std::shared_ptr<Session>& session, const HttpResponse& r, unsigned version,
+                              bool keep_alive) {
     auto res = to_beast(r, version, keep_alive);
-    s.stream.expires_after(config.intake.body_timeout);
-    (void)co_await http::async_write(s.stream, res, as_tuple_awaitable);
-    s.stream.expires_never();
+    (void)co_await within(session, config.intake.body_timeout, http::async_write(session->stream, res, as_tuple_awaitable));
   }
 
-  // Awaits `op` (an operation completing with an error code first) for at most `limit`. On the
-  // deadline the socket's operations are cancelled but the socket stays open, so the session can
-  // still answer 408. Returns the operation's error and whether the deadline caused it.
+  // Awaits `op` (an operation completing with an error code first) for at most `limit` (give or
+  // take kSweepEvery). On the deadline the socket's operations are cancelled but the socket stays
+  // open, so the session can still answer 408. Returns the operation's error and whether the
+  // deadline caused it.
   template <typename Awaitable>
   asio::awaitable<std::pair<beast::error_code, bool>> within(const std::shared_ptr<Session>& session,
                                                              std::chrono::milliseconds limit, Awaitable op) {
-    auto fired = std::make_shared<bool>(false);
-    asio::steady_timer timer(session->stream.get_executor());
-    timer.expires_after(limit);
-    timer.async_wait([fired, session](beast::error_code ec) {
-      if (ec) return;
-      *fired = true;
-      beast::error_code ignored;
-      session->stream.socket().cancel(ignored);
-    });
+    session->deadline_fired.store(false, std::memory_order_relaxed);
+    session->deadline_ms.store(steady_ms() + std::max<std::int64_t>(limit.count(), 1), std::memory_order_relaxed);
     auto result = co_await std::move(op);
-    timer.cancel();
+    session->deadline_ms.store(0, std::memory_order_relaxed);
     beast::error_code ec = std::get<0>(result);
-    co_return std::pair{ec, ec && *fired};
+    co_return std::pair{ec, ec && session->deadline_fired.load(std::memory_order_relaxed)};
+  }
+
+  // Every kSweepEvery: cancels the operations of sessions past their deadline (on the session's
+  // own strand, re-checking that the same deadline is still the one in force). Ends once the
+  // server is draining and the last session is gone.
+  asio::awaitable<void> sweep_loop() {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (!(draining && active == 0)) {
+      timer.expires_after(kSweepEvery);
+      (void)co_await timer.async_wait(as_tuple_awaitable);
+      const std::int64_t now = steady_ms();
+      std::lock_guard lock(sessions_mutex);
+      for (const auto& s : sessions) {
+        const std::int64_t due = s->deadline_ms.load(std::memory_order_relaxed);
+        if (due == 0 || due > now) continue;
+        asio::post(s->stream.get_executor(), [s, due] {
+          if (s->deadline_ms.load(std::memory_order_relaxed) != due) return;
+          s->deadline_fired.store(true, std::memory_order_relaxed);
+          beast::error_code ignored;
+          s->stream.socket().cancel(ignored);
+        });
+      }
+    }
   }
 
   asio::awaitable<void> serve(std::shared_ptr<Session> session) {
@@ -168,7 +196,7 @@ struct HttpServer::Impl {
     buffer.reserve(64 * 1024);  // one recv for a typical delivery, not 512-byte steps
     bool first = true;
     bool linger = false;  // answered before reading the whole request: drain before closing
-    s.stream.expires_never();  // reads use within(); writes set their own expiry
+    s.stream.expires_never();  // every read and write goes through within()
     while (!draining) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(64 * 1024);
@@ -186,17 +214,17 @@ struct HttpServer::Impl {
                                              http::async_read_header(s.stream, buffer, parser, as_tuple_awaitable));
       if (ec) {
         if (timed_out) {
-          co_await write(s, intake.edge_error("", 408, "request headers not received in time (intake.header_timeout is " +
+          co_await write(session, intake.edge_error("", 408, "request headers not received in time (intake.header_timeout is " +
                                                            pipeline::format_duration(std::chrono::duration_cast<std::chrono::seconds>(config.intake.header_timeout)) + ")"),
                          11, false);
         } else if (ec == http::error::header_limit) {
-          co_await write(s, intake.edge_error("", 431, "request headers are larger than 64 KiB"), 11, false);
+          co_await write(session, intake.edge_error("", 431, "request headers are larger than 64 KiB"), 11, false);
           linger = true;
         } else if (ec == http::error::body_limit) {
-          co_await write(s, intake.edge_error("", 413, body_limit_message(parser)), 11, false);
+          co_await write(session, intake.edge_error("", 413, body_limit_message(parser)), 11, false);
           linger = true;
         } else if (is_parse_error(ec)) {
-          co_await write(s, intake.edge_error("", 400, "malformed HTTP request: " + ec.message()), 11, false);
+          co_await write(session, intake.edge_error("", 400, "malformed HTTP request: " + ec.message()), 11, false);
           linger = true;
         }
         break;
@@ -209,14 +237,14 @@ struct HttpServer::Impl {
                                                  http::async_read(s.stream, buffer, parser, as_tuple_awaitable));
         if (ec2) {
           if (timed_out2) {
-            co_await write(s, intake.edge_error(target, 408, "request body not received in time (intake.body_timeout is " +
+            co_await write(session, intake.edge_error(target, 408, "request body not received in time (intake.body_timeout is " +
                                                                  pipeline::format_duration(std::chrono::duration_cast<std::chrono::seconds>(config.intake.body_timeout)) + ")"),
                            header.version(), false);
           } else if (ec2 == http::error::body_limit) {
-            co_await write(s, intake.edge_error(target, 413, body_limit_message(parser)), header.version(), false);
+            co_await write(session, intake.edge_error(target, 413, body_limit_message(parser)), header.version(), false);
             linger = true;
           } else if (is_parse_error(ec2)) {
-            co_await write(s, intake.edge_error(target, 400, "malformed HTTP request: " + ec2.message()),
+            co_await write(session, intake.edge_error(target, 400, "malformed HTTP request: " + ec2.message()),
                            header.version(), false);
             linger = true;
           }
@@ -238,16 +266,17 @@ struct HttpServer::Impl {
         response = std::move(*ready);
       } else {
         auto& job = std::get<StoreJob>(routed);
+        // Compressed here, on the I/O threads, so the single inbox writer only copies bytes.
+        auto encoded = encode_body(std::move(job.delivery.body));
         StoredDelivery stored{job.host, job.delivery.delivery_id, job.delivery.event_type, job.delivery.repo,
-                              std::move(job.delivery.body)};
+                              std::move(encoded.bytes), encoded.encoding, encoded.size};
         auto [result, error] = co_await async_store(intake.inbox(), std::move(stored), asio::use_awaitable);
         response = intake.finish(job, result, error, std::chrono::steady_clock::now() - started);
       }
       bool keep_alive = req.keep_alive() && !draining;
       auto res = to_beast(response, req.version(), keep_alive);
-      s.stream.expires_after(config.intake.body_timeout);
-      auto [ec3, n3] = co_await http::async_write(s.stream, res, as_tuple_awaitable);
-      s.stream.expires_never();
+      auto [ec3, timed_out3] =
+          co_await within(session, config.intake.body_timeout, http::async_write(s.stream, res, as_tuple_awaitable));
       if (ec3 || !keep_alive) break;
     }
     beast::error_code ignored;
@@ -331,8 +360,15 @@ void HttpServer::run(unsigned threads) {
   });
   // The acceptor is used only on the shutdown strand, which also closes it.
   asio::co_spawn(impl.shutdown_strand, impl.accept_loop(), asio::detached);
+  asio::co_spawn(impl.shutdown_strand, impl.sweep_loop(), asio::detached);
   std::vector<std::thread> pool;
-  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&impl] { impl.io.run(); });
+  for (unsigned i = 1; i < threads; ++i) {
+    pool.emplace_back([&impl, i] {
+      // Named, so `top -H` and perf show which thread is which.
+      (void)::pthread_setname_np(::pthread_self(), ("tg-io-" + std::to_string(i)).c_str());
+      impl.io.run();
+    });
+  }
   impl.io.run();
   for (auto& t : pool) t.join();
 }
