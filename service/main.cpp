@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "service/inbox_command.hpp"
 #include "service/serve_command.hpp"
 #include "service/validate_command.hpp"
 
@@ -32,6 +33,19 @@ int main(int argc, char** argv) {
   serve->add_option("--config,-c", config_path, "Service configuration file")->default_str("tollgate.yaml");
   serve->add_option("--threads", threads, "I/O threads (default: one per core)");
 
+  tollgate::cli::InboxArgs iargs;
+  auto* inbox = app.add_subcommand("inbox", "Print stored webhook deliveries as JSON lines (bodies decoded)");
+  auto* inbox_config = inbox->add_option("--config,-c", iargs.config, "Service configuration naming the database")
+                           ->default_str("tollgate.yaml");
+  inbox->add_option("--database", iargs.database, "The database file itself")->excludes(inbox_config);
+  inbox->add_option("--state", iargs.state, "Only deliveries in this state")
+      ->check(CLI::IsMember({"new", "normalized", "ignored", "failed"}));
+  inbox->add_option("--delivery", iargs.delivery, "Only the delivery with this id");
+  std::int64_t limit = -1;
+  auto* limit_opt = inbox->add_option("--limit", limit, "Only the newest N")->check(CLI::PositiveNumber);
+  bool no_body = false;
+  inbox->add_flag("--no-body", no_body, "Leave the bodies out");
+
   auto* version = app.add_subcommand("version", "Print the version");
 
   try {
@@ -50,6 +64,11 @@ int main(int argc, char** argv) {
     return tollgate::cli::run_validate(vargs, std::cout, std::cerr);
   }
   if (*serve) return tollgate::cli::run_serve(config_path, threads);
+  if (*inbox) {
+    if (*limit_opt) iargs.limit = limit;
+    iargs.with_body = !no_body;
+    return tollgate::cli::run_inbox(iargs, std::cout, std::cerr);
+  }
   if (*version) {
     std::cout << "tollgate " << TOLLGATE_VERSION << "\n";
     return 0;

@@ -459,6 +459,15 @@ def enc(v):
 sys.stdout.write(json.dumps(rows, default=enc))
 `;
 
+// Stored deliveries through `tollgate inbox` (bodies are stored compressed; it decodes them).
+function inboxRows(db, ...args) {
+  assert.ok(fs.existsSync(db), `database ${db} does not exist`);
+  const r = spawnSync(BIN, ["inbox", "--database", db, ...args], { encoding: "utf8", maxBuffer: 512 * 1024 * 1024 });
+  if (r.error) throw r.error;
+  if (r.status !== 0) throw new Error(`tollgate inbox failed (exit ${r.status}):\n${r.stderr}`);
+  return r.stdout.split("\n").filter(Boolean).map((line) => JSON.parse(line));
+}
+
 function sql(db, query, params = []) {
   assert.ok(fs.existsSync(db), `database ${db} does not exist`);
   const r = spawnSync("python3", ["-c", PY_QUERY, db, query, JSON.stringify(params)], {
@@ -548,7 +557,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
 
     await waitForEmptyInbox(server.port);
 
-    const failed = sql(server.db, "SELECT host, delivery_id, event, error FROM deliveries WHERE state = 'failed' ORDER BY id");
+    const failed = sql(server.db, "SELECT host, delivery_id, event, error FROM inbox WHERE state = 'failed' ORDER BY id");
     const byId = new Map(sent.map((d) => [d.id, d]));
     if (failed.length) {
       for (const f of failed) t.diagnostic(`failed: ${byId.get(f.delivery_id)?.label ?? `delivery id '${f.delivery_id}'`} host='${f.host}' event='${f.event}': ${f.error}`);
@@ -560,7 +569,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
     );
 
     // Stored: exactly the deliveries of used event types, each once, as sent.
-    const rows = sql(server.db, "SELECT host, delivery_id, event, repo, body, state FROM deliveries ORDER BY id");
+    const rows = inboxRows(server.db);
     const expected = sent.filter((d) => USED[d.host].has(d.event));
     const stored = new Map(rows.map((r) => [`${r.host}/${r.delivery_id}`, r]));
     const missing = expected.filter((d) => !stored.has(`${d.host}/${d.id}`)).map((d) => `${d.label} (${d.event})`);
@@ -586,7 +595,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
     const eventOf = (label) => {
       const d = sent.find((s) => s.label === label);
       if (!d) return undefined;
-      const r = sql(server.db, "SELECT state, event_json FROM deliveries WHERE host = ? AND delivery_id = ?", [d.host, d.id])[0];
+      const r = sql(server.db, "SELECT state, event_json FROM inbox WHERE host = ? AND delivery_id = ?", [d.host, d.id])[0];
       assert.equal(r?.state, "normalized", `${label} should be normalised, is ${r?.state}`);
       return JSON.parse(r.event_json);
     };
@@ -609,7 +618,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
     for (const s of [GITHUB_SECRET, GITHUB_SECRET_2, GITLAB_SECRET, GITEA_SECRET]) {
       assert.ok(!server.stderr.includes(s), "a webhook secret appears in the log");
     }
-    const states = sql(server.db, "SELECT host, state, COUNT(*) AS n FROM deliveries GROUP BY host, state ORDER BY host, state");
+    const states = sql(server.db, "SELECT host, state, COUNT(*) AS n FROM inbox GROUP BY host, state ORDER BY host, state");
     t.diagnostic(`sent ${sent.length}; stored by host/state: ${states.map((s) => `${s.host}/${s.state}=${s.n}`).join(" ")}`);
     assert.ok(server.running(), "tollgate is still running");
   });
@@ -975,7 +984,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
       )
       .filter(Boolean);
     assert.deepEqual(notAccepted, [], "every delivery answered 202 with its own id");
-    const rows = sql(server.db, "SELECT host, delivery_id, event, body FROM deliveries");
+    const rows = inboxRows(server.db);
     const byId = new Map(rows.map((r) => [r.delivery_id, r]));
     const problems = [];
     for (const d of prepared) {
@@ -988,7 +997,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
     assert.deepEqual(problems, [], `${problems.length} problems among ${prepared.length} concurrent deliveries`);
     assert.equal(rows.length, prepared.length);
     await waitForEmptyInbox(server.port);
-    const failed = sql(server.db, "SELECT delivery_id, event, error FROM deliveries WHERE state = 'failed'");
+    const failed = sql(server.db, "SELECT delivery_id, event, error FROM inbox WHERE state = 'failed'");
     assert.deepEqual(failed, [], "none fails normalisation");
   });
 
@@ -1008,7 +1017,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
       const headers = await githubHeaders(event, id, form, { contentType: "application/x-www-form-urlencoded" });
       const r = await request(server.port, { headers, body: form });
       assert.equal(r.status, 202, `${event}: ${r.text}`);
-      const rows = sql(server.db, "SELECT body, event FROM deliveries WHERE delivery_id = ?", [id]);
+      const rows = inboxRows(server.db, "--delivery", id);
       assert.equal(rows.length, 1, `${event} stored once`);
       assert.equal(rows[0].body, json, `${event}: the stored body is the decoded JSON`);
     }
@@ -1019,7 +1028,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
     const bad = await request(server.port, { headers, body: form });
     assert.equal(bad.status, 401, bad.text);
     await waitForEmptyInbox(server.port);
-    assert.deepEqual(sql(server.db, "SELECT state FROM deliveries WHERE state NOT IN ('normalized', 'ignored')"), []);
+    assert.deepEqual(sql(server.db, "SELECT state FROM inbox WHERE state NOT IN ('normalized', 'ignored')"), []);
   });
 
   // 5 -------------------------------------------------------------------------------------------
@@ -1062,7 +1071,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
     assert.ok(accepted.length >= 1);
 
     const third = await startServer(t, dir);
-    const rows = sql(third.db, "SELECT delivery_id, body FROM deliveries");
+    const rows = inboxRows(third.db);
     const ids = new Set(rows.map((x) => x.delivery_id));
     assert.ok(ids.has(id), "the delivery answered 202 before kill -9 is in the inbox");
     assert.equal(rows.find((x) => x.delivery_id === id).body, body);
@@ -1070,7 +1079,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
     assert.deepEqual(lost, [], "deliveries answered 202 before kill -9 but missing afterwards");
     // The restarted server processes what the killed one left in 'new'.
     await waitForEmptyInbox(third.port);
-    assert.equal(sql(third.db, "SELECT state FROM deliveries WHERE delivery_id = ?", [id])[0].state, "normalized");
+    assert.equal(sql(third.db, "SELECT state FROM inbox WHERE delivery_id = ?", [id])[0].state, "normalized");
   });
 
   // 6 -------------------------------------------------------------------------------------------

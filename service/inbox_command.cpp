@@ -1,0 +1,85 @@
+#include "service/inbox_command.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <ostream>
+
+#include <nlohmann/json.hpp>
+
+#include "service/body_codec.hpp"
+#include "service/config.hpp"
+#include "service/sqlite.hpp"
+
+namespace tollgate::cli {
+
+using service::sqlite::Db;
+
+int run_inbox(const InboxArgs& args, std::ostream& out, std::ostream& err) {
+  std::string path = args.database;
+  if (path.empty()) {
+    auto config = service::load_config(args.config.empty() ? "tollgate.yaml" : args.config);
+    if (!config) {
+      for (const auto& d : config.error()) err << pipeline::format_text(d) << "\n";
+      return 2;
+    }
+    path = config->database;
+  }
+  if (!std::filesystem::is_regular_file(path)) {
+    err << "tollgate inbox: error: database '" << path << "' does not exist (tollgate serve creates it)\n";
+    return 2;
+  }
+  if (!args.state.empty() && args.state != "new" && args.state != "normalized" && args.state != "ignored" &&
+      args.state != "failed") {
+    err << "tollgate inbox: error: --state '" << args.state << "' is not one of new, normalized, ignored, failed\n";
+    return 2;
+  }
+  auto db = Db::open(path);
+  if (!db) {
+    err << "tollgate inbox: error: database '" << path << "': " << db.error().message << "\n";
+    return 2;
+  }
+  std::string sql =
+      "SELECT id, host, delivery_id, event, repo, received_at, state, error, event_json, body, body_encoding, "
+      "COALESCE(body_size, length(body)), processed_at FROM inbox WHERE (?1 = '' OR state = ?1) AND (?2 = '' OR delivery_id = ?2) "
+      "ORDER BY id DESC LIMIT ?3";
+  auto q = db->prepare("SELECT * FROM (" + sql + ") ORDER BY id");
+  if (!q) {
+    err << "tollgate inbox: error: database '" << path << "': " << q.error().message
+        << " (a database from an older tollgate: start tollgate serve once to migrate it)\n";
+    return 2;
+  }
+  q->bind(1, args.state).bind(2, args.delivery).bind(3, args.limit.value_or(-1));
+  constexpr auto replace = nlohmann::json::error_handler_t::replace;
+  while (true) {
+    auto step = q->step();
+    if (!step) {
+      err << "tollgate inbox: error: " << step.error().message << "\n";
+      return 2;
+    }
+    if (!*step) break;
+    nlohmann::json row{{"id", q->int64(0)},          {"host", q->text(1)},  {"delivery_id", q->text(2)},
+                       {"event", q->text(3)},        {"repo", q->text(4)},  {"received_at", q->int64(5)},
+                       {"state", q->text(6)}};
+    if (!q->is_null(7)) row["error"] = q->text(7);
+    if (!q->is_null(8)) {
+      auto normalized = nlohmann::json::parse(q->text(8), nullptr, false);
+      row["normalized"] = normalized.is_discarded() ? nlohmann::json(q->text(8)) : normalized;
+    }
+    if (!q->is_null(12)) row["processed_at"] = q->int64(12);
+    row["body_size"] = q->int64(11);
+    if (args.with_body) {
+      auto encoding = service::body_encoding_from(q->text(10));
+      auto body = encoding ? service::decode_body(*encoding, q->text(9), static_cast<std::size_t>(std::max<std::int64_t>(q->int64(11), 0)))
+                           : tl::unexpected(encoding.error());
+      if (body) {
+        row["body"] = *body;
+      } else {
+        row["body_error"] = body.error();
+      }
+    }
+    out << row.dump(-1, ' ', false, replace) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace tollgate::cli
