@@ -1,0 +1,146 @@
+#pragma once
+// The git writer: turns a stage's edits into one promotion commit on top of an environment
+// repository's base branch and pushes it to tollgate's own branch, through a persistent bare
+// mirror per repository (no clone, no working tree). How it works: docs/git-writer.md.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <tl/expected.hpp>
+
+namespace tollgate::git {
+
+// `set`: one scalar at a YAML / JSON path (service/edit).
+struct SetEdit {
+  std::string file;
+  std::string path;
+  std::string value;
+};
+
+// `image`: a kustomization `images:` entry by name (service/edit).
+struct ImageEdit {
+  std::string file;
+  std::string name;
+  std::string tag;
+};
+
+// `replace`: every match of an RE2 pattern; `\1`..`\9` in the replacement name groups.
+// A pattern that matches nothing is an error (a typo would otherwise promote nothing, silently).
+struct ReplaceEdit {
+  std::string file;
+  std::string pattern;
+  std::string replacement;
+};
+
+// `copy`: a file or directory of the source repository at a commit. Not implemented yet: a
+// request with one fails with `invalid_request` before anything is fetched.
+struct CopyEdit {
+  std::string source_url;
+  std::string source_sha;
+  std::string from;
+  std::string to;
+};
+
+using Edit = std::variant<SetEdit, ImageEdit, ReplaceEdit, CopyEdit>;
+
+struct Identity {
+  std::string name = "tollgate";
+  std::string email = "tollgate@localhost";
+};
+
+struct Credentials {
+  std::string username = "x-access-token";  // GitHub's user for installation and app tokens
+  std::string token;                        // sent as the HTTP basic password; never logged
+};
+
+struct PromotionRequest {
+  std::string url;            // https://host/owner/name(.git), without credentials
+  Credentials credentials;
+  std::string base_branch;    // e.g. `main`
+  std::string target_branch;  // deterministic, e.g. `tollgate/payments/dev/42`; force-pushed
+  std::string message;        // commit message
+  Identity author;
+  Identity committer;
+  std::vector<Edit> edits;
+};
+
+enum class Outcome {
+  pushed,      // a new commit was pushed to the target branch
+  up_to_date,  // the target branch already holds this change on this base: nothing pushed
+  unchanged,   // the edits change nothing on the base branch: no commit, nothing pushed
+};
+
+struct PromotionResult {
+  Outcome outcome = Outcome::unchanged;
+  std::string base_commit;    // the base branch tip the change was built on
+  std::string commit;         // the target branch tip (empty when unchanged)
+  std::vector<std::string> changed_files;  // paths whose contents the edits changed
+};
+
+enum class ErrorKind {
+  unauthorized,     // the host refused the credentials (never retried)
+  rejected,         // the host refused the pushed ref (hook, protection); message has its reason
+  not_found,        // the repository or its base branch does not exist
+  edit_failed,      // an edit cannot be applied; message names the file and the path / pattern
+  invalid_request,  // a malformed URL, branch name or edit
+  unavailable,      // network errors or 5xx that outlasted the retries
+  other,
+};
+
+struct Error {
+  ErrorKind kind = ErrorKind::other;
+  std::string message;  // one line, names the repository, never the token
+};
+
+struct GitWriterOptions {
+  std::filesystem::path data_dir;  // mirrors live in <data_dir>/mirrors/<host>/<owner>/<name>.git
+  int max_attempts = 3;            // per network operation, for transient failures only
+  std::chrono::milliseconds backoff{250};  // doubled after every failed attempt
+};
+
+// Counters for metrics and tests.
+struct GitWriterStats {
+  std::uint64_t fetches = 0;
+  std::uint64_t pushes = 0;
+  std::uint64_t credential_requests = 0;  // calls of libgit2's credentials callback
+  std::uint64_t retries = 0;
+};
+
+// promote() blocks on the network and on the mirror's lock: call it from worker threads, never
+// from the I/O threads. Promotions into one repository run one at a time (a mutex per mirror);
+// different repositories proceed in parallel on their callers' threads. Thread-safe.
+class GitWriter {
+ public:
+  explicit GitWriter(GitWriterOptions options);
+  GitWriter(const GitWriter&) = delete;
+  GitWriter& operator=(const GitWriter&) = delete;
+  ~GitWriter();
+
+  [[nodiscard]] tl::expected<PromotionResult, Error> promote(const PromotionRequest& request);
+
+  [[nodiscard]] GitWriterStats stats() const;
+
+  struct Counters {
+    std::atomic<std::uint64_t> fetches{0};
+    std::atomic<std::uint64_t> pushes{0};
+    std::atomic<std::uint64_t> credential_requests{0};
+    std::atomic<std::uint64_t> retries{0};
+  };
+
+ private:
+  std::shared_ptr<std::mutex> mirror_lock(const std::string& mirror_path);
+
+  GitWriterOptions options_;
+  Counters counters_;
+  std::mutex locks_mutex_;
+  std::map<std::string, std::shared_ptr<std::mutex>> locks_;
+};
+
+}  // namespace tollgate::git

@@ -1,0 +1,300 @@
+// The git writer against a real smart-HTTP server (lighttpd + git http-backend): promotion,
+// idempotent re-runs, no-op edits, a moved base, concurrent writers, a refusing pre-receive hook,
+// wrong credentials and edit errors.
+#include "service/git/git_writer.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "tests/gitwriter/git_server.hpp"
+
+namespace fs = std::filesystem;
+using namespace tollgate::git;
+using tollgate::test::GitServer;
+
+namespace {
+
+const std::string kValues =
+    "# payments in dev\n"
+    "image:\n"
+    "  repository: ghcr.io/acme/payments   # built by CI\n"
+    "  tag: \"v1.0.0\"\n"
+    "replicas: 2\n";
+const std::string kKustomization =
+    "resources:\n"
+    "  - deployment.yaml\n"
+    "images:\n"
+    "  - name: ghcr.io/acme/payments\n"
+    "    newTag: v1.0.0\n";
+const std::string kVersion = "release v1.0.0\n";
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "tollgate-gitwriter-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+struct Fixture {
+  TempDir tmp;
+  GitServer server{tmp.path / "server", "tollgate", "s3cret-token"};
+  GitWriter writer{GitWriterOptions{.data_dir = tmp.path / "data", .max_attempts = 3,
+                                    .backoff = std::chrono::milliseconds(20)}};
+
+  Fixture() {
+    server.create_repo("acme", "env-dev", {{"apps/payments/values.yaml", kValues},
+                                           {"apps/payments/kustomization.yaml", kKustomization},
+                                           {"VERSION", kVersion},
+                                           {"README.md", "environment dev\n"}});
+  }
+
+  PromotionRequest request(std::string version, std::string target = "tollgate/payments/dev/1") const {
+    PromotionRequest r;
+    r.url = server.url("acme", "env-dev");
+    r.credentials = {.username = "tollgate", .token = "s3cret-token"};
+    r.base_branch = "main";
+    r.target_branch = std::move(target);
+    r.message = "Promote payments " + version + " to dev";
+    r.author = {.name = "Alice", .email = "alice@example.com"};
+    r.committer = {.name = "tollgate", .email = "tollgate@example.com"};
+    r.edits = {SetEdit{"apps/payments/values.yaml", "image.tag", version},
+               ImageEdit{"apps/payments/kustomization.yaml", "ghcr.io/acme/payments", version},
+               ReplaceEdit{"VERSION", "v[0-9.]+", version}};
+    return r;
+  }
+};
+
+std::string values_at(const std::string& version) {
+  return "# payments in dev\n"
+         "image:\n"
+         "  repository: ghcr.io/acme/payments   # built by CI\n"
+         "  tag: \"" + version + "\"\n"
+         "replicas: 2\n";
+}
+
+}  // namespace
+
+TEST_CASE("a first promotion creates the mirror and pushes one commit on the base tip", "[gitwriter]") {
+  Fixture f;
+  const std::string base = f.server.rev_parse("acme", "env-dev", "main");
+  auto r = f.writer.promote(f.request("v1.1.0"));
+  REQUIRE(r.has_value());
+  CHECK(r->outcome == Outcome::pushed);
+  CHECK(r->base_commit == base);
+  CHECK(r->changed_files ==
+        std::vector<std::string>{"VERSION", "apps/payments/kustomization.yaml", "apps/payments/values.yaml"});
+  const std::string target = "refs/heads/tollgate/payments/dev/1";
+  CHECK(f.server.rev_parse("acme", "env-dev", target) == r->commit);
+  CHECK(f.server.rev_parse("acme", "env-dev", target + "^") == base);
+  CHECK(f.server.rev_parse("acme", "env-dev", target + "^2").empty());  // one parent
+
+  CHECK(f.server.show("acme", "env-dev", target, "apps/payments/values.yaml") == values_at("v1.1.0"));
+  CHECK(f.server.show("acme", "env-dev", target, "apps/payments/kustomization.yaml") ==
+        "resources:\n  - deployment.yaml\nimages:\n  - name: ghcr.io/acme/payments\n    newTag: v1.1.0\n");
+  CHECK(f.server.show("acme", "env-dev", target, "VERSION") == "release v1.1.0\n");
+  CHECK(f.server.show("acme", "env-dev", target, "README.md") == "environment dev\n");
+  // Only the three edited files differ from the base.
+  CHECK(tollgate::test::sh("git --git-dir=" + tollgate::test::quote(f.server.repo_dir("acme", "env-dev").string()) +
+                           " diff --name-only main " + target) ==
+        "VERSION\napps/payments/kustomization.yaml\napps/payments/values.yaml\n");
+  CHECK(tollgate::test::sh("git --git-dir=" + tollgate::test::quote(f.server.repo_dir("acme", "env-dev").string()) +
+                           " log -1 --format=%an/%ae/%cn/%s " + target) ==
+        "Alice/alice@example.com/tollgate/Promote payments v1.1.0 to dev\n");
+
+  const auto port = f.server.url("acme", "env-dev").substr(std::string("http://127.0.0.1:").size());
+  const fs::path mirror =
+      f.tmp.path / "data" / "mirrors" / ("127.0.0.1_" + port.substr(0, port.find('/'))) / "acme" / "env-dev.git";
+  CHECK(fs::exists(mirror / "HEAD"));
+  CHECK(f.writer.stats().pushes == 1);
+  CHECK(f.writer.stats().fetches == 1);
+}
+
+TEST_CASE("a re-run of the same promotion pushes nothing", "[gitwriter]") {
+  Fixture f;
+  auto first = f.writer.promote(f.request("v1.1.0"));
+  REQUIRE(first.has_value());
+  REQUIRE(first->outcome == Outcome::pushed);
+
+  SECTION("with the same writer and mirror") {
+    auto again = f.writer.promote(f.request("v1.1.0"));
+    REQUIRE(again.has_value());
+    CHECK(again->outcome == Outcome::up_to_date);
+    CHECK(again->commit == first->commit);
+    CHECK(f.writer.stats().pushes == 1);
+  }
+  SECTION("with a fresh writer and an empty data_dir, as after losing the disk") {
+    GitWriter other(GitWriterOptions{.data_dir = f.tmp.path / "data2"});
+    auto again = other.promote(f.request("v1.1.0"));
+    REQUIRE(again.has_value());
+    CHECK(again->outcome == Outcome::up_to_date);
+    CHECK(other.stats().pushes == 0);
+  }
+  CHECK(f.server.rev_parse("acme", "env-dev", "refs/heads/tollgate/payments/dev/1") == first->commit);
+}
+
+TEST_CASE("edits that change nothing make no commit", "[gitwriter]") {
+  Fixture f;
+  auto r = f.writer.promote(f.request("v1.0.0"));
+  REQUIRE(r.has_value());
+  CHECK(r->outcome == Outcome::unchanged);
+  CHECK(r->commit.empty());
+  CHECK(r->changed_files.empty());
+  CHECK(f.server.rev_parse("acme", "env-dev", "refs/heads/tollgate/payments/dev/1").empty());
+  CHECK(f.writer.stats().pushes == 0);
+}
+
+TEST_CASE("a promotion after the base branch moved is rebuilt on the new base", "[gitwriter]") {
+  Fixture f;
+  auto first = f.writer.promote(f.request("v1.1.0"));
+  REQUIRE(first.has_value());
+  const std::string moved =
+      f.server.commit("acme", "env-dev", "main", {{"README.md", "environment dev, moved\n"}}, "someone else");
+  auto second = f.writer.promote(f.request("v1.1.0"));
+  REQUIRE(second.has_value());
+  CHECK(second->outcome == Outcome::pushed);
+  CHECK(second->base_commit == moved);
+  CHECK(second->commit != first->commit);
+  const std::string target = "refs/heads/tollgate/payments/dev/1";
+  CHECK(f.server.rev_parse("acme", "env-dev", target) == second->commit);
+  CHECK(f.server.rev_parse("acme", "env-dev", target + "^") == moved);
+  CHECK(f.server.show("acme", "env-dev", target, "README.md") == "environment dev, moved\n");
+  CHECK(f.server.show("acme", "env-dev", target, "apps/payments/values.yaml") == values_at("v1.1.0"));
+  CHECK(f.writer.stats().pushes == 2);
+}
+
+TEST_CASE("concurrent writers to one repository both succeed, one after the other", "[gitwriter]") {
+  Fixture f;
+  f.server.create_repo("acme", "env-qa", {{"apps/payments/values.yaml", kValues}});
+  tl::expected<PromotionResult, Error> a = tl::unexpected(Error{});
+  tl::expected<PromotionResult, Error> b = tl::unexpected(Error{});
+  tl::expected<PromotionResult, Error> c = tl::unexpected(Error{});
+  auto qa = f.request("v3.0.0", "tollgate/payments/qa/1");
+  qa.url = f.server.url("acme", "env-qa");
+  qa.edits = {SetEdit{"apps/payments/values.yaml", "image.tag", "v3.0.0"}};
+  {
+    std::jthread t1([&] { a = f.writer.promote(f.request("v1.1.0", "tollgate/payments/dev/1")); });
+    std::jthread t2([&] { b = f.writer.promote(f.request("v1.2.0", "tollgate/payments/dev/2")); });
+    std::jthread t3([&] { c = f.writer.promote(qa); });
+  }
+  REQUIRE(a.has_value());
+  REQUIRE(b.has_value());
+  REQUIRE(c.has_value());
+  CHECK(a->outcome == Outcome::pushed);
+  CHECK(b->outcome == Outcome::pushed);
+  CHECK(c->outcome == Outcome::pushed);
+  CHECK(f.server.show("acme", "env-dev", "tollgate/payments/dev/1", "apps/payments/values.yaml") == values_at("v1.1.0"));
+  CHECK(f.server.show("acme", "env-dev", "tollgate/payments/dev/2", "apps/payments/values.yaml") == values_at("v1.2.0"));
+  CHECK(f.server.show("acme", "env-qa", "tollgate/payments/qa/1", "apps/payments/values.yaml") == values_at("v3.0.0"));
+  CHECK(f.writer.stats().pushes == 3);
+
+  // The same promotion twice at once: one pushes, the other finds it done.
+  tl::expected<PromotionResult, Error> d = tl::unexpected(Error{});
+  tl::expected<PromotionResult, Error> e = tl::unexpected(Error{});
+  {
+    std::jthread t1([&] { d = f.writer.promote(f.request("v1.3.0", "tollgate/payments/dev/3")); });
+    std::jthread t2([&] { e = f.writer.promote(f.request("v1.3.0", "tollgate/payments/dev/3")); });
+  }
+  REQUIRE(d.has_value());
+  REQUIRE(e.has_value());
+  CHECK(((d->outcome == Outcome::pushed && e->outcome == Outcome::up_to_date) ||
+         (d->outcome == Outcome::up_to_date && e->outcome == Outcome::pushed)));
+  CHECK(d->commit == e->commit);
+}
+
+TEST_CASE("a push refused by a pre-receive hook is an error naming the ref and the hook's message", "[gitwriter]") {
+  Fixture f;
+  f.server.reject_pushes("acme", "env-dev", "branch tollgate/* is protected by policy");
+  auto r = f.writer.promote(f.request("v1.1.0"));
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().kind == ErrorKind::rejected);
+  INFO(r.error().message);
+  CHECK(r.error().message.find("repo 'acme/env-dev'") != std::string::npos);
+  CHECK(r.error().message.find("'refs/heads/tollgate/payments/dev/1'") != std::string::npos);
+  CHECK(r.error().message.find("branch tollgate/* is protected by policy") != std::string::npos);
+  CHECK(r.error().message.find('\n') == std::string::npos);
+  CHECK(f.writer.stats().retries == 0);
+  CHECK(f.server.rev_parse("acme", "env-dev", "refs/heads/tollgate/payments/dev/1").empty());
+}
+
+TEST_CASE("wrong credentials fail fast, without a retry storm", "[gitwriter]") {
+  Fixture f;
+  auto req = f.request("v1.1.0");
+  req.credentials.token = "wrong";
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = f.writer.promote(req);
+  auto elapsed = std::chrono::steady_clock::now() - t0;
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().kind == ErrorKind::unauthorized);
+  CHECK(r.error().message.find("wrong") == std::string::npos);
+  // One call supplies the credentials; the second learns they were refused and stops.
+  CHECK(f.writer.stats().credential_requests == 2);
+  CHECK(f.writer.stats().retries == 0);
+  CHECK(elapsed < std::chrono::seconds(2));
+  CHECK(f.server.rev_parse("acme", "env-dev", "refs/heads/tollgate/payments/dev/1").empty());
+}
+
+TEST_CASE("an edit that cannot be applied names the file and the path, and nothing is pushed", "[gitwriter]") {
+  Fixture f;
+  auto req = f.request("v1.1.0");
+  std::string expect_file;
+  std::string expect_detail;
+  SECTION("a path that leads nowhere") {
+    req.edits.push_back(SetEdit{"apps/payments/values.yaml", "image.registry.host", "ghcr.io"});
+    expect_file = "'apps/payments/values.yaml'";
+    expect_detail = "image.registry.host";
+  }
+  SECTION("a file that does not exist") {
+    req.edits.push_back(SetEdit{"apps/missing/values.yaml", "image.tag", "v1"});
+    expect_file = "'apps/missing/values.yaml'";
+    expect_detail = "not found";
+  }
+  SECTION("a pattern that matches nothing") {
+    req.edits.push_back(ReplaceEdit{"README.md", "version: [0-9]+", "x"});
+    expect_file = "'README.md'";
+    expect_detail = "version: [0-9]+";
+  }
+  auto r = f.writer.promote(req);
+  REQUIRE_FALSE(r.has_value());
+  INFO(r.error().message);
+  CHECK(r.error().kind == ErrorKind::edit_failed);
+  CHECK(r.error().message.find(expect_file) != std::string::npos);
+  CHECK(r.error().message.find(expect_detail) != std::string::npos);
+  CHECK(f.writer.stats().pushes == 0);
+  CHECK(f.server.rev_parse("acme", "env-dev", "refs/heads/tollgate/payments/dev/1").empty());
+}
+
+TEST_CASE("malformed requests are refused before any network call", "[gitwriter]") {
+  Fixture f;
+  auto req = f.request("v1.1.0");
+  SECTION("credentials in the url") { req.url = "http://user:pw@127.0.0.1:1/git/acme/env-dev.git"; }
+  SECTION("a path escaping data_dir") { req.url = "http://127.0.0.1:1/git/../env-dev.git"; }
+  SECTION("an invalid target branch") { req.target_branch = "tollgate/a..b"; }
+  SECTION("the base branch as target") { req.target_branch = "main"; }
+  SECTION("a copy edit (not supported yet)") { req.edits.push_back(CopyEdit{}); }
+  auto r = f.writer.promote(req);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().kind == ErrorKind::invalid_request);
+  CHECK(f.writer.stats().fetches == 0);
+}
+
+TEST_CASE("a missing base branch or repository is not_found", "[gitwriter]") {
+  Fixture f;
+  auto req = f.request("v1.1.0");
+  SECTION("base branch") { req.base_branch = "release"; }
+  SECTION("repository") { req.url = f.server.url("acme", "env-nope"); }
+  auto r = f.writer.promote(req);
+  REQUIRE_FALSE(r.has_value());
+  INFO(r.error().message);
+  CHECK(r.error().kind == ErrorKind::not_found);
+  CHECK(f.writer.stats().retries == 0);
+}
