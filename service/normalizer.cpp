@@ -119,6 +119,12 @@ void Normalizer::loop() {
     std::int64_t size;
   };
   while (true) {
+    {
+      // Between batches: a backlog must not hold up shutdown; what is left is picked up at the
+      // next start (outcomes are written in id order, so nothing is skipped or done twice).
+      std::lock_guard lock(mutex_);
+      if (stopping_) return;
+    }
     std::vector<Row> rows;
     select->reset();
     select->bind(1, cursor);
