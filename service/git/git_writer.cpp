@@ -32,6 +32,7 @@ struct CallbackState {
   std::string remote_messages;                                // sideband text (hook output)
   unsigned push_objects = 0;
   std::size_t push_bytes = 0;
+  git_indexer_progress fetched{};
 };
 
 int on_credentials(git_credential** out, const char* /*url*/, const char* /*user_from_url*/, unsigned int allowed,
@@ -61,6 +62,11 @@ int on_push_update_reference(const char* refname, const char* status, void* payl
   return 0;
 }
 
+int on_transfer_progress(const git_indexer_progress* stats, void* payload) {
+  static_cast<CallbackState*>(payload)->fetched = *stats;
+  return 0;
+}
+
 int on_push_progress(unsigned int current, unsigned int /*total*/, std::size_t bytes, void* payload) {
   auto* s = static_cast<CallbackState*>(payload);
   s->push_objects = current;
@@ -74,6 +80,7 @@ git_remote_callbacks callbacks_for(CallbackState& state) {
   cb.sideband_progress = on_sideband;
   cb.push_update_reference = on_push_update_reference;
   cb.push_transfer_progress = on_push_progress;
+  cb.transfer_progress = on_transfer_progress;
   cb.payload = &state;
   return cb;
 }
@@ -191,15 +198,14 @@ tl::expected<RemoteHeads, Failure> fetch_once(git_repository* repo, const Promot
   if (rc < 0) return tl::unexpected(network_failure(rc, state, name, "fetch"));
   rc = git_remote_update_tips(remote.get(), &cb, 0, GIT_REMOTE_DOWNLOAD_TAGS_NONE, "tollgate: fetch");
   if (rc < 0) return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': fetch: " + lg::error_message(rc)}, false});
-  const git_indexer_progress* stats = git_remote_stats(remote.get());
   git_remote_disconnect(remote.get());
   counters.fetches.fetch_add(1, std::memory_order_relaxed);
   log::info("git fetch", {{"repo", name},
                           {"host", url.host},
                           {"branch", req.base_branch},
                           {"target_exists", out.target.has_value()},
-                          {"objects", stats->received_objects},
-                          {"bytes", stats->received_bytes},
+                          {"objects", state.fetched.received_objects},
+                          {"bytes", state.fetched.received_bytes},
                           {"ms", ms_since(t0)}});
   return out;
 }
@@ -241,9 +247,11 @@ tl::expected<std::monostate, Failure> push_once(git_repository* repo, const Prom
   return std::monostate{};
 }
 
-tl::expected<lg::Repository, Error> open_mirror(const std::filesystem::path& path, const std::string& name) {
+tl::expected<lg::Repository, Error> open_mirror(const std::filesystem::path& path, const std::string& name,
+                                               bool& created) {
   git_repository* raw = nullptr;
   std::error_code ec;
+  created = false;
   if (std::filesystem::exists(path / "HEAD", ec)) {
     int rc = git_repository_open_bare(&raw, path.c_str());
     if (rc < 0) return tl::unexpected(Error{ErrorKind::other, "repo '" + name + "': open mirror: " + lg::error_message(rc)});
@@ -253,6 +261,7 @@ tl::expected<lg::Repository, Error> open_mirror(const std::filesystem::path& pat
   if (ec) return tl::unexpected(Error{ErrorKind::other, "repo '" + name + "': create mirror folder: " + ec.message()});
   int rc = git_repository_init(&raw, path.c_str(), 1);
   if (rc < 0) return tl::unexpected(Error{ErrorKind::other, "repo '" + name + "': create mirror: " + lg::error_message(rc)});
+  created = true;
   log::info("git mirror created", {{"repo", name}, {"path", path.string()}});
   return lg::Repository(raw);
 }
@@ -306,12 +315,22 @@ tl::expected<PromotionResult, Error> GitWriter::promote(const PromotionRequest& 
   auto lock = mirror_lock(mirror_path.string());
   std::lock_guard guard(*lock);
 
-  auto repo = open_mirror(mirror_path, name);
+  bool created = false;
+  auto repo = open_mirror(mirror_path, name, created);
   if (!repo) return tl::unexpected(repo.error());
 
   auto heads = with_retries<RemoteHeads>(options_, counters_, name, "fetch",
                                          [&] { return fetch_once(repo->get(), req, *url, counters_); });
-  if (!heads) return tl::unexpected(heads.error());
+  if (!heads) {
+    // A mirror made for a repository that turns out not to exist (or not to be ours) would stay
+    // behind empty forever.
+    if (created) {
+      repo->reset();
+      std::error_code ec;
+      std::filesystem::remove_all(mirror_path, ec);
+    }
+    return tl::unexpected(heads.error());
+  }
 
   auto fail = [&](const char* what, int rc) {
     return tl::unexpected(Error{ErrorKind::other, "repo '" + name + "': " + what + ": " + lg::error_message(rc)});

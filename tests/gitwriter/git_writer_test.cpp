@@ -82,6 +82,14 @@ std::string values_at(const std::string& version) {
          "replicas: 2\n";
 }
 
+bool has_mirror(const fs::path& data_dir, const std::string& dir_name) {
+  if (!fs::exists(data_dir)) return false;
+  for (const auto& e : fs::recursive_directory_iterator(data_dir)) {
+    if (e.path().filename() == dir_name) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 TEST_CASE("a first promotion creates the mirror and pushes one commit on the base tip", "[gitwriter]") {
@@ -115,6 +123,10 @@ TEST_CASE("a first promotion creates the mirror and pushes one commit on the bas
   const fs::path mirror =
       f.tmp.path / "data" / "mirrors" / ("127.0.0.1_" + port.substr(0, port.find('/'))) / "acme" / "env-dev.git";
   CHECK(fs::exists(mirror / "HEAD"));
+  // The mirror holds the base branch and tollgate's branch, nothing else.
+  CHECK(tollgate::test::sh("git --git-dir=" + tollgate::test::quote(mirror.string()) +
+                           " for-each-ref '--format=%(refname)'") ==
+        "refs/heads/main\nrefs/heads/tollgate/payments/dev/1\n");
   CHECK(f.writer.stats().pushes == 1);
   CHECK(f.writer.stats().fetches == 1);
 }
@@ -239,6 +251,8 @@ TEST_CASE("wrong credentials fail fast, without a retry storm", "[gitwriter]") {
   // One call supplies the credentials; the second learns they were refused and stops.
   CHECK(f.writer.stats().credential_requests == 2);
   CHECK(f.writer.stats().retries == 0);
+  // lighttpd itself holds every wrong password for ~1 s (its brute-force delay); a client that
+  // kept retrying would take that second again and again.
   CHECK(elapsed < std::chrono::seconds(2));
   CHECK(f.server.rev_parse("acme", "env-dev", "refs/heads/tollgate/payments/dev/1").empty());
 }
@@ -297,4 +311,19 @@ TEST_CASE("a missing base branch or repository is not_found", "[gitwriter]") {
   INFO(r.error().message);
   CHECK(r.error().kind == ErrorKind::not_found);
   CHECK(f.writer.stats().retries == 0);
+  // The mirror made for the missing repository is not left behind.
+  CHECK_FALSE(has_mirror(f.tmp.path / "data", "env-nope.git"));
+  CHECK_FALSE(has_mirror(f.tmp.path / "data", "env-dev.git"));
+}
+
+TEST_CASE("a host that cannot be reached is retried with backoff, then unavailable", "[gitwriter]") {
+  Fixture f;
+  auto req = f.request("v1.1.0");
+  req.url = "http://127.0.0.1:1/git/acme/env-dev.git";  // nothing listens on port 1
+  auto r = f.writer.promote(req);
+  REQUIRE_FALSE(r.has_value());
+  INFO(r.error().message);
+  CHECK(r.error().kind == ErrorKind::unavailable);
+  CHECK(f.writer.stats().retries == 2);  // max_attempts = 3
+  CHECK(f.writer.stats().credential_requests == 0);
 }
