@@ -1,11 +1,9 @@
 #include "service/git/git_writer.hpp"
 
-#include <algorithm>
-#include <optional>
 #include <system_error>
-#include <thread>
 
 #include "service/git/libgit2.hpp"
+#include "service/git/remote_ops.hpp"
 #include "service/git/repo_url.hpp"
 #include "service/git/tree_edits.hpp"
 #include "service/log.hpp"
@@ -13,258 +11,6 @@
 namespace tollgate::git {
 namespace log = tollgate::service::log;
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-// What a failed network attempt means for the retry loop.
-struct Failure {
-  Error error;
-  bool transient = false;
-};
-
-// State shared with libgit2's callbacks for one network operation (one attempt).
-struct CallbackState {
-  const Credentials* credentials = nullptr;
-  GitWriter::Counters* counters = nullptr;
-  int credential_calls = 0;
-  bool credentials_refused = false;
-  std::vector<std::pair<std::string, std::string>> rejected;  // ref, the server's status
-  std::string remote_messages;                                // sideband text (hook output)
-  unsigned push_objects = 0;
-  std::size_t push_bytes = 0;
-  git_indexer_progress fetched{};
-};
-
-int on_credentials(git_credential** out, const char* /*url*/, const char* /*user_from_url*/, unsigned int allowed,
-                   void* payload) {
-  auto* s = static_cast<CallbackState*>(payload);
-  s->counters->credential_requests.fetch_add(1, std::memory_order_relaxed);
-  // libgit2 1.5 asks again after every 401, forever: a second call means the first credentials
-  // were refused, and trying them again would only hammer the host (and its lockout counters).
-  if (s->credential_calls++ > 0) {
-    s->credentials_refused = true;
-    git_error_set_str(GIT_ERROR_NET, "the host refused the credentials");
-    return GIT_EUSER;
-  }
-  if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) == 0) return GIT_PASSTHROUGH;
-  return git_credential_userpass_plaintext_new(out, s->credentials->username.c_str(), s->credentials->token.c_str());
-}
-
-int on_sideband(const char* str, int len, void* payload) {
-  auto* s = static_cast<CallbackState*>(payload);
-  if (len > 0 && s->remote_messages.size() < 4096) s->remote_messages.append(str, static_cast<std::size_t>(len));
-  return 0;
-}
-
-int on_push_update_reference(const char* refname, const char* status, void* payload) {
-  auto* s = static_cast<CallbackState*>(payload);
-  if (status != nullptr) s->rejected.emplace_back(refname, status);
-  return 0;
-}
-
-int on_transfer_progress(const git_indexer_progress* stats, void* payload) {
-  static_cast<CallbackState*>(payload)->fetched = *stats;
-  return 0;
-}
-
-int on_push_progress(unsigned int current, unsigned int /*total*/, std::size_t bytes, void* payload) {
-  auto* s = static_cast<CallbackState*>(payload);
-  s->push_objects = current;
-  s->push_bytes = bytes;
-  return 0;
-}
-
-git_remote_callbacks callbacks_for(CallbackState& state) {
-  git_remote_callbacks cb = GIT_REMOTE_CALLBACKS_INIT;
-  cb.credentials = on_credentials;
-  cb.sideband_progress = on_sideband;
-  cb.push_update_reference = on_push_update_reference;
-  cb.push_transfer_progress = on_push_progress;
-  cb.transfer_progress = on_transfer_progress;
-  cb.payload = &state;
-  return cb;
-}
-
-// The server's sideband text as one line: "remote: " prefixes and blank lines dropped.
-std::string one_line(const std::string& text) {
-  std::string out;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    auto end = text.find_first_of("\r\n", start);
-    if (end == std::string::npos) end = text.size();
-    std::string line = text.substr(start, end - start);
-    if (line.rfind("remote: ", 0) == 0) line.erase(0, 8);
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    if (!line.empty()) out += (out.empty() ? "" : "; ") + line;
-    start = end + 1;
-  }
-  return out;
-}
-
-// Classifies the failure of a libgit2 network call, right after it returned `rc`.
-Failure network_failure(int rc, const CallbackState& s, const std::string& repo, const char* what) {
-  int klass = lg::error_class();
-  std::string msg = lg::error_message(rc);
-  auto has = [&](std::string_view needle) { return msg.find(needle) != std::string::npos; };
-  if (s.credentials_refused || has("status code: 401") || has("authentication replays")) {
-    return {{ErrorKind::unauthorized, "repo '" + repo + "': " + what + ": the host refused the credentials"}, false};
-  }
-  if (has("status code: 403")) {
-    return {{ErrorKind::unauthorized, "repo '" + repo + "': " + what + ": access denied (403)"}, false};
-  }
-  if (has("status code: 404")) {
-    return {{ErrorKind::not_found, "repo '" + repo + "': " + what + ": repository not found (404)"}, false};
-  }
-  bool transient = has("status code: 5") || has("status code: 429") || klass == GIT_ERROR_NET ||
-                   klass == GIT_ERROR_OS || klass == GIT_ERROR_SSL || has("timed out") || has("reset");
-  if (has("status code: 4")) transient = has("status code: 429");
-  return {{transient ? ErrorKind::unavailable : ErrorKind::other, "repo '" + repo + "': " + what + ": " + msg},
-          transient};
-}
-
-template <class T, class Attempt>
-tl::expected<T, Error> with_retries(const GitWriterOptions& options, GitWriter::Counters& counters,
-                                    const std::string& repo, const char* what, Attempt attempt) {
-  auto delay = options.backoff;
-  for (int n = 1;; ++n) {
-    tl::expected<T, Failure> r = attempt();
-    if (r) return std::move(*r);
-    if (!r.error().transient || n >= std::max(1, options.max_attempts)) return tl::unexpected(r.error().error);
-    counters.retries.fetch_add(1, std::memory_order_relaxed);
-    log::warn("git operation failed, retrying",
-              {{"repo", repo}, {"op", what}, {"attempt", n}, {"delay_ms", delay.count()}, {"error", r.error().error.message}});
-    std::this_thread::sleep_for(delay);
-    delay *= 2;
-  }
-}
-
-struct RemoteHeads {
-  git_oid base{};
-  std::optional<git_oid> target;
-};
-
-long long ms_since(Clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
-}
-
-// One fetch attempt: list the remote's refs, then download only the base branch (and the target
-// branch if it exists) into the mirror's refs/heads/.
-tl::expected<RemoteHeads, Failure> fetch_once(git_repository* repo, const PromotionRequest& req, const RepoUrl& url,
-                                              GitWriter::Counters& counters) {
-  const std::string name = url.full_name();
-  auto t0 = Clock::now();
-  CallbackState state;
-  state.credentials = &req.credentials;
-  state.counters = &counters;
-  git_remote* raw = nullptr;
-  int rc = git_remote_create_anonymous(&raw, repo, req.url.c_str());
-  if (rc < 0) return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': " + lg::error_message(rc)}, false});
-  lg::Remote remote(raw);
-  git_remote_callbacks cb = callbacks_for(state);
-  rc = git_remote_connect(remote.get(), GIT_DIRECTION_FETCH, &cb, nullptr, nullptr);
-  if (rc < 0) return tl::unexpected(network_failure(rc, state, name, "fetch"));
-
-  const git_remote_head** heads = nullptr;
-  std::size_t count = 0;
-  rc = git_remote_ls(&heads, &count, remote.get());
-  if (rc < 0) return tl::unexpected(network_failure(rc, state, name, "fetch"));
-  const std::string base_ref = "refs/heads/" + req.base_branch;
-  const std::string target_ref = "refs/heads/" + req.target_branch;
-  RemoteHeads out;
-  bool have_base = false;
-  for (std::size_t i = 0; i < count; ++i) {
-    if (base_ref == heads[i]->name) {
-      out.base = heads[i]->oid;
-      have_base = true;
-    } else if (target_ref == heads[i]->name) {
-      out.target = heads[i]->oid;
-    }
-  }
-  if (!have_base) {
-    return tl::unexpected(
-        Failure{{ErrorKind::not_found, "repo '" + name + "': base branch '" + req.base_branch + "' not found"}, false});
-  }
-
-  std::vector<std::string> specs{"+" + base_ref + ":" + base_ref};
-  if (out.target) specs.push_back("+" + target_ref + ":" + target_ref);
-  std::vector<char*> spec_ptrs;
-  for (auto& s : specs) spec_ptrs.push_back(s.data());
-  git_strarray refspecs{spec_ptrs.data(), spec_ptrs.size()};
-  git_fetch_options opts = GIT_FETCH_OPTIONS_INIT;
-  opts.callbacks = cb;
-  opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
-  opts.update_fetchhead = 0;
-  rc = git_remote_download(remote.get(), &refspecs, &opts);
-  if (rc < 0) return tl::unexpected(network_failure(rc, state, name, "fetch"));
-  rc = git_remote_update_tips(remote.get(), &cb, 0, GIT_REMOTE_DOWNLOAD_TAGS_NONE, "tollgate: fetch");
-  if (rc < 0) return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': fetch: " + lg::error_message(rc)}, false});
-  git_remote_disconnect(remote.get());
-  counters.fetches.fetch_add(1, std::memory_order_relaxed);
-  log::info("git fetch", {{"repo", name},
-                          {"host", url.host},
-                          {"branch", req.base_branch},
-                          {"target_exists", out.target.has_value()},
-                          {"objects", state.fetched.received_objects},
-                          {"bytes", state.fetched.received_bytes},
-                          {"ms", ms_since(t0)}});
-  return out;
-}
-
-tl::expected<std::monostate, Failure> push_once(git_repository* repo, const PromotionRequest& req, const RepoUrl& url,
-                                                GitWriter::Counters& counters) {
-  const std::string name = url.full_name();
-  auto t0 = Clock::now();
-  CallbackState state;
-  state.credentials = &req.credentials;
-  state.counters = &counters;
-  git_remote* raw = nullptr;
-  int rc = git_remote_create_anonymous(&raw, repo, req.url.c_str());
-  if (rc < 0) return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': " + lg::error_message(rc)}, false});
-  lg::Remote remote(raw);
-  // Forced: the target branch is tollgate's own, rebuilt on the newest base on every run.
-  std::string target_ref = "refs/heads/" + req.target_branch;
-  std::string spec = "+" + target_ref + ":" + target_ref;
-  char* spec_ptr = spec.data();
-  git_strarray refspecs{&spec_ptr, 1};
-  git_push_options opts = GIT_PUSH_OPTIONS_INIT;
-  opts.callbacks = callbacks_for(state);
-  rc = git_remote_push(remote.get(), &refspecs, &opts);
-  if (rc < 0) return tl::unexpected(network_failure(rc, state, name, "push"));
-  // libgit2 returns 0 when the server refuses a ref: the refusal shows only in the callback.
-  if (!state.rejected.empty()) {
-    std::string msg = "repo '" + name + "': push of '" + state.rejected.front().first +
-                      "' rejected: " + state.rejected.front().second;
-    if (auto remote_text = one_line(state.remote_messages); !remote_text.empty()) msg += " (" + remote_text + ")";
-    return tl::unexpected(Failure{{ErrorKind::rejected, msg}, false});
-  }
-  counters.pushes.fetch_add(1, std::memory_order_relaxed);
-  log::info("git push", {{"repo", name},
-                         {"host", url.host},
-                         {"branch", req.target_branch},
-                         {"objects", state.push_objects},
-                         {"bytes", state.push_bytes},
-                         {"ms", ms_since(t0)}});
-  return std::monostate{};
-}
-
-tl::expected<lg::Repository, Error> open_mirror(const std::filesystem::path& path, const std::string& name,
-                                               bool& created) {
-  git_repository* raw = nullptr;
-  std::error_code ec;
-  created = false;
-  if (std::filesystem::exists(path / "HEAD", ec)) {
-    int rc = git_repository_open_bare(&raw, path.c_str());
-    if (rc < 0) return tl::unexpected(Error{ErrorKind::other, "repo '" + name + "': open mirror: " + lg::error_message(rc)});
-    return lg::Repository(raw);
-  }
-  std::filesystem::create_directories(path.parent_path(), ec);
-  if (ec) return tl::unexpected(Error{ErrorKind::other, "repo '" + name + "': create mirror folder: " + ec.message()});
-  int rc = git_repository_init(&raw, path.c_str(), 1);
-  if (rc < 0) return tl::unexpected(Error{ErrorKind::other, "repo '" + name + "': create mirror: " + lg::error_message(rc)});
-  created = true;
-  log::info("git mirror created", {{"repo", name}, {"path", path.string()}});
-  return lg::Repository(raw);
-}
 
 tl::expected<std::monostate, Error> validate(const PromotionRequest& req) {
   auto valid_branch = [](const std::string& b) {
@@ -319,8 +65,8 @@ tl::expected<PromotionResult, Error> GitWriter::promote(const PromotionRequest& 
   auto repo = open_mirror(mirror_path, name, created);
   if (!repo) return tl::unexpected(repo.error());
 
-  auto heads = with_retries<RemoteHeads>(options_, counters_, name, "fetch",
-                                         [&] { return fetch_once(repo->get(), req, *url, counters_); });
+  const Remote remote{*url, req.url, req.credentials, options_, counters_};
+  auto heads = fetch_branches(repo->get(), remote, req.base_branch, req.target_branch);
   if (!heads) {
     // A mirror made for a repository that turns out not to exist (or not to be ours) would stay
     // behind empty forever.
@@ -396,8 +142,7 @@ tl::expected<PromotionResult, Error> GitWriter::promote(const PromotionRequest& 
   }
   lg::Reference ref(raw_ref);
 
-  auto pushed = with_retries<std::monostate>(options_, counters_, name, "push",
-                                             [&] { return push_once(repo->get(), req, *url, counters_); });
+  auto pushed = push_branch(repo->get(), remote, req.target_branch);
   if (!pushed) return tl::unexpected(pushed.error());
   result.outcome = Outcome::pushed;
   result.commit = lg::to_hex(commit_id);

@@ -1,0 +1,50 @@
+#pragma once
+// The network side of the git writer: fetches into and pushes from a bare mirror with libgit2,
+// with token auth that gives up at the first refusal, refused refs read from
+// push_update_reference, and retries with backoff for transient failures only.
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include <git2.h>
+#include <tl/expected.hpp>
+
+#include "service/git/git_writer.hpp"
+#include "service/git/libgit2.hpp"
+#include "service/git/repo_url.hpp"
+
+namespace tollgate::git {
+
+// One repository on the host and how to reach it. References only: lives for one call.
+struct Remote {
+  const RepoUrl& url;
+  const std::string& url_string;  // as given; never logged (the host may log it, we do not)
+  const Credentials& credentials;
+  const GitWriterOptions& options;
+  GitWriter::Counters& counters;
+};
+
+struct RemoteHeads {
+  git_oid base{};
+  std::optional<git_oid> target;  // set when the target branch exists on the host
+};
+
+// Lists the host's refs and fetches only `base_branch` (and `target_branch` if the host has it)
+// into the mirror's refs/heads/. A missing base branch is `not_found`.
+[[nodiscard]] tl::expected<RemoteHeads, Error> fetch_branches(git_repository* repo, const Remote& remote,
+                                                              const std::string& base_branch,
+                                                              const std::string& target_branch);
+
+// Fetches every branch of the host into the mirror's refs/heads/ (copy sources: the release sha
+// is reachable from one of them).
+[[nodiscard]] tl::expected<std::monostate, Error> fetch_all_branches(git_repository* repo, const Remote& remote);
+
+// Force-pushes the mirror's refs/heads/<target_branch> to the same ref on the host.
+[[nodiscard]] tl::expected<std::monostate, Error> push_branch(git_repository* repo, const Remote& remote,
+                                                              const std::string& target_branch);
+
+// Opens the bare mirror at `path`, creating it (and its parent folders) when missing.
+[[nodiscard]] tl::expected<lg::Repository, Error> open_mirror(const std::filesystem::path& path,
+                                                              const std::string& name, bool& created);
+
+}  // namespace tollgate::git
