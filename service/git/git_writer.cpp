@@ -25,8 +25,14 @@ tl::expected<std::monostate, Error> validate(const PromotionRequest& req) {
   }
   if (req.message.empty()) return tl::unexpected(Error{ErrorKind::invalid_request, "empty commit message"});
   for (const Edit& e : req.edits) {
-    if (std::holds_alternative<CopyEdit>(e)) {
-      return tl::unexpected(Error{ErrorKind::invalid_request, "copy edits are not supported yet"});
+    if (const auto* copy = std::get_if<CopyEdit>(&e)) {
+      git_oid id{};
+      if (copy->source_sha.size() != GIT_OID_HEXSZ || git_oid_fromstr(&id, copy->source_sha.c_str()) < 0) {
+        return tl::unexpected(Error{ErrorKind::invalid_request, "copy: invalid source sha '" + copy->source_sha + "'"});
+      }
+      if (auto u = parse_repo_url(copy->source_url); !u) {
+        return tl::unexpected(Error{ErrorKind::invalid_request, "copy: invalid source url: " + u.error()});
+      }
     }
   }
   return std::monostate{};
@@ -50,6 +56,39 @@ std::shared_ptr<std::mutex> GitWriter::mirror_lock(const std::string& mirror_pat
   return slot;
 }
 
+tl::expected<CopySource, Error> GitWriter::read_copy_source(const CopyEdit& edit, const Credentials& fallback) {
+  auto url = parse_repo_url(edit.source_url);
+  if (!url) return tl::unexpected(Error{ErrorKind::invalid_request, "copy: invalid source url: " + url.error()});
+  const std::string name = url->full_name();
+  const auto mirror_path = options_.data_dir / "mirrors" / url->mirror_dir();
+  auto lock = mirror_lock(mirror_path.string());
+  std::lock_guard guard(*lock);
+  bool created = false;
+  auto repo = open_mirror(mirror_path, name, created);
+  if (!repo) return tl::unexpected(repo.error());
+
+  git_oid id{};
+  git_oid_fromstr(&id, edit.source_sha.c_str());  // checked by validate()
+  git_commit* raw_commit = nullptr;
+  // A commit never changes: when the mirror has it, there is nothing to fetch.
+  if (git_commit_lookup(&raw_commit, repo->get(), &id) < 0) {
+    const Credentials& credentials = edit.source_credentials.token.empty() ? fallback : edit.source_credentials;
+    const Remote remote{*url, edit.source_url, credentials, options_, counters_};
+    if (auto fetched = fetch_all_branches(repo->get(), remote); !fetched) return tl::unexpected(fetched.error());
+    if (git_commit_lookup(&raw_commit, repo->get(), &id) < 0) {
+      return tl::unexpected(Error{ErrorKind::not_found, "repo '" + name + "': copy: commit '" + edit.source_sha +
+                                                            "' not found on any branch"});
+    }
+  }
+  lg::Commit commit(raw_commit);
+  git_tree* raw_tree = nullptr;
+  if (int rc = git_commit_tree(&raw_tree, commit.get()); rc < 0) {
+    return tl::unexpected(Error{ErrorKind::other, "repo '" + name + "': copy: " + lg::error_message(rc)});
+  }
+  lg::Tree tree(raw_tree);
+  return git::read_copy_source(repo->get(), tree.get(), edit.from, name);
+}
+
 tl::expected<PromotionResult, Error> GitWriter::promote(const PromotionRequest& req) {
   auto url = parse_repo_url(req.url);
   if (!url) return tl::unexpected(Error{ErrorKind::invalid_request, "invalid repository url: " + url.error()});
@@ -57,6 +96,17 @@ tl::expected<PromotionResult, Error> GitWriter::promote(const PromotionRequest& 
   if (auto v = validate(req); !v) {
     return tl::unexpected(Error{v.error().kind, "repo '" + name + "': " + v.error().message});
   }
+  // Copy sources are read first, each under its own mirror's lock: holding a source's lock while
+  // holding the target's could deadlock two promotions that copy from each other's repositories.
+  std::vector<CopySource> copies;
+  for (const Edit& e : req.edits) {
+    if (const auto* copy = std::get_if<CopyEdit>(&e)) {
+      auto source = read_copy_source(*copy, req.credentials);
+      if (!source) return tl::unexpected(source.error());
+      copies.push_back(std::move(*source));
+    }
+  }
+
   const auto mirror_path = options_.data_dir / "mirrors" / url->mirror_dir();
   auto lock = mirror_lock(mirror_path.string());
   std::lock_guard guard(*lock);
@@ -88,7 +138,7 @@ tl::expected<PromotionResult, Error> GitWriter::promote(const PromotionRequest& 
   if (int rc = git_commit_tree(&raw_tree, base.get()); rc < 0) return fail("base tree", rc);
   lg::Tree base_tree(raw_tree);
 
-  auto change = apply_edits(repo->get(), base_tree.get(), req.edits, name);
+  auto change = apply_edits(repo->get(), base_tree.get(), req.edits, copies, name);
   if (!change) return tl::unexpected(change.error());
 
   PromotionResult result;

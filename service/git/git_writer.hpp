@@ -17,6 +17,13 @@
 
 namespace tollgate::git {
 
+struct CopySource;  // service/git/tree_edits.hpp
+
+struct Credentials {
+  std::string username = "x-access-token";  // GitHub's user for installation and app tokens
+  std::string token;                        // sent as the HTTP basic password; never logged
+};
+
 // `set`: one scalar at a YAML / JSON path (service/edit).
 struct SetEdit {
   std::string file;
@@ -39,13 +46,16 @@ struct ReplaceEdit {
   std::string replacement;
 };
 
-// `copy`: a file or directory of the source repository at a commit. Not implemented yet: a
-// request with one fails with `invalid_request` before anything is fetched.
+// `copy`: a file or a directory (`from` ending in `/` or naming a tree) of the source repository
+// at `source_sha`, written to `to` in the environment repository. A directory replaces the one at
+// `to`: files gone from the source are removed. A file goes to `to`, or into it when `to` ends
+// in `/`. The source is fetched into its own mirror only when the sha is not there yet.
 struct CopyEdit {
   std::string source_url;
-  std::string source_sha;
+  std::string source_sha;  // 40 hex digits
   std::string from;
   std::string to;
+  Credentials source_credentials;  // an empty token means the request's credentials
 };
 
 using Edit = std::variant<SetEdit, ImageEdit, ReplaceEdit, CopyEdit>;
@@ -53,11 +63,6 @@ using Edit = std::variant<SetEdit, ImageEdit, ReplaceEdit, CopyEdit>;
 struct Identity {
   std::string name = "tollgate";
   std::string email = "tollgate@localhost";
-};
-
-struct Credentials {
-  std::string username = "x-access-token";  // GitHub's user for installation and app tokens
-  std::string token;                        // sent as the HTTP basic password; never logged
 };
 
 struct PromotionRequest {
@@ -136,6 +141,8 @@ class GitWriter {
 
  private:
   std::shared_ptr<std::mutex> mirror_lock(const std::string& mirror_path);
+  [[nodiscard]] tl::expected<CopySource, Error> read_copy_source(const CopyEdit& edit,
+                                                                        const Credentials& fallback);
 
   GitWriterOptions options_;
   Counters counters_;

@@ -82,6 +82,15 @@ std::string values_at(const std::string& version) {
          "replicas: 2\n";
 }
 
+CopyEdit copy_edit(std::string url, std::string sha, std::string from, std::string to) {
+  CopyEdit c;
+  c.source_url = std::move(url);
+  c.source_sha = std::move(sha);
+  c.from = std::move(from);
+  c.to = std::move(to);
+  return c;
+}
+
 bool has_mirror(const fs::path& data_dir, const std::string& dir_name) {
   if (!fs::exists(data_dir)) return false;
   for (const auto& e : fs::recursive_directory_iterator(data_dir)) {
@@ -294,7 +303,7 @@ TEST_CASE("malformed requests are refused before any network call", "[gitwriter]
   SECTION("a path escaping data_dir") { req.url = "http://127.0.0.1:1/git/../env-dev.git"; }
   SECTION("an invalid target branch") { req.target_branch = "tollgate/a..b"; }
   SECTION("the base branch as target") { req.target_branch = "main"; }
-  SECTION("a copy edit (not supported yet)") { req.edits.push_back(CopyEdit{}); }
+  SECTION("a copy edit with a bad sha") { req.edits.push_back(copy_edit(req.url, "abc", "a", "b")); }
   auto r = f.writer.promote(req);
   REQUIRE_FALSE(r.has_value());
   CHECK(r.error().kind == ErrorKind::invalid_request);
@@ -326,4 +335,66 @@ TEST_CASE("a host that cannot be reached is retried with backoff, then unavailab
   CHECK(r.error().kind == ErrorKind::unavailable);
   CHECK(f.writer.stats().retries == 2);  // max_attempts = 3
   CHECK(f.writer.stats().credential_requests == 0);
+}
+
+TEST_CASE("copy writes a directory of the source repository at the release sha, removing files gone from it",
+          "[gitwriter]") {
+  Fixture f;
+  f.server.commit("acme", "env-dev", "main",
+                  {{"apps/payments/manifests/deployment.yaml", "old deployment\n"},
+                   {"apps/payments/manifests/gone.yaml", "removed upstream\n"},
+                   {"apps/other/keep.yaml", "untouched\n"}},
+                  "manifests");
+  f.server.create_repo("acme", "payments", {{"deploy/payments/deployment.yaml", "kind: Deployment\n"},
+                                            {"deploy/payments/config/app.yaml", "tag: v1.0.0\n"},
+                                            {"deploy/other.yaml", "not copied\n"},
+                                            {"src/main.go", "package main\n"}});
+  const std::string release = f.server.rev_parse("acme", "payments", "main");
+  // A later commit on the source: the copy must take the release sha, not the branch tip.
+  f.server.commit("acme", "payments", "main", {{"deploy/payments/deployment.yaml", "kind: Deployment # newer\n"}},
+                  "newer");
+
+  auto req = f.request("v1.1.0");
+  req.edits = {copy_edit(f.server.url("acme", "payments"), release, "deploy/payments/", "apps/payments/manifests/"),
+               SetEdit{"apps/payments/manifests/config/app.yaml", "tag", "v1.1.0"},
+               copy_edit(f.server.url("acme", "payments"), release, "deploy/other.yaml", "apps/extra/")};
+  auto r = f.writer.promote(req);
+  REQUIRE(r.has_value());
+  INFO(r->commit);
+  CHECK(r->outcome == Outcome::pushed);
+  CHECK(r->changed_files == std::vector<std::string>{"apps/extra/other.yaml",
+                                                     "apps/payments/manifests/config/app.yaml",
+                                                     "apps/payments/manifests/deployment.yaml",
+                                                     "apps/payments/manifests/gone.yaml"});
+  const std::string target = "tollgate/payments/dev/1";
+  CHECK(f.server.show("acme", "env-dev", target, "apps/payments/manifests/deployment.yaml") == "kind: Deployment\n");
+  CHECK(f.server.show("acme", "env-dev", target, "apps/payments/manifests/config/app.yaml") == "tag: v1.1.0\n");
+  CHECK(f.server.show("acme", "env-dev", target, "apps/extra/other.yaml") == "not copied\n");
+  CHECK(f.server.show("acme", "env-dev", target, "apps/other/keep.yaml") == "untouched\n");
+  CHECK_THROWS(f.server.show("acme", "env-dev", target, "apps/payments/manifests/gone.yaml"));
+  CHECK(f.writer.stats().fetches == 2);  // the source once (both copies), the target once
+
+  // Run again: the source mirror has the sha, so only the target is fetched; nothing is pushed.
+  auto again = f.writer.promote(req);
+  REQUIRE(again.has_value());
+  CHECK(again->outcome == Outcome::up_to_date);
+  CHECK(f.writer.stats().fetches == 3);
+  CHECK(f.writer.stats().pushes == 1);
+
+  SECTION("a sha on no branch of the source is not_found") {
+    auto bad = req;
+    std::get<CopyEdit>(bad.edits[0]).source_sha = std::string(40, 'a');
+    auto e = f.writer.promote(bad);
+    REQUIRE_FALSE(e.has_value());
+    CHECK(e.error().kind == ErrorKind::not_found);
+    CHECK(e.error().message.find(std::string(40, 'a')) != std::string::npos);
+  }
+  SECTION("a source path missing at the sha names the path") {
+    auto bad = req;
+    std::get<CopyEdit>(bad.edits[0]).from = "deploy/nope/";
+    auto e = f.writer.promote(bad);
+    REQUIRE_FALSE(e.has_value());
+    CHECK(e.error().kind == ErrorKind::edit_failed);
+    CHECK(e.error().message.find("'deploy/nope'") != std::string::npos);
+  }
 }
