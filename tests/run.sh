@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh Debian 12 machine: installs dependencies, then builds and
 # tests three ways: release (-Werror), ASan+UBSan, and clang with the libFuzzer targets, which
-# then fuzz the pipeline loader+validator and the webhook normalisers for FUZZ_SECONDS each
+# then fuzz the pipeline loader+validator, the webhook normalisers and the file edits for FUZZ_SECONDS each
 # (default 60).
 # Usage: tests/run.sh            (env: JOBS, FUZZ_SECONDS, SKIP_INSTALL=1)
 set -euo pipefail
@@ -34,7 +34,7 @@ step "sanitizer tests"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_ctest build-asan
 
-step "clang build of pipeline/ and templates/ with the libFuzzer target"
+step "clang build of the I/O-free parts (pipeline/, templates/, webhooks/, service/edit/) with the libFuzzer targets"
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
   -DTOLLGATE_WERROR=ON -DTOLLGATE_CORE_ONLY=ON -DTOLLGATE_FUZZ=ON
 cmake --build build-fuzz -j "$jobs"
@@ -60,6 +60,13 @@ echo
 # Seeds: every webhook fixture, each prefixed with the byte that picks its host kind and event.
 python3 tests/fuzz/webhook_seeds.py "$corpus/webhooks"
 fuzz fuzz_webhooks "$corpus/webhooks" -max_len=65536
+echo
+# Seeds: "<path>\n<value>\n<file>" for the set / image edits, plus every example YAML file edited at
+# a path that exists in it.
+mkdir -p "$corpus/edit"
+cp tests/fuzz/edit_seeds/* "$corpus/edit"/
+for f in examples/*.yaml; do printf 'version\n2\n' | cat - "$f" > "$corpus/edit/$(basename "$f")"; done
+fuzz fuzz_edit "$corpus/edit" -max_len=8192
 echo
 # One closing line over the three ctest runs (each printed "N% tests passed, F tests failed out of T").
 awk '/tests passed, [0-9]+ tests? failed out of/ {t += $NF; f += $(NF-5)} END {printf "all test stages: %d passed, %d failed\n", t - f, f}' "$log"
