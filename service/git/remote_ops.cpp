@@ -114,6 +114,9 @@ Failure network_failure(int rc, const CallbackState& s, const std::string& repo,
   if (has("status code: 404")) {
     return {{ErrorKind::not_found, "repo '" + repo + "': " + what + ": repository not found (404)"}, false};
   }
+  if (rc == GIT_ECERTIFICATE) {
+    return {{ErrorKind::other, "repo '" + repo + "': " + what + ": certificate not trusted: " + msg}, false};
+  }
   bool transient = has("status code: 5") || has("status code: 429") || klass == GIT_ERROR_NET ||
                    klass == GIT_ERROR_OS || klass == GIT_ERROR_SSL || has("timed out") || has("reset");
   if (has("status code: 4")) transient = has("status code: 429");
@@ -137,6 +140,20 @@ tl::expected<T, Error> with_retries(const GitWriterOptions& options, GitWriter::
   }
 }
 
+// A nameless remote for `r`'s URL. `url.*.insteadOf` is skipped: the service must push where the
+// host's API says, whatever a ~/.gitconfig on the machine rewrites — and libgit2 1.5 leaks a pcre2
+// match block for every config entry its insteadOf glob does not match (fixed upstream in #6382).
+tl::expected<lg::Remote, Error> anonymous_remote(git_repository* repo, const Remote& r) {
+  git_remote_create_options opts = GIT_REMOTE_CREATE_OPTIONS_INIT;
+  opts.repository = repo;
+  opts.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+  git_remote* raw = nullptr;
+  if (int rc = git_remote_create_with_opts(&raw, r.url_string.c_str(), &opts); rc < 0) {
+    return tl::unexpected(Error{ErrorKind::other, "repo '" + r.url.full_name() + "': " + lg::error_message(rc)});
+  }
+  return lg::Remote(raw);
+}
+
 long long ms_since(Clock::time_point t0) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
 }
@@ -150,12 +167,11 @@ tl::expected<RemoteHeads, Failure> fetch_once(git_repository* repo, const Remote
   CallbackState state;
   state.credentials = &r.credentials;
   state.counters = &r.counters;
-  git_remote* raw = nullptr;
-  int rc = git_remote_create_anonymous(&raw, repo, r.url_string.c_str());
-  if (rc < 0) return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': " + lg::error_message(rc)}, false});
-  lg::Remote remote(raw);
+  auto created = anonymous_remote(repo, r);
+  if (!created) return tl::unexpected(Failure{created.error(), false});
+  lg::Remote remote = std::move(*created);
   git_remote_callbacks cb = callbacks_for(state);
-  rc = git_remote_connect(remote.get(), GIT_DIRECTION_FETCH, &cb, nullptr, nullptr);
+  int rc = git_remote_connect(remote.get(), GIT_DIRECTION_FETCH, &cb, nullptr, nullptr);
   if (rc < 0) return tl::unexpected(network_failure(rc, state, name, "fetch"));
 
   const git_remote_head** heads = nullptr;
@@ -211,10 +227,9 @@ tl::expected<std::monostate, Failure> push_once(git_repository* repo, const Remo
   CallbackState state;
   state.credentials = &r.credentials;
   state.counters = &r.counters;
-  git_remote* raw = nullptr;
-  int rc = git_remote_create_anonymous(&raw, repo, r.url_string.c_str());
-  if (rc < 0) return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': " + lg::error_message(rc)}, false});
-  lg::Remote remote(raw);
+  auto created = anonymous_remote(repo, r);
+  if (!created) return tl::unexpected(Failure{created.error(), false});
+  lg::Remote remote = std::move(*created);
   // Forced: the target branch is tollgate's own, rebuilt on the newest base on every run.
   std::string target_ref = "refs/heads/" + target_branch;
   std::string spec = "+" + target_ref + ":" + target_ref;
@@ -222,7 +237,7 @@ tl::expected<std::monostate, Failure> push_once(git_repository* repo, const Remo
   git_strarray refspecs{&spec_ptr, 1};
   git_push_options opts = GIT_PUSH_OPTIONS_INIT;
   opts.callbacks = callbacks_for(state);
-  rc = git_remote_push(remote.get(), &refspecs, &opts);
+  int rc = git_remote_push(remote.get(), &refspecs, &opts);
   if (rc < 0) return tl::unexpected(network_failure(rc, state, name, "push"));
   // libgit2 returns 0 when the server refuses a ref: the refusal shows only in the callback.
   if (!state.rejected.empty()) {
@@ -248,10 +263,9 @@ tl::expected<std::monostate, Failure> fetch_all_once(git_repository* repo, const
   CallbackState state;
   state.credentials = &r.credentials;
   state.counters = &r.counters;
-  git_remote* raw = nullptr;
-  int rc = git_remote_create_anonymous(&raw, repo, r.url_string.c_str());
-  if (rc < 0) return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': " + lg::error_message(rc)}, false});
-  lg::Remote remote(raw);
+  auto created = anonymous_remote(repo, r);
+  if (!created) return tl::unexpected(Failure{created.error(), false});
+  lg::Remote remote = std::move(*created);
   std::string spec = "+refs/heads/*:refs/heads/*";
   char* spec_ptr = spec.data();
   git_strarray refspecs{&spec_ptr, 1};
@@ -259,7 +273,7 @@ tl::expected<std::monostate, Failure> fetch_all_once(git_repository* repo, const
   opts.callbacks = callbacks_for(state);
   opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
   opts.update_fetchhead = 0;
-  rc = git_remote_fetch(remote.get(), &refspecs, &opts, "tollgate: fetch");
+  int rc = git_remote_fetch(remote.get(), &refspecs, &opts, "tollgate: fetch");
   if (rc < 0) return tl::unexpected(network_failure(rc, state, name, "fetch"));
   r.counters.fetches.fetch_add(1, std::memory_order_relaxed);
   log::info("git fetch", {{"repo", name},
