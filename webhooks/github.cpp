@@ -33,18 +33,7 @@ Event event_for(const Node& root) {
 }
 
 // A pull request object: the full one of pull_request events or the "simple" one of reviews.
-PullRequest pull_request(const Node& pr) {
-  PullRequest out;
-  out.number = pr.positive_integer("number");
-  out.url = pr.string("html_url");
-  out.title = pr.string("title");
-  Node head = pr.object("head");
-  out.head_ref = head.string("ref");
-  out.head_sha = head.commit_id("sha");
-  out.base_ref = pr.object("base").string("ref");
-  out.author = user(pr.object("user"));
-  return out;
-}
+PullRequest pull_request(const Node& pr) { return github_shaped_pull_request(pr, user); }
 
 Normalized on_pull_request(Reader& r, const Node& root) {
   std::string action = root.string("action");

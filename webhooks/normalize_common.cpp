@@ -15,6 +15,19 @@ Normalized ignored(const Reader& reader) {
   return std::optional<Event>();
 }
 
+PullRequest github_shaped_pull_request(const Node& pr, Actor (*user)(const Node&)) {
+  PullRequest out;
+  out.number = pr.positive_integer("number");
+  out.url = pr.string("html_url");
+  out.title = pr.string("title");
+  Node head = pr.object("head");
+  out.head_ref = head.string("ref");
+  out.head_sha = head.commit_id("sha");
+  out.base_ref = pr.object("base").string("ref");
+  out.author = user(pr.object("user"));
+  return out;
+}
+
 ChangedFiles changed_files(const Node& commits) {
   ChangedFiles out;
   std::unordered_set<std::string> seen;

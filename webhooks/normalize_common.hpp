@@ -29,6 +29,10 @@ using Normalized = tl::expected<std::optional<Event>, NormalizeError>;
 // The reader's first error, else "not an action tollgate acts on".
 [[nodiscard]] Normalized ignored(const Reader& reader);
 
+// A pull request object in GitHub's shape, which Gitea copies (number, html_url, title, head/base
+// refs, head sha, user). `user` maps the host's user object (bot detection differs per host).
+[[nodiscard]] PullRequest github_shaped_pull_request(const Node& pr, Actor (*user)(const Node&));
+
 struct ChangedFiles {
   std::vector<std::string> files;  // first occurrence order, each path once
   bool complete = true;            // false when a commit came without its file lists
