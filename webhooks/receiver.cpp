@@ -211,6 +211,7 @@ Verdict receive(const ReceiverConfig& config, const HeaderLookup& header, std::s
   while (!content_type.empty() && content_type.back() == ' ') content_type.pop_back();
   std::string json;
   if (content_type == "application/json") {
+    json.reserve(body.size() + simdjson::SIMDJSON_PADDING);
     json.assign(body);
   } else if (content_type == "application/x-www-form-urlencoded" && config.kind != HostKind::gitlab) {
     auto payload = form_payload(body);
@@ -218,6 +219,7 @@ Verdict receive(const ReceiverConfig& config, const HeaderLookup& header, std::s
       return reject(400, "form-encoded delivery without a well-formed 'payload' field", event, delivery_id);
     }
     json = std::move(*payload);
+    json.reserve(json.size() + simdjson::SIMDJSON_PADDING);
   } else {
     return reject(415,
                   content_type.empty() ? std::string("missing Content-Type: send application/json")
@@ -227,7 +229,9 @@ Verdict receive(const ReceiverConfig& config, const HeaderLookup& header, std::s
   }
   thread_local simdjson::dom::parser parser;
   simdjson::dom::element root;
-  if (auto err = parser.parse(json.data(), json.size(), /*realloc_if_needed=*/true).get(root); err) {
+  // The string's capacity includes simdjson's padding (reserved above), so it parses in place
+  // instead of copying 25 KB into a padded buffer first.
+  if (auto err = parser.parse(json.data(), json.size(), /*realloc_if_needed=*/json.capacity() < json.size() + simdjson::SIMDJSON_PADDING).get(root); err) {
     return reject(400, std::string("body is not valid JSON: ") + simdjson::error_message(err), event, delivery_id);
   }
   if (!root.is_object()) return reject(400, "body must be a JSON object", event, delivery_id);
