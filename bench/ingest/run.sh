@@ -6,7 +6,8 @@
 #   peer            bench/ingest/peer.mjs: Node + @octokit/webhooks@14, verify + parse, 202, no storage
 #   tollgate        tollgate serve, every 202 committed to SQLite (WAL, synchronous=NORMAL)
 #   tollgate-full   the same with intake.sqlite_synchronous: full (power-loss durability)
-# For each: start it, record idle RSS, warm up, run the generator, record peak RSS and CPU, stop it.
+# For each: start it, record idle RSS, warm up, run the generator, record peak RSS and CPU, (tollgate:
+# wait for the normalisation backlog to be worked off, and report it), stop it.
 # Afterwards: a table, the ratios, the targets, and a check that tollgate's database holds exactly
 # as many deliveries as it answered 202.
 #
@@ -171,6 +172,20 @@ for name in $servers; do
   after=$(rss_kb "$server_pid" VmRSS)
   alive=yes
   kill -0 "$server_pid" 2>/dev/null || alive=no
+  # tollgate normalises in the background and defers to intake during a burst: report the backlog
+  # left at the end of the run and how long it takes to work off (not part of the figures above).
+  backlog=""; drained=""
+  if [[ $name == tollgate* && $alive == yes ]]; then
+    depth() { curl -s "http://127.0.0.1:$port/metrics" | awk '$1 == "tollgate_inbox_depth" {print $2}'; }
+    backlog=$(depth)
+    drain_start=$(date +%s.%N)
+    for _ in $(seq 1200); do
+      d=$(depth)
+      if [ "${d:-1}" = 0 ]; then drained=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$drain_start" "$(date +%s.%N)"); break; fi
+      sleep 0.1
+    done
+    echo "  $name: normalisation backlog at the end of the run: ${backlog:-?} deliveries; worked off in ${drained:-more than 120} s"
+  fi
   stop_server "$server_pid"
   rows=""
   if [[ $name == tollgate* ]]; then
