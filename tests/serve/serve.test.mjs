@@ -432,8 +432,9 @@ function inboxDepth(text) {
   return m ? Number(m[1]) : null;
 }
 
-// Polls /metrics until the normaliser has taken every delivery out of 'new'.
-async function waitForEmptyInbox(port, limitMs = 20_000) {
+// Polls /metrics until the normaliser has taken every delivery out of 'new'. The normaliser runs
+// at low priority (intake first), so under a sanitizer on a busy CI machine it can take a while.
+async function waitForEmptyInbox(port, limitMs = 90_000) {
   const until = Date.now() + limitMs;
   let depth = null;
   while (Date.now() < until) {
