@@ -128,6 +128,14 @@ tl::expected<PromotionResult, Error> GitWriter::promote(const PromotionRequest& 
     return tl::unexpected(heads.error());
   }
 
+  // The target branch lives in the mirror only for this call: kept, one ref per run would pile up
+  // and every later fetch would offer them all to the host as "have"s. Its objects stay.
+  struct ForgetTarget {
+    git_repository* repo;
+    std::string ref;
+    ~ForgetTarget() { git_reference_remove(repo, ref.c_str()); }
+  } forget_target{repo->get(), "refs/heads/" + req.target_branch};
+
   auto fail = [&](const char* what, int rc) {
     return tl::unexpected(Error{ErrorKind::other, "repo '" + name + "': " + what + ": " + lg::error_message(rc)});
   };

@@ -10,12 +10,11 @@
 #include <arpa/inet.h>
 #include <csignal>
 #include <netinet/in.h>
-#include <spawn.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-extern char** environ;
 
 namespace tollgate::test {
 namespace fs = std::filesystem;
@@ -104,10 +103,23 @@ GitServer::GitServer(fs::path root, std::string user, std::string password) : ro
                "auth.backend.plain.userfile = \"" + (root_ / "users").string() + "\"\n"
                "auth.require = (\"/git/\" => (\"method\" => \"basic\", \"realm\" => \"git\", \"require\" => \"valid-user\"))\n");
     std::string conf_s = conf.string();
-    std::string lighttpd = fs::exists("/usr/sbin/lighttpd") ? "/usr/sbin/lighttpd" : "lighttpd";
+    std::string lighttpd = "/usr/sbin/lighttpd";
+    std::string out_s = (root_ / "lighttpd.out").string();
     char* argv[] = {lighttpd.data(), const_cast<char*>("-D"), const_cast<char*>("-f"), conf_s.data(), nullptr};
-    if (::posix_spawnp(&pid_, lighttpd.c_str(), nullptr, nullptr, argv, environ) != 0) {
-      throw std::runtime_error("cannot start lighttpd");
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("cannot start lighttpd");
+    if (pid_ == 0) {
+      // Dies with the test process, even one that crashed, and holds none of its pipes: an
+      // orphan holding ctest's stdout would keep the test "running" for ever.
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      int in = ::open("/dev/null", O_RDONLY);
+      int out = ::open(out_s.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (in < 0 || out < 0) ::_exit(127);
+      ::dup2(in, 0);
+      ::dup2(out, 1);
+      ::dup2(out, 2);
+      ::execv(argv[0], argv);
+      ::_exit(127);
     }
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
     while (std::chrono::steady_clock::now() < deadline) {
