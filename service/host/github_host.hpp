@@ -25,16 +25,16 @@ class StaticToken final : public TokenSource {
   [[nodiscard]] HostResult<std::string> token() override { return token_; }
 
  private:
-  std::string token_;
+  std::string token_{};
 };
 
 struct GitHubAppOptions {
   std::string api_url = "https://api.github.com";
-  std::string app_id;  // or the client ID: the JWT's "iss"
-  std::string private_key_pem;
+  std::string app_id{};  // or the client ID: the JWT's "iss"
+  std::string private_key_pem{};
   std::int64_t installation_id = 0;
   std::chrono::seconds renew_before{5 * 60};
-  std::function<std::int64_t()> now_epoch;  // seconds; default: the system clock
+  std::function<std::int64_t()> now_epoch{};  // seconds; default: the system clock
 };
 
 // A JWT (RS256, iat = now - 60 s, exp = now + 9 min) exchanged for an installation token via
@@ -48,8 +48,8 @@ class GitHubAppToken final : public TokenSource {
  private:
   HttpClient& client_;
   GitHubAppOptions options_;
-  std::mutex mutex_;
-  std::string token_;
+  std::mutex mutex_{};
+  std::string token_{};
   std::int64_t expires_at_ = 0;
 };
 
@@ -89,7 +89,7 @@ class GitHubHost final : public Host {
   HostResult<std::vector<std::string>> get_pages(const std::string& path);  // each page's body
 
   HttpClient& client_;
-  std::shared_ptr<TokenSource> auth_;
+  std::shared_ptr<TokenSource> auth_{};
   GitHubHostOptions options_;
 };
 

@@ -23,51 +23,51 @@ struct HostError {
   };
   Kind kind = Kind::other;
   int status = 0;  // HTTP status; 0 when no answer
-  std::string message;
+  std::string message{};
 };
 
 template <typename T>
 using HostResult = tl::expected<T, HostError>;
 
 struct RepoRef {
-  std::string owner;
-  std::string name;
+  std::string owner{};
+  std::string name{};
 };
 
 struct PullRequest {
   std::int64_t number = 0;
-  std::string state;  // open | closed
+  std::string state{};  // open | closed
   bool merged = false;
   bool draft = false;
-  std::string title;
-  std::string body;
-  std::string head_ref;
-  std::string head_sha;
-  std::string base_ref;
-  std::string html_url;
-  std::string author;
-  std::optional<bool> mergeable;  // unknown while the host computes it
-  std::string mergeable_state;
-  std::string merge_commit_sha;
-  std::vector<std::string> labels;
+  std::string title{};
+  std::string body{};
+  std::string head_ref{};
+  std::string head_sha{};
+  std::string base_ref{};
+  std::string html_url{};
+  std::string author{};
+  std::optional<bool> mergeable{};  // unknown while the host computes it
+  std::string mergeable_state{};
+  std::string merge_commit_sha{};
+  std::vector<std::string> labels{};
 };
 
 struct NewPullRequest {
-  std::string head;  // branch in the same repository
-  std::string base;
-  std::string title;
-  std::string body;
+  std::string head{};  // branch in the same repository
+  std::string base{};
+  std::string title{};
+  std::string body{};
   bool draft = false;
-  std::vector<std::string> labels;
-  std::vector<std::string> reviewers;
+  std::vector<std::string> labels{};
+  std::vector<std::string> reviewers{};
 };
 
 struct PullRequestUpdate {
-  std::optional<std::string> title;
-  std::optional<std::string> body;
-  std::optional<std::string> base;
-  std::optional<std::vector<std::string>> labels;  // replaces the set
-  std::vector<std::string> reviewers;              // added
+  std::optional<std::string> title{};
+  std::optional<std::string> body{};
+  std::optional<std::string> base{};
+  std::optional<std::vector<std::string>> labels{};  // replaces the set
+  std::vector<std::string> reviewers{};              // added
 };
 
 enum class MergeMethod { merge, squash, rebase };
@@ -75,50 +75,50 @@ enum class MergeOutcome { merged, not_mergeable, head_moved };
 
 struct MergeResult {
   MergeOutcome outcome = MergeOutcome::merged;
-  std::string sha;      // the merge commit when merged
-  std::string message;  // the host's reason otherwise
+  std::string sha{};      // the merge commit when merged
+  std::string message{};  // the host's reason otherwise
 };
 
 struct Comment {
   std::int64_t id = 0;
-  std::string body;
-  std::string author;
+  std::string body{};
+  std::string author{};
 };
 
 struct CommitStatus {
-  std::string state;  // error | failure | pending | success
-  std::string context;
-  std::string description;
-  std::string target_url;
+  std::string state{};  // error | failure | pending | success
+  std::string context{};
+  std::string description{};
+  std::string target_url{};
 };
 
 // One status or check run on a commit.
 struct Check {
   enum class Source { status, check_run };
   Source source = Source::status;
-  std::string name;        // status context or check run name
-  std::string state;       // status: its state; check run: queued | in_progress | completed
-  std::string conclusion;  // check runs only
+  std::string name{};        // status context or check run name
+  std::string state{};       // status: its state; check run: queued | in_progress | completed
+  std::string conclusion{};  // check runs only
 };
 
 struct Checks {
-  std::string combined_state;  // of the statuses: failure | pending | success
-  std::vector<Check> checks;
+  std::string combined_state{};  // of the statuses: failure | pending | success
+  std::vector<Check> checks{};
 };
 
 struct Review {
   std::int64_t id = 0;
-  std::string author;
-  std::string state;  // APPROVED | CHANGES_REQUESTED | COMMENTED | DISMISSED | PENDING
-  std::string commit_id;
+  std::string author{};
+  std::string state{};  // APPROVED | CHANGES_REQUESTED | COMMENTED | DISMISSED | PENDING
+  std::string commit_id{};
 };
 
 enum class Permission { none, read, triage, write, maintain, admin };
 
 struct ChangedFile {
-  std::string filename;
-  std::string status;  // added | removed | modified | renamed | ...
-  std::string previous_filename;
+  std::string filename{};
+  std::string status{};  // added | removed | modified | renamed | ...
+  std::string previous_filename{};
 };
 
 class Host {

@@ -21,21 +21,21 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 
 struct HttpRequest {
   std::string method = "GET";
-  std::string url;  // absolute: http(s)://host[:port]/path?query
-  Headers headers;
-  std::string body;
+  std::string url{};  // absolute: http(s)://host[:port]/path?query
+  Headers headers{};
+  std::string body{};
   // A POST/PATCH the caller made safe to repeat (e.g. found-before-created, or an idempotency
   // key). GET, HEAD, PUT, DELETE and OPTIONS are retried anyway.
   bool retry_safe = false;
   // GETs send If-None-Match with the cached ETag; a 304 returns the cached body.
   bool conditional = true;
-  std::optional<std::chrono::milliseconds> timeout;  // per attempt; default: the client's
+  std::optional<std::chrono::milliseconds> timeout{};  // per attempt; default: the client's
 };
 
 struct HttpResponse {
   int status = 0;
-  Headers headers;  // names in lower case
-  std::string body;
+  Headers headers{};  // names in lower case
+  std::string body{};
   bool from_cache = false;  // the server said 304 and the body is the cached one
   int attempts = 0;         // requests sent, retries included
   [[nodiscard]] std::string header(std::string_view lower_case_name) const;
@@ -54,8 +54,8 @@ enum class HttpErrorKind {
 };
 
 struct HttpError {
-  HttpErrorKind kind;
-  std::string message;  // one line; never contains header values
+  HttpErrorKind kind{};
+  std::string message{};  // one line; never contains header values
 };
 
 using HttpResult = tl::expected<HttpResponse, HttpError>;
@@ -73,11 +73,11 @@ struct RateLimitState {
 
 // One attempt, for metrics and tests; carries no header values (tokens never leave the client).
 struct AttemptInfo {
-  std::string method;
-  std::string url;
+  std::string method{};
+  std::string url{};
   int status = 0;  // 0: no answer
   int attempt = 1;
-  std::string error;                 // empty when answered
+  std::string error{};                 // empty when answered
   std::chrono::milliseconds wait{};  // before the next attempt (0: none)
 };
 
@@ -94,13 +94,13 @@ struct HttpClientOptions {
   std::size_t max_per_host = 8;   // concurrent requests per host:port
   std::size_t max_idle_per_host = 8;
   std::chrono::milliseconds idle_timeout{4'000};  // below Node's and nginx's keep-alive timeouts
-  std::string ca_file;  // PEM bundle; empty: the system store
-  std::optional<std::string> https_proxy;  // nullopt: HTTPS_PROXY / https_proxy
-  std::optional<std::string> no_proxy;     // nullopt: NO_PROXY / no_proxy
+  std::string ca_file{};  // PEM bundle; empty: the system store
+  std::optional<std::string> https_proxy{};  // nullopt: HTTPS_PROXY / https_proxy
+  std::optional<std::string> no_proxy{};     // nullopt: NO_PROXY / no_proxy
   std::string user_agent = "tollgate";
   std::size_t etag_cache_entries = 2048;
   std::size_t body_limit = 64 * 1024 * 1024;
-  std::function<void(const AttemptInfo&)> on_attempt;  // called on the I/O thread
+  std::function<void(const AttemptInfo&)> on_attempt{};  // called on the I/O thread
 };
 
 // Requests run on one I/O thread owned by the client; results come back through a callback (on
@@ -121,7 +121,7 @@ class HttpClient {
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<Impl> impl_{};
 };
 
 // Whether `host` matches a NO_PROXY list ("a.com,.b.org,10.0.0.1,*").
