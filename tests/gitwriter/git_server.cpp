@@ -82,6 +82,19 @@ GitServer::GitServer(fs::path root, std::string user, std::string password) : ro
   fs::create_directories(root_ / "www");
   fs::create_directories(root_ / "repos");
   write_file(root_ / "users", user + ":" + password + "\n");
+  // /flaky/ is /git/ behind a CGI wrapper that answers 503 while flaky-remaining is above zero.
+  const std::string remaining = (root_ / "flaky-remaining").string();
+  write_file(root_ / "flaky-remaining", "0\n");
+  write_file(root_ / "flaky.sh",
+             "#!/bin/sh\n"
+             "n=$(cat " + quote(remaining) + ")\n"
+             "if [ \"$n\" -gt 0 ]; then\n"
+             "  echo $((n - 1)) > " + quote(remaining) + "\n"
+             "  printf 'Status: 503 Service Unavailable\\r\\nContent-Type: text/plain\\r\\n\\r\\nbusy\\n'\n"
+             "  exit 0\n"
+             "fi\n"
+             "exec /usr/lib/git-core/git-http-backend\n");
+  fs::permissions(root_ / "flaky.sh", fs::perms::owner_all);
   const char* path_env = std::getenv("PATH");
   for (int attempt = 0; attempt < 5; ++attempt) {
     port_ = free_port();
@@ -93,15 +106,17 @@ GitServer::GitServer(fs::path root, std::string user, std::string password) : ro
                "server.document-root = \"" + (root_ / "www").string() + "\"\n"
                "server.errorlog = \"" + (root_ / "lighttpd.log").string() + "\"\n"
                "server.max-request-size = 0\n"
-               "alias.url = (\"/git/\" => \"/usr/lib/git-core/git-http-backend/\")\n"
-               "$HTTP[\"url\"] =~ \"^/git/\" {\n"
+               "alias.url = (\"/git/\" => \"/usr/lib/git-core/git-http-backend/\", \"/flaky/\" => \"" +
+                   (root_ / "flaky.sh").string() + "/\")\n"
+               "$HTTP[\"url\"] =~ \"^/(git|flaky)/\" {\n"
                "  cgi.assign = (\"\" => \"\")\n"
                "  setenv.add-environment = (\"GIT_PROJECT_ROOT\" => \"" + (root_ / "repos").string() +
                    "\", \"GIT_HTTP_EXPORT_ALL\" => \"\", \"PATH\" => \"" + (path_env ? path_env : "/usr/bin:/bin") + "\")\n"
                "}\n"
                "auth.backend = \"plain\"\n"
                "auth.backend.plain.userfile = \"" + (root_ / "users").string() + "\"\n"
-               "auth.require = (\"/git/\" => (\"method\" => \"basic\", \"realm\" => \"git\", \"require\" => \"valid-user\"))\n");
+               "auth.require = (\"/git/\" => (\"method\" => \"basic\", \"realm\" => \"git\", \"require\" => \"valid-user\"),\n"
+               "                \"/flaky/\" => (\"method\" => \"basic\", \"realm\" => \"git\", \"require\" => \"valid-user\"))\n");
     std::string conf_s = conf.string();
     std::string lighttpd = "/usr/sbin/lighttpd";
     std::string out_s = (root_ / "lighttpd.out").string();
@@ -144,6 +159,21 @@ GitServer::~GitServer() {
 
 std::string GitServer::url(const std::string& owner, const std::string& name) const {
   return "http://127.0.0.1:" + std::to_string(port_) + "/git/" + owner + "/" + name + ".git";
+}
+
+std::string GitServer::flaky_url(const std::string& owner, const std::string& name) const {
+  return "http://127.0.0.1:" + std::to_string(port_) + "/flaky/" + owner + "/" + name + ".git";
+}
+
+void GitServer::fail_next(int requests) {
+  write_file(root_ / "flaky-remaining", std::to_string(requests) + "\n");
+}
+
+int GitServer::failures_left() const {
+  std::ifstream in(root_ / "flaky-remaining");
+  int n = -1;
+  in >> n;
+  return n;
 }
 
 fs::path GitServer::repo_dir(const std::string& owner, const std::string& name) const {

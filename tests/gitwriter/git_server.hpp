@@ -24,6 +24,11 @@ class GitServer {
   ~GitServer();
 
   [[nodiscard]] std::string url(const std::string& owner, const std::string& name) const;
+  // The same repository behind a wrapper that answers 503 to the next `fail_next(n)` requests
+  // that pass authentication.
+  [[nodiscard]] std::string flaky_url(const std::string& owner, const std::string& name) const;
+  void fail_next(int requests);
+  [[nodiscard]] int failures_left() const;
   [[nodiscard]] std::filesystem::path repo_dir(const std::string& owner, const std::string& name) const;
 
   // A bare repository whose branch `main` has one commit holding `files` (path -> contents).

@@ -6,9 +6,15 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <thread>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "tests/gitwriter/git_server.hpp"
 
@@ -396,4 +402,57 @@ TEST_CASE("copy writes a directory of the source repository at the release sha, 
     CHECK(e.error().kind == ErrorKind::edit_failed);
     CHECK(e.error().message.find("'deploy/nope'") != std::string::npos);
   }
+}
+
+TEST_CASE("a host answering 503 is retried with backoff until it recovers", "[gitwriter]") {
+  Fixture f;
+  auto req = f.request("v1.1.0");
+  req.url = f.server.flaky_url("acme", "env-dev");
+  SECTION("recovers within the attempts") {
+    f.server.fail_next(2);
+    auto r = f.writer.promote(req);
+    REQUIRE(r.has_value());
+    CHECK(r->outcome == Outcome::pushed);
+    CHECK(f.writer.stats().retries == 2);
+    CHECK(f.server.failures_left() == 0);
+    CHECK(f.server.show("acme", "env-dev", "tollgate/payments/dev/1", "apps/payments/values.yaml") ==
+          values_at("v1.1.0"));
+  }
+  SECTION("stays down") {
+    f.server.fail_next(100);
+    auto r = f.writer.promote(req);
+    REQUIRE_FALSE(r.has_value());
+    INFO(r.error().message);
+    CHECK(r.error().kind == ErrorKind::unavailable);
+    CHECK(r.error().message.find("503") != std::string::npos);
+    CHECK(f.writer.stats().retries == 2);
+    CHECK(f.server.failures_left() == 97);  // three attempts, no more
+  }
+}
+
+TEST_CASE("logs name the repository and never the token", "[gitwriter]") {
+  Fixture f;
+  const fs::path log_file = f.tmp.path / "stderr.log";
+  std::fflush(stderr);
+  int saved = ::dup(2);
+  int fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  REQUIRE(fd >= 0);
+  ::dup2(fd, 2);
+  auto ok = f.writer.promote(f.request("v1.1.0"));
+  auto wrong = f.request("v1.2.0");
+  wrong.credentials.token = "wr0ng-t0ken";
+  auto refused = f.writer.promote(wrong);
+  std::fflush(stderr);
+  ::dup2(saved, 2);
+  ::close(saved);
+  ::close(fd);
+  REQUIRE(ok.has_value());
+  REQUIRE_FALSE(refused.has_value());
+  std::ifstream in(log_file);
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(log.find("\"repo\":\"acme/env-dev\"") != std::string::npos);
+  CHECK(log.find("\"msg\":\"git push\"") != std::string::npos);
+  CHECK(log.find("s3cret-token") == std::string::npos);
+  CHECK(log.find("wr0ng-t0ken") == std::string::npos);
+  CHECK(log.find("tollgate:") == std::string::npos);  // user:password
 }
