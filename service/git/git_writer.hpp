@@ -132,6 +132,7 @@ class GitWriter {
 
   [[nodiscard]] GitWriterStats stats() const;
 
+  // Internal: updated by service/git's network code; read through stats().
   struct Counters {
     std::atomic<std::uint64_t> fetches{0};
     std::atomic<std::uint64_t> pushes{0};
