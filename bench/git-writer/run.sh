@@ -182,7 +182,7 @@ for s in $sizes; do
   # tollgate: one process; the first promotion fills the empty mirror, then the timed runs.
   "$writer" --url "http://$url_path" --user bench --token-file "$work/token" --data-dir "$work/data-$s" \
     --base main --file apps/app/values.yaml --path image.tag --runs "$runs" --branch-prefix tollgate \
-    >"$work/tollgate-$s.json" 2>"$work/err" || { echo "  tollgate failed:"; cat "$work/err"; exit 1; }
+    >"$work/tollgate-$s.json" 2>"$work/tollgate-$s.log" || { echo "  tollgate failed:"; tail -20 "$work/tollgate-$s.log"; exit 1; }
   read -r tg_first tg_runs < <(python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))

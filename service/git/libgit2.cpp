@@ -2,11 +2,16 @@
 
 #include <mutex>
 
+#include "service/git/socket_stream.hpp"
+
 namespace tollgate::git::lg {
 
 void init_once() {
   static std::once_flag once;
-  std::call_once(once, [] { git_libgit2_init(); });
+  std::call_once(once, [] {
+    git_libgit2_init();
+    (void)register_socket_stream();  // without it, libgit2's own socket stream (Nagle on) is used
+  });
 }
 
 std::string error_message(int code) {
