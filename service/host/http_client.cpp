@@ -188,11 +188,14 @@ struct HttpClient::Impl {
 
   explicit Impl(HttpClientOptions o) : options(std::move(o)), tls_ctx(ssl::context::tls_client), rng(std::random_device{}()) {
     tls_ctx.set_verify_mode(ssl::verify_peer);
+    boost::system::error_code ec;
     if (options.ca_file.empty()) {
-      tls_ctx.set_default_verify_paths();
+      tls_ctx.set_default_verify_paths(ec);
     } else {
-      tls_ctx.load_verify_file(options.ca_file);
+      tls_ctx.load_verify_file(options.ca_file, ec);
     }
+    // Reported on every https request rather than thrown from the constructor.
+    if (ec) tls_setup_error = "ca file '" + options.ca_file + "': " + ec.message();
     proxy = options.https_proxy ? *options.https_proxy : env("HTTPS_PROXY", "https_proxy");
     no_proxy = options.no_proxy ? *options.no_proxy : env("NO_PROXY", "no_proxy");
     if (!proxy.empty() && proxy.find("://") == std::string::npos) proxy = "http://" + proxy;
@@ -210,6 +213,7 @@ struct HttpClient::Impl {
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
   ssl::context tls_ctx;
+  std::string tls_setup_error;
   std::string proxy;
   std::string no_proxy;
   std::map<std::string, HostState> hosts;  // I/O thread only; std::map keeps references stable
@@ -324,6 +328,7 @@ struct HttpClient::Impl {
       conn->plain = std::move(stream);
       co_return conn;
     }
+    if (!tls_setup_error.empty()) co_return tl::unexpected(HttpError{HttpErrorKind::tls, where + ": " + tls_setup_error});
     conn->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*stream), tls_ctx);
     SSL* ssl_handle = conn->tls->native_handle();
     X509_VERIFY_PARAM* param = SSL_get0_param(ssl_handle);
@@ -380,6 +385,7 @@ struct HttpClient::Impl {
     conn->lowest().expires_at(deadline);
     http::response_parser<http::string_body> parser;
     parser.body_limit(options.body_limit);
+    if (req.method() == http::verb::head) parser.skip(true);  // a HEAD answer has no body
     auto [ec, wrote] = conn->tls ? co_await write_read(*conn->tls, conn->buffer, req, parser)
                                  : co_await write_read(*conn->plain, conn->buffer, req, parser);
     if (ec) {
@@ -501,7 +507,7 @@ struct HttpClient::Impl {
         } else if (res.header("x-ratelimit-remaining") == "0") {
           limit_wait = milliseconds(std::max<std::int64_t>(hs.rate.reset_epoch * 1000 - epoch_ms(), 0) + 250);
           ++hs.rate.primary_waits;
-        } else if (lower(res.body).find("secondary rate limit") != std::string::npos) {
+        } else if (res.status == 429 || lower(res.body).find("secondary rate limit") != std::string::npos) {
           limit_wait = options.secondary_limit_min * (1LL << std::min(limit_waits, 10));
           hs.blocked_until = Clock::now() + *limit_wait;
           ++hs.rate.secondary_waits;

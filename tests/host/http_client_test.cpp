@@ -96,6 +96,15 @@ TEST_CASE("TLS: the peer is verified against the CA file + by hostname + with SN
     CHECK(r.error().message.find("certificate verify failed") != std::string::npos);
     CHECK((r.error().message.find("local issuer") != std::string::npos || r.error().message.find("self-signed") != std::string::npos));
   }
+  SECTION("an unreadable CA file is an error on use, not a crash") {
+    auto options = no_env_proxy();
+    options.ca_file = (w.pki.dir / "missing.pem").string();
+    host::HttpClient client(options);
+    auto r = client.request(host::HttpRequest{.url = w.url("localhost", "/hello")});
+    REQUIRE_FALSE(r);
+    CHECK(r.error().kind == host::HttpErrorKind::tls);
+    CHECK(r.error().message.find("missing.pem") != std::string::npos);
+  }
   SECTION("a name the certificate does not carry") {
     auto options = no_env_proxy();
     options.ca_file = (w.pki.dir / "ca.pem").string();
