@@ -181,7 +181,7 @@ HostResult<std::vector<std::string>> GitHubHost::get_pages(const std::string& pa
 }
 
 HostResult<std::optional<PullRequest>> GitHubHost::find_pull_request(const RepoRef& repo, const std::string& head_branch) {
-  auto pages = get_pages(repo_path(repo) + "/pulls?state=all&per_page=100&head=" + pct(repo.owner + ":" + head_branch));
+  auto pages = get_pages(repo_path(repo) + "/pulls?state=all&per_page=" + std::to_string(options_.per_page) + "&head=" + pct(repo.owner + ":" + head_branch));
   if (!pages) return tl::unexpected(pages.error());
   std::optional<PullRequest> best;
   for (const auto& page : *pages) {
@@ -310,7 +310,7 @@ HostResult<Comment> GitHubHost::upsert_sticky_comment(const RepoRef& repo, std::
                                                       const std::string& text) {
   const std::string marker = sticky_marker(key);
   const std::string full = text.find(marker) != std::string::npos ? text : marker + "\n" + text;
-  const std::string list_path = repo_path(repo) + "/issues/" + std::to_string(number) + "/comments?per_page=100";
+  const std::string list_path = repo_path(repo) + "/issues/" + std::to_string(number) + "/comments?per_page=" + std::to_string(options_.per_page);
   HostError last{HostError::Kind::other, 0, "sticky comment: no attempt"};
   for (int round = 0; round < std::max(options_.create_attempts, 1); ++round) {
     // Find before create: a comment posted by an attempt whose answer was lost is found here.
@@ -372,7 +372,7 @@ HostResult<Checks> GitHubHost::get_checks(const RepoRef& repo, const std::string
   out.combined_state = str(s, "state");
   if (auto it = s.find("statuses"); it != s.end() && it->is_array())
     for (const auto& st : *it) out.checks.push_back(Check{Check::Source::status, str(st, "context"), str(st, "state"), {}});
-  auto pages = get_pages(repo_path(repo) + "/commits/" + pct(ref) + "/check-runs?per_page=100");
+  auto pages = get_pages(repo_path(repo) + "/commits/" + pct(ref) + "/check-runs?per_page=" + std::to_string(options_.per_page));
   if (!pages) return tl::unexpected(pages.error());
   for (const auto& page : *pages) {
     const json c = json::parse(page, nullptr, false);
@@ -384,7 +384,7 @@ HostResult<Checks> GitHubHost::get_checks(const RepoRef& repo, const std::string
 }
 
 HostResult<std::vector<Review>> GitHubHost::list_reviews(const RepoRef& repo, std::int64_t number) {
-  auto pages = get_pages(repo_path(repo) + "/pulls/" + std::to_string(number) + "/reviews?per_page=100");
+  auto pages = get_pages(repo_path(repo) + "/pulls/" + std::to_string(number) + "/reviews?per_page=" + std::to_string(options_.per_page));
   if (!pages) return tl::unexpected(pages.error());
   std::vector<Review> out;
   for (const auto& page : *pages) {
@@ -431,7 +431,7 @@ HostResult<std::optional<std::string>> GitHubHost::read_file(const RepoRef& repo
 }
 
 HostResult<std::vector<ChangedFile>> GitHubHost::list_changed_files(const RepoRef& repo, std::int64_t number) {
-  auto pages = get_pages(repo_path(repo) + "/pulls/" + std::to_string(number) + "/files?per_page=100");
+  auto pages = get_pages(repo_path(repo) + "/pulls/" + std::to_string(number) + "/files?per_page=" + std::to_string(options_.per_page));
   if (!pages) return tl::unexpected(pages.error());
   std::vector<ChangedFile> out;
   for (const auto& page : *pages) {

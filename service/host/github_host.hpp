@@ -59,6 +59,7 @@ class GitHubAppToken final : public TokenSource {
 struct GitHubHostOptions {
   std::string api_url = "https://api.github.com";  // no trailing slash
   int create_attempts = 3;  // find-then-post rounds for non-idempotent creates (comments)
+  int per_page = 100;       // list pages; Link rel="next" is followed
 };
 
 class GitHubHost final : public Host {

@@ -451,3 +451,22 @@ TEST_CASE("attempt reports carry no header values", "[http]") {
   CHECK(seen[0].wait.count() >= 0);
   for (const auto& a : seen) CHECK(a.url.find("secret-token-xyz") == std::string::npos);
 }
+
+TEST_CASE("lists follow Link rel=next pages: a sticky comment on a later page is found", "[github]") {
+  World w;
+  host::HttpClient client(fast_options());
+  host::GitHubHost gh(client, std::make_shared<host::StaticToken>(w.tokens.at("tollgate-bot")),
+                      host::GitHubHostOptions{.api_url = w.api_url, .per_page = 2});
+  auto pr = gh.create_pull_request(w.repo, promotion("tollgate/payments/dev/1"));
+  REQUIRE(pr);
+  const std::string comments = "/repos/acme/env-dev/pulls/" + std::to_string(pr->number) + "/comments";
+  for (int i = 0; i < 3; ++i) w.admin("POST", comments, {{"user", "alice"}, {"body", "comment " + std::to_string(i)}});
+  auto first = gh.upsert_sticky_comment(w.repo, pr->number, "run-1", "v1");
+  REQUIRE(first);
+  for (int i = 3; i < 6; ++i) w.admin("POST", comments, {{"user", "alice"}, {"body", "comment " + std::to_string(i)}});
+  auto second = gh.upsert_sticky_comment(w.repo, pr->number, "run-1", "v2");
+  REQUIRE(second);
+  CHECK(second->id == first->id);
+  CHECK(w.count_requests("POST", "/comments") == 1);
+  CHECK(w.count_requests("GET", "/comments") >= 4 + 2);  // 2 pages, then 4 pages
+}

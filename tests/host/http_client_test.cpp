@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "service/host/github_host.hpp"
 #include "service/host/http_client.hpp"
@@ -188,4 +189,21 @@ TEST_CASE("GitHub App: an RS256 JWT buys an installation token + cached until 5 
   auto none = bad.token();
   REQUIRE_FALSE(none);
   CHECK(none.error().kind == host::HostError::Kind::unauthorized);
+}
+
+TEST_CASE("a POST on a kept-alive connection the server has closed is resent once on a new one", "[http][pool]") {
+  TlsWorld w;
+  auto options = no_env_proxy();
+  options.ca_file = (w.pki.dir / "ca.pem").string();
+  options.idle_timeout = std::chrono::seconds(30);  // longer than the server's 500 ms keep-alive
+  host::HttpClient client(options);
+  auto first = client.request(host::HttpRequest{.url = w.url("localhost", "/hello")});
+  REQUIRE(first);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  // Not retry_safe: only the "closed before any answer on a reused connection" rule resends it.
+  auto post = client.request(host::HttpRequest{.method = "POST", .url = w.url("localhost", "/app/installations/1/access_tokens")});
+  REQUIRE(post);
+  CHECK(post->status == 401);
+  CHECK(post->attempts == 1);
+  CHECK(w.stats()["token_requests"] == 1);
 }

@@ -86,6 +86,8 @@ proxy.on("connect", (req, socket, head) => {
   socket.on("error", () => upstream.destroy());
 });
 
+// Short, so a test can see the client resend a request on a connection the server closed.
+server.keepAliveTimeout = 500;
 await new Promise((r) => server.listen(0, "127.0.0.1", r));
 await new Promise((r) => proxy.listen(0, "127.0.0.1", r));
 process.stdout.write(JSON.stringify({ https_port: server.address().port, proxy_port: proxy.address().port, pid: process.pid }) + "\n");
