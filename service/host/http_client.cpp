@@ -1,5 +1,6 @@
 #include "service/host/http_client.hpp"
 
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 
@@ -108,6 +109,21 @@ std::int64_t epoch_ms() {
   return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// The first 8 hex digits of the SHA-256 of a credential: tells identities apart in metrics
+// without revealing them.
+std::string fingerprint(const std::string& secret) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(secret.data(), secret.size(), md, &n, EVP_sha256(), nullptr);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < 4 && i < n; ++i) {
+    out.push_back(hex[md[i] >> 4]);
+    out.push_back(hex[md[i] & 15]);
+  }
+  return out;
+}
+
 std::string env(const char* a, const char* b) {
   if (const char* v = std::getenv(a); v && *v) return v;
   if (const char* v = std::getenv(b); v && *v) return v;
@@ -171,8 +187,13 @@ struct HttpClient::Impl {
     std::size_t active = 0;
     std::deque<asio::steady_timer*> waiters;  // requests waiting for a slot
     std::vector<std::unique_ptr<Conn>> idle;
+  };
+
+  // GitHub counts quotas per identity (user, App installation), so limits are tracked per
+  // host:port and credentials, while connections and the concurrency cap are per host:port.
+  struct Quota {
     RateLimitState rate;
-    Clock::time_point blocked_until{};  // a secondary limit holds every request to this host
+    Clock::time_point blocked_until{};  // a secondary limit holds every request of this identity
   };
 
   struct Cached {
@@ -217,6 +238,7 @@ struct HttpClient::Impl {
   std::string proxy;
   std::string no_proxy;
   std::map<std::string, HostState> hosts;  // I/O thread only; std::map keeps references stable
+  std::map<std::string, Quota> quotas;     // I/O thread only
   std::list<std::pair<std::string, Cached>> lru;  // most recent first
   std::unordered_map<std::string, std::list<std::pair<std::string, Cached>>::iterator> cache;
   std::mt19937_64 rng;
@@ -256,20 +278,20 @@ struct HttpClient::Impl {
     return milliseconds(d(rng));  // full jitter
   }
 
-  void note_rate(const std::string& key, HostState& hs, const HttpResponse& r) {
+  void note_rate(const std::string& key, Quota& q, const HttpResponse& r) {
     const auto limit = to_long(r.header("x-ratelimit-limit"));
     const auto remaining = to_long(r.header("x-ratelimit-remaining"));
     const auto reset = to_long(r.header("x-ratelimit-reset"));
-    if (limit) hs.rate.limit = *limit;
-    if (remaining) hs.rate.remaining = *remaining;
-    if (reset) hs.rate.reset_epoch = *reset;
+    if (limit) q.rate.limit = *limit;
+    if (remaining) q.rate.remaining = *remaining;
+    if (reset) q.rate.reset_epoch = *reset;
     std::lock_guard lock(rates_mutex);
-    rates[key] = hs.rate;
+    rates[key] = q.rate;
   }
 
-  void publish(const std::string& key, HostState& hs) {
+  void publish(const std::string& key, Quota& q) {
     std::lock_guard lock(rates_mutex);
-    rates[key] = hs.rate;
+    rates[key] = q.rate;
   }
 
   static HttpError error_from(const beast::error_code& ec, std::string_view what, const std::string& where) {
@@ -435,6 +457,8 @@ struct HttpClient::Impl {
     req.keep_alive(true);
     req.prepare_payload();
     const bool retryable = idempotent_method(r.method) || r.retry_safe || has_idempotency_key;
+    const std::string quota_key = auth.empty() ? key : key + " identity=" + fingerprint(auth);
+    Quota& quota = quotas[quota_key];
 
     // The cache is keyed by the credentials too (never stored: only their hash), since two
     // identities may see different answers.
@@ -457,10 +481,10 @@ struct HttpClient::Impl {
     while (true) {
       // Quota known to be gone, or a secondary limit in force: wait before sending.
       milliseconds wait{0};
-      if (hs.rate.remaining == 0 && hs.rate.reset_epoch * 1000 > epoch_ms())
-        wait = milliseconds(hs.rate.reset_epoch * 1000 - epoch_ms() + 250);
-      if (hs.blocked_until > Clock::now())
-        wait = std::max(wait, std::chrono::duration_cast<milliseconds>(hs.blocked_until - Clock::now()));
+      if (quota.rate.remaining == 0 && quota.rate.reset_epoch * 1000 > epoch_ms())
+        wait = milliseconds(quota.rate.reset_epoch * 1000 - epoch_ms() + 250);
+      if (quota.blocked_until > Clock::now())
+        wait = std::max(wait, std::chrono::duration_cast<milliseconds>(quota.blocked_until - Clock::now()));
       if (wait.count() > 0) {
         if (wait > options.max_rate_limit_wait)
           co_return tl::unexpected(HttpError{HttpErrorKind::rate_limited, key + ": rate limited for another " +
@@ -495,25 +519,25 @@ struct HttpClient::Impl {
 
       HttpResponse& res = x.response;
       res.attempts = attempts;
-      note_rate(key, hs, res);
+      note_rate(quota_key, quota, res);
 
       if (res.status == 403 || res.status == 429) {
         std::optional<milliseconds> limit_wait;
         const std::string retry_after = res.header("retry-after");
         if (auto secs = to_long(retry_after)) {
           limit_wait = milliseconds(std::max<long>(*secs, 0) * 1000);
-          hs.blocked_until = Clock::now() + *limit_wait;
-          ++hs.rate.secondary_waits;
+          quota.blocked_until = Clock::now() + *limit_wait;
+          ++quota.rate.secondary_waits;
         } else if (res.header("x-ratelimit-remaining") == "0") {
-          limit_wait = milliseconds(std::max<std::int64_t>(hs.rate.reset_epoch * 1000 - epoch_ms(), 0) + 250);
-          ++hs.rate.primary_waits;
+          limit_wait = milliseconds(std::max<std::int64_t>(quota.rate.reset_epoch * 1000 - epoch_ms(), 0) + 250);
+          ++quota.rate.primary_waits;
         } else if (res.status == 429 || lower(res.body).find("secondary rate limit") != std::string::npos) {
           limit_wait = options.secondary_limit_min * (1LL << std::min(limit_waits, 10));
-          hs.blocked_until = Clock::now() + *limit_wait;
-          ++hs.rate.secondary_waits;
+          quota.blocked_until = Clock::now() + *limit_wait;
+          ++quota.rate.secondary_waits;
         }
         if (limit_wait) {
-          publish(key, hs);
+          publish(quota_key, quota);
           if (++limit_waits > options.max_rate_limit_waits || *limit_wait > options.max_rate_limit_wait) {
             report(r, res.status, attempts, "rate limited", milliseconds{0});
             co_return tl::unexpected(HttpError{HttpErrorKind::rate_limited,

@@ -62,7 +62,7 @@ using HttpResult = tl::expected<HttpResponse, HttpError>;
 
 [[nodiscard]] std::string_view to_string(HttpErrorKind kind);
 
-// Quota as the host last reported it (x-ratelimit-*), per host:port; -1 when never seen.
+// Quota as the host last reported it (x-ratelimit-*), per host and identity; -1 when never seen.
 struct RateLimitState {
   long limit = -1;
   long remaining = -1;
@@ -117,7 +117,9 @@ class HttpClient {
   // Blocks until done; an error when called on the client's own I/O thread.
   [[nodiscard]] HttpResult request(HttpRequest request);
 
-  [[nodiscard]] std::map<std::string, RateLimitState> rate_limits() const;  // key: host:port
+  // Key: "host:port", plus " identity=XXXXXXXX" (8 hex digits of the SHA-256 of the
+  // Authorization value) for authenticated requests: quotas are per identity.
+  [[nodiscard]] std::map<std::string, RateLimitState> rate_limits() const;
 
  private:
   struct Impl;

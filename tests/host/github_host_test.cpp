@@ -470,3 +470,26 @@ TEST_CASE("lists follow Link rel=next pages: a sticky comment on a later page is
   CHECK(w.count_requests("POST", "/comments") == 1);
   CHECK(w.count_requests("GET", "/comments") >= 4 + 2);  // 2 pages, then 4 pages
 }
+
+TEST_CASE("quotas are per identity: one exhausted token does not hold back another", "[github][ratelimit]") {
+  World w;
+  auto options = fast_options();
+  options.max_rate_limit_wait = 5s;
+  host::HttpClient client(options);
+  auto bot = w.github(client);
+  auto bob = w.github(client, "bob");
+  REQUIRE(bot->user_permission(w.repo, "alice"));
+  w.admin("PUT", "/rate-limit", {{"login", "bob"}, {"remaining", 0}, {"reset_in", 3600}});
+  auto limited = bob->user_permission(w.repo, "alice");
+  REQUIRE_FALSE(limited);
+  CHECK(limited.error().kind == host::HostError::Kind::rate_limited);
+  const auto t0 = Clock::now();
+  REQUIRE(bot->user_permission(w.repo, "alice"));
+  CHECK(Clock::now() - t0 < 1s);
+  const auto rates = client.rate_limits();
+  REQUIRE(rates.size() == 2);
+  for (const auto& [key, rate] : rates) {
+    CHECK(key.find(" identity=") != std::string::npos);
+    CHECK(key.find(w.tokens.at("bob")) == std::string::npos);
+  }
+}
