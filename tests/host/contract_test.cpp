@@ -4,6 +4,10 @@
 // rate-limit answers), so the client's reading of those answers is checked too.
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+
 #include "service/host/github_host.hpp"
 #include "tests/host/node_process.hpp"
 
@@ -136,6 +140,36 @@ TEST_CASE("the GitHub client's requests and its reading of answers match GitHub'
     CHECK(entry["template"].is_string());
     CHECK(entry["request_errors"].is_null());
     CHECK(entry["response_errors"].is_null());
+    CHECK(entry["auth"] == true);
+  }
+}
+
+TEST_CASE("GitHub App auth follows the spec: the installation token answer is read and an expired one renewed", "[github][contract][app]") {
+  Contract c;
+  const auto dir = make_temp_dir("tollgate-app-");
+  REQUIRE(std::system(("openssl genrsa -out " + (dir / "app.pem").string() + " 2048 >/dev/null 2>&1").c_str()) == 0);
+  std::ifstream in(dir / "app.pem");
+  const std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::filesystem::remove_all(dir);
+
+  host::HttpClient client(host::HttpClientOptions{.backoff_base = 10ms, .backoff_max = 50ms});
+  auto app = std::make_shared<host::GitHubAppToken>(
+      client, host::GitHubAppOptions{.api_url = c.url, .app_id = "Iv1.8a61f9b3a7aba766", .private_key_pem = pem, .installation_id = 1});
+  auto token = app->token();
+  REQUIRE(token);
+  CHECK(*token == "ghs_16C7e42F292c6912E7710c838347Ae178B4a");  // the spec's example
+  // The example's expires_at (2016) is long past: the next call asks for a new token.
+  host::GitHubHost gh(client, app, host::GitHubHostOptions{.api_url = c.url});
+  REQUIRE(gh.get_pull_request(host::RepoRef{"octocat", "Hello-World"}, 1347));
+
+  const auto log = c.log();
+  REQUIRE(log.size() == 3);
+  CHECK(log[0]["template"] == "/app/installations/{installation_id}/access_tokens");
+  CHECK(log[1]["template"] == "/app/installations/{installation_id}/access_tokens");
+  CHECK(log[2]["template"] == "/repos/{owner}/{repo}/pulls/{pull_number}");
+  for (const auto& entry : log) {
+    INFO(entry.dump());
+    CHECK(entry["request_errors"].is_null());
     CHECK(entry["auth"] == true);
   }
 }
