@@ -23,9 +23,10 @@ const require = createRequire(import.meta.url);
 
 const SPEC_FILE = require.resolve("@octokit/openapi/generated/api.github.com.json", { paths: [ROOT] });
 const WEBHOOK_SCHEMA_FILE = require.resolve("@octokit/webhooks-schemas/schema.json", { paths: [ROOT] });
-const SPEC_ID = "https://githost.test/api.github.com.json";
+export const SPEC_ID = "https://githost.test/api.github.com.json";
 
-function translate(node) {
+// OpenAPI 3.0 -> JSON Schema (also used by tests/host/contract.mjs for request bodies).
+export function translate(node) {
   if (Array.isArray(node)) return node.map(translate);
   if (!node || typeof node !== "object") return node;
   const out = {};

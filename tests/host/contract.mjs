@@ -16,23 +16,7 @@
 // Request bodies are validated with the schemas the test Git host's checks already compile
 // (tests/githost/openapi.mjs registers the spec's components under SPEC_ID).
 import http from "node:http";
-import { RestSchemas } from "../githost/openapi.mjs";
-
-const SPEC_ID = "https://githost.test/api.github.com.json"; // as in tests/githost/openapi.mjs
-
-// OpenAPI 3.0 -> JSON Schema for request bodies (nullable, $ref into the registered spec).
-function translate(node) {
-  if (Array.isArray(node)) return node.map(translate);
-  if (!node || typeof node !== "object") return node;
-  const out = {};
-  for (const [k, v] of Object.entries(node)) {
-    if (k === "nullable" || k === "discriminator" || k === "example" || k === "examples" || k.startsWith("x-")) continue;
-    if (k === "$ref" && typeof v === "string" && v.startsWith("#/")) out.$ref = SPEC_ID + v;
-    else if (k === "properties") out[k] = Object.fromEntries(Object.entries(v).map(([p, s]) => [p, translate(s)]));
-    else out[k] = translate(v);
-  }
-  return node.nullable === true ? { anyOf: [out, { type: "null" }] } : out;
-}
+import { RestSchemas, translate } from "../githost/openapi.mjs";
 
 const rest = new RestSchemas();
 const spec = rest.spec;
