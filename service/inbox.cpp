@@ -160,7 +160,7 @@ void Inbox::wal_grew(int frames) {
   // checkpoints itself, so the WAL stays bounded and intake slows to what the disk sustains.
   const std::int64_t bytes = static_cast<std::int64_t>(frames) * page_size_;
   if (bytes >= options_.wal_hard_limit) {
-    if (auto r = writer_db_->checkpoint_passive(); r) checkpoints_inline_.fetch_add(1, std::memory_order_relaxed);
+    (void)writer_db_->checkpoint_passive();
   } else if (bytes >= options_.wal_soft_limit) {
     std::lock_guard lock(checkpoint_mutex_);
     checkpoint_wanted_ = true;

@@ -2,7 +2,6 @@
 // The durable inbox: webhook deliveries in SQLite (WAL). store() returns only once the delivery is
 // committed; concurrent stores share one transaction (group commit), so durability does not cost
 // throughput. (host, delivery_id) is unique: a redelivery is recognised, not stored twice.
-#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -114,7 +113,6 @@ class Inbox {
   bool checkpoint_wanted_ = false;
   bool checkpoint_stopping_ = false;
   std::thread checkpointer_;
-  std::atomic<std::int64_t> checkpoints_inline_{0};
 };
 
 // Applies schemas/migrations (embedded) in order, each in its own transaction; returns the version.
