@@ -6,6 +6,7 @@
 #include "service/git/remote_ops.hpp"
 #include "service/git/repo_url.hpp"
 #include "service/git/tree_edits.hpp"
+#include "service/host/http_client.hpp"
 #include "service/log.hpp"
 
 namespace tollgate::git {
@@ -40,7 +41,15 @@ tl::expected<std::monostate, Error> validate(const PromotionRequest& req) {
 
 }  // namespace
 
-GitWriter::GitWriter(GitWriterOptions options) : options_(std::move(options)) { lg::init_once(); }
+GitWriter::GitWriter(GitWriterOptions options) : options_(std::move(options)) {
+  lg::init_once();
+  if (options_.smart_http_push) {
+    // Retries are the writer's (with_retries): one attempt per call here. A "git/" user agent is
+    // what hosts expect of a git client on their smart HTTP endpoints.
+    http_ = std::make_unique<service::host::HttpClient>(service::host::HttpClientOptions{
+        .timeout = std::chrono::seconds(60), .max_attempts = 1, .user_agent = "git/2.0 (tollgate)"});
+  }
+}
 
 GitWriter::~GitWriter() = default;
 
@@ -115,7 +124,7 @@ tl::expected<PromotionResult, Error> GitWriter::promote(const PromotionRequest& 
   auto repo = open_mirror(mirror_path, name, created);
   if (!repo) return tl::unexpected(repo.error());
 
-  const Remote remote{*url, req.url, req.credentials, options_, counters_};
+  const Remote remote{*url, req.url, req.credentials, options_, counters_, http_.get()};
   auto heads = fetch_branches(repo->get(), remote, req.base_branch, req.target_branch);
   if (!heads) {
     // A mirror made for a repository that turns out not to exist (or not to be ours) would stay
@@ -200,7 +209,7 @@ tl::expected<PromotionResult, Error> GitWriter::promote(const PromotionRequest& 
   }
   lg::Reference ref(raw_ref);
 
-  auto pushed = push_branch(repo->get(), remote, req.target_branch);
+  auto pushed = push_branch(repo->get(), remote, req.target_branch, commit_id, base_tree.get());
   if (!pushed) return tl::unexpected(pushed.error());
   result.outcome = Outcome::pushed;
   result.commit = lg::to_hex(commit_id);

@@ -15,6 +15,10 @@
 
 #include <tl/expected.hpp>
 
+namespace tollgate::service::host {
+class HttpClient;
+}
+
 namespace tollgate::git {
 
 struct CopySource;  // service/git/tree_edits.hpp
@@ -108,6 +112,9 @@ struct GitWriterOptions {
   std::filesystem::path data_dir;  // mirrors live in <data_dir>/mirrors/<host>/<owner>/<name>.git
   int max_attempts = 3;            // per network operation, for transient failures only
   std::chrono::milliseconds backoff{250};  // doubled after every failed attempt
+  // Push with tollgate's own smart HTTP exchange, sending exactly the objects a promotion adds
+  // (service/git/smart_http.hpp); false: always libgit2's push, which walks the base tree.
+  bool smart_http_push = true;
 };
 
 // Counters for metrics and tests.
@@ -147,6 +154,7 @@ class GitWriter {
 
   GitWriterOptions options_;
   Counters counters_;
+  std::unique_ptr<service::host::HttpClient> http_;
   std::mutex locks_mutex_;
   std::map<std::string, std::shared_ptr<std::mutex>> locks_;
 };

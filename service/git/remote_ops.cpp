@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "service/git/smart_http.hpp"
+#include "service/host/http_client.hpp"
 #include "service/log.hpp"
 
 namespace tollgate::git {
@@ -256,6 +258,128 @@ tl::expected<std::monostate, Failure> push_once(git_repository* repo, const Remo
   return std::monostate{};
 }
 
+namespace http = tollgate::service::host;
+
+// A failed HTTP exchange of the smart push as a Failure, with libgit2's wording for statuses
+// ("status code: 503") so both push paths read the same in logs and errors.
+Failure http_failure(const http::HttpError& e, const std::string& repo) {
+  const bool transient = e.kind == http::HttpErrorKind::connect || e.kind == http::HttpErrorKind::timeout ||
+                         e.kind == http::HttpErrorKind::reset || e.kind == http::HttpErrorKind::proxy;
+  return {{transient ? ErrorKind::unavailable : ErrorKind::other, "repo '" + repo + "': push: " + e.message}, transient};
+}
+
+Failure status_failure(int status, const std::string& repo) {
+  if (status == 401) return {{ErrorKind::unauthorized, "repo '" + repo + "': push: the host refused the credentials"}, false};
+  if (status == 403) return {{ErrorKind::unauthorized, "repo '" + repo + "': push: access denied (403)"}, false};
+  if (status == 404) return {{ErrorKind::not_found, "repo '" + repo + "': push: repository not found (404)"}, false};
+  const bool transient = status == 429 || status >= 500;
+  return {{transient ? ErrorKind::unavailable : ErrorKind::other,
+           "repo '" + repo + "': push: unexpected http status code: " + std::to_string(status)},
+          transient};
+}
+
+enum class SmartPush { pushed, use_libgit2 };
+
+// One attempt at the receive-pack exchange: GET info/refs (the host's current value of the ref),
+// then POST the command and the pack of the new objects. Answers that are not git's smart HTTP
+// (a redirect, another content type, a pack the host could not connect to its objects) hand the
+// push to libgit2.
+tl::expected<SmartPush, Failure> smart_push_once(git_repository* repo, const Remote& r, const std::string& target_branch,
+                                                 const git_oid& commit, const git_tree* parent_tree) {
+  const std::string name = r.url.full_name();
+  auto t0 = Clock::now();
+  std::string base = r.url_string;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  const std::string auth =
+      "Basic " + smart::base64(r.credentials.username + ":" + r.credentials.token);
+  const std::string target_ref = "refs/heads/" + target_branch;
+  const std::string new_id = lg::to_hex(commit);
+
+  http::HttpRequest get{.method = "GET",
+                        .url = base + "/info/refs?service=git-receive-pack",
+                        .headers = {{"Authorization", auth}, {"Accept", "*/*"}, {"Pragma", "no-cache"}},
+                        .conditional = false};
+  auto listed = r.http->request(std::move(get));
+  if (!listed) return tl::unexpected(http_failure(listed.error(), name));
+  if (listed->status != 200) {
+    if (listed->status >= 300 && listed->status < 400) return SmartPush::use_libgit2;
+    return tl::unexpected(status_failure(listed->status, name));
+  }
+  if (listed->header("content-type") != smart::kAdvertisementType) {
+    log::warn("git push: not a smart HTTP answer, pushing with libgit2", {{"repo", name}});
+    return SmartPush::use_libgit2;
+  }
+  auto ad = smart::parse_advertisement(listed->body);
+  if (!ad) {
+    return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': push: " + ad.error()}, false});
+  }
+  if (!ad->has("report-status") || !ad->has("ofs-delta")) return SmartPush::use_libgit2;
+  std::string old_id(smart::kZeroId);
+  if (auto it = ad->refs.find(target_ref); it != ad->refs.end()) old_id = it->second;
+  if (old_id == new_id) {
+    // An earlier attempt got through but its answer was lost: the host already has it.
+    r.counters.pushes.fetch_add(1, std::memory_order_relaxed);
+    log::info("git push", {{"repo", name}, {"host", r.url.host}, {"branch", target_branch}, {"objects", 0},
+                           {"bytes", 0}, {"via", "smart-http"}, {"already_there", true}, {"ms", ms_since(t0)}});
+    return SmartPush::pushed;
+  }
+
+  auto pack = smart::build_pack(repo, commit, parent_tree);
+  if (!pack) return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': push: " + pack.error()}, false});
+  const bool sideband = ad->has("side-band-64k");
+  std::vector<std::string> caps{"report-status"};
+  if (sideband) caps.emplace_back("side-band-64k");
+  if (ad->has("quiet")) caps.emplace_back("quiet");
+  caps.emplace_back("agent=tollgate");
+  http::HttpRequest post{.method = "POST",
+                         .url = base + "/git-receive-pack",
+                         .headers = {{"Authorization", auth},
+                                     {"Content-Type", std::string(smart::kRequestType)},
+                                     {"Accept", std::string(smart::kResultType)}},
+                         .body = smart::receive_pack_request(old_id, new_id, target_ref, caps, pack->bytes),
+                         .conditional = false,
+                         .timeout = std::chrono::minutes(5)};
+  const std::size_t sent = post.body.size();
+  auto answered = r.http->request(std::move(post));
+  if (!answered) return tl::unexpected(http_failure(answered.error(), name));
+  if (answered->status != 200) return tl::unexpected(status_failure(answered->status, name));
+  auto report = smart::parse_report(answered->body, sideband);
+  if (!report) {
+    return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': push: " + report.error()}, false});
+  }
+  if (!report->fatal.empty()) {
+    return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': push: the host gave up: " + report->fatal}, false});
+  }
+  std::optional<std::string> refused;
+  bool reported = false;
+  for (const auto& [ref, reason] : report->refs) {
+    if (ref != target_ref) continue;
+    reported = true;
+    refused = reason;
+  }
+  if (report->unpack != "ok" || (refused && refused->find("missing necessary objects") != std::string::npos)) {
+    // The host lacks objects the pack leaves out (its base branch was rewritten under us, say):
+    // libgit2 works out a complete pack from what the host advertises.
+    log::warn("git push: the host could not take the pack, pushing with libgit2",
+              {{"repo", name}, {"unpack", report->unpack}, {"ref_status", refused.value_or("ok")}});
+    return SmartPush::use_libgit2;
+  }
+  if (refused || !reported) {
+    std::string msg = "repo '" + name + "': push of '" + target_ref + "' rejected: " + refused.value_or("no status reported");
+    if (auto remote_text = one_line(report->messages); !remote_text.empty()) msg += " (" + remote_text + ")";
+    return tl::unexpected(Failure{{ErrorKind::rejected, msg}, false});
+  }
+  r.counters.pushes.fetch_add(1, std::memory_order_relaxed);
+  log::info("git push", {{"repo", name},
+                         {"host", r.url.host},
+                         {"branch", target_branch},
+                         {"objects", pack->objects},
+                         {"bytes", sent},
+                         {"via", "smart-http"},
+                         {"ms", ms_since(t0)}});
+  return SmartPush::pushed;
+}
+
 // One attempt at fetching every branch (copy sources).
 tl::expected<std::monostate, Failure> fetch_all_once(git_repository* repo, const Remote& r) {
   const std::string name = r.url.full_name();
@@ -299,9 +423,19 @@ tl::expected<std::monostate, Error> fetch_all_branches(git_repository* repo, con
 }
 
 tl::expected<std::monostate, Error> push_branch(git_repository* repo, const Remote& remote,
-                                                const std::string& target_branch) {
+                                                const std::string& target_branch, const git_oid& commit,
+                                                const git_tree* parent_tree) {
+  bool use_libgit2 = remote.http == nullptr;
   return with_retries<std::monostate>(remote.options, remote.counters, remote.url.full_name(), "push",
-                                      [&] { return push_once(repo, remote, target_branch); });
+                                      [&]() -> tl::expected<std::monostate, Failure> {
+                                        if (!use_libgit2) {
+                                          auto smart = smart_push_once(repo, remote, target_branch, commit, parent_tree);
+                                          if (!smart) return tl::unexpected(smart.error());
+                                          if (*smart == SmartPush::pushed) return std::monostate{};
+                                          use_libgit2 = true;
+                                        }
+                                        return push_once(repo, remote, target_branch);
+                                      });
 }
 
 tl::expected<lg::Repository, Error> open_mirror(const std::filesystem::path& path, const std::string& name,

@@ -13,6 +13,10 @@
 #include "service/git/libgit2.hpp"
 #include "service/git/repo_url.hpp"
 
+namespace tollgate::service::host {
+class HttpClient;
+}
+
 namespace tollgate::git {
 
 // One repository on the host and how to reach it. References only: lives for one call.
@@ -22,6 +26,7 @@ struct Remote {
   const Credentials& credentials;
   const GitWriterOptions& options;
   GitWriter::Counters& counters;
+  service::host::HttpClient* http = nullptr;  // pushes speak smart HTTP through it; null: libgit2 pushes
 };
 
 struct RemoteHeads {
@@ -39,9 +44,13 @@ struct RemoteHeads {
 // is reachable from one of them).
 [[nodiscard]] tl::expected<std::monostate, Error> fetch_all_branches(git_repository* repo, const Remote& remote);
 
-// Force-pushes the mirror's refs/heads/<target_branch> to the same ref on the host.
+// Force-pushes `commit` (the mirror's refs/heads/<target_branch>) to the same ref on the host.
+// `parent_tree` is the tree of its parent, which the host has: with `remote.http`, the pack sent
+// holds only the objects `commit` adds to it (service/git/smart_http.hpp); libgit2's push is the
+// fallback for hosts that answer otherwise than git's smart HTTP protocol describes.
 [[nodiscard]] tl::expected<std::monostate, Error> push_branch(git_repository* repo, const Remote& remote,
-                                                              const std::string& target_branch);
+                                                              const std::string& target_branch, const git_oid& commit,
+                                                              const git_tree* parent_tree);
 
 // Opens the bare mirror at `path`, creating it (and its parent folders) when missing.
 [[nodiscard]] tl::expected<lg::Repository, Error> open_mirror(const std::filesystem::path& path,

@@ -54,10 +54,12 @@ struct TempDir {
 struct Fixture {
   TempDir tmp;
   GitServer server{tmp.path / "server", "tollgate", "s3cret-token"};
-  GitWriter writer{GitWriterOptions{.data_dir = tmp.path / "data", .max_attempts = 3,
-                                    .backoff = std::chrono::milliseconds(20)}};
+  GitWriter writer;
 
-  Fixture() {
+  // `smart_http`: push with tollgate's own receive-pack exchange (the default), or with libgit2's.
+  explicit Fixture(bool smart_http = true)
+      : writer{GitWriterOptions{.data_dir = tmp.path / "data", .max_attempts = 3,
+                                .backoff = std::chrono::milliseconds(20), .smart_http_push = smart_http}} {
     server.create_repo("acme", "env-dev", {{"apps/payments/values.yaml", kValues},
                                            {"apps/payments/kustomization.yaml", kKustomization},
                                            {"VERSION", kVersion},
@@ -108,7 +110,9 @@ bool has_mirror(const fs::path& data_dir, const std::string& dir_name) {
 }  // namespace
 
 TEST_CASE("a first promotion creates the mirror and pushes one commit on the base tip", "[gitwriter]") {
-  Fixture f;
+  const bool smart_http = GENERATE(true, false);
+  INFO("smart HTTP push: " << smart_http);
+  Fixture f{smart_http};
   const std::string base = f.server.rev_parse("acme", "env-dev", "main");
   auto r = f.writer.promote(f.request("v1.1.0"));
   REQUIRE(r.has_value());
@@ -180,7 +184,9 @@ TEST_CASE("edits that change nothing make no commit", "[gitwriter]") {
 }
 
 TEST_CASE("a promotion after the base branch moved is rebuilt on the new base", "[gitwriter]") {
-  Fixture f;
+  const bool smart_http = GENERATE(true, false);
+  INFO("smart HTTP push: " << smart_http);
+  Fixture f{smart_http};
   auto first = f.writer.promote(f.request("v1.1.0"));
   REQUIRE(first.has_value());
   const std::string moved =
@@ -238,7 +244,9 @@ TEST_CASE("concurrent writers to one repository both succeed, one after the othe
 }
 
 TEST_CASE("a push refused by a pre-receive hook is an error naming the ref and the hook's message", "[gitwriter]") {
-  Fixture f;
+  const bool smart_http = GENERATE(true, false);
+  INFO("smart HTTP push: " << smart_http);
+  Fixture f{smart_http};
   f.server.reject_pushes("acme", "env-dev", "branch tollgate/* is protected by policy");
   auto r = f.writer.promote(f.request("v1.1.0"));
   REQUIRE_FALSE(r.has_value());
