@@ -344,7 +344,7 @@ HostResult<Comment> GitHubHost::upsert_sticky_comment(const RepoRef& repo, std::
   return tl::unexpected(last);
 }
 
-HostResult<void> GitHubHost::add_reaction(const RepoRef& repo, std::int64_t comment_id, const std::string& content) {
+HostResult<void> GitHubHost::add_reaction(const RepoRef& repo, std::int64_t /*number*/, std::int64_t comment_id, const std::string& content) {
   const std::string text = json{{"content", content}}.dump();
   // GitHub answers 200 with the existing reaction on a repeat: safe to resend.
   auto res = call("POST", repo_path(repo) + "/issues/comments/" + std::to_string(comment_id) + "/reactions", &text, true, {200, 201});

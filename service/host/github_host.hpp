@@ -75,7 +75,8 @@ class GitHubHost final : public Host {
                                                            MergeMethod method, const std::string& commit_title = {}) override;
   [[nodiscard]] HostResult<Comment> upsert_sticky_comment(const RepoRef& repo, std::int64_t number, const std::string& key,
                                                           const std::string& body) override;
-  [[nodiscard]] HostResult<void> add_reaction(const RepoRef& repo, std::int64_t comment_id, const std::string& content) override;
+  [[nodiscard]] HostResult<void> add_reaction(const RepoRef& repo, std::int64_t number, std::int64_t comment_id,
+                                             const std::string& content) override;
   [[nodiscard]] HostResult<void> set_commit_status(const RepoRef& repo, const std::string& sha, const CommitStatus& status) override;
   [[nodiscard]] HostResult<Checks> get_checks(const RepoRef& repo, const std::string& ref) override;
   [[nodiscard]] HostResult<std::vector<Review>> list_reviews(const RepoRef& repo, std::int64_t number) override;

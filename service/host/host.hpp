@@ -136,7 +136,9 @@ class Host {
   // The comment holding `<!-- tollgate:KEY -->` is edited in place, or created once.
   [[nodiscard]] virtual HostResult<Comment> upsert_sticky_comment(const RepoRef& repo, std::int64_t number, const std::string& key,
                                                                   const std::string& body) = 0;
-  [[nodiscard]] virtual HostResult<void> add_reaction(const RepoRef& repo, std::int64_t comment_id, const std::string& content) = 0;
+  // `number` is the PR the comment is on (GitLab addresses a note through its merge request).
+  [[nodiscard]] virtual HostResult<void> add_reaction(const RepoRef& repo, std::int64_t number, std::int64_t comment_id,
+                                                     const std::string& content) = 0;
   [[nodiscard]] virtual HostResult<void> set_commit_status(const RepoRef& repo, const std::string& sha, const CommitStatus& status) = 0;
   [[nodiscard]] virtual HostResult<Checks> get_checks(const RepoRef& repo, const std::string& ref) = 0;
   [[nodiscard]] virtual HostResult<std::vector<Review>> list_reviews(const RepoRef& repo, std::int64_t number) = 0;

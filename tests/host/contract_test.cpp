@@ -108,7 +108,7 @@ TEST_CASE("the GitHub client's requests and its reading of answers match GitHub'
     auto comment = gh.upsert_sticky_comment(repo, 1347, "run-7", "stage dev: open");
     REQUIRE(comment);
     CHECK(comment->id == 1);
-    REQUIRE(gh.add_reaction(repo, comment->id, "rocket"));
+    REQUIRE(gh.add_reaction(repo, 1347, comment->id, "rocket"));
     REQUIRE(gh.set_commit_status(repo, pr->head_sha, host::CommitStatus{.state = "success", .context = "tollgate/gates",
                                                                          .description = "all gates passed", .target_url = "https://t.example/runs/7"}));
     auto checks = gh.get_checks(repo, pr->head_sha);

@@ -136,7 +136,7 @@ TEST_CASE("a 422 comes back with GitHub's message and errors[] text", "[github]"
   CHECK(pr.error().message.find("Validation Failed") != std::string::npos);
   CHECK(pr.error().message.find("base") != std::string::npos);
 
-  auto bad_reaction = gh->add_reaction(w.repo, 1, "party");
+  auto bad_reaction = gh->add_reaction(w.repo, 1, 1, "party");
   REQUIRE_FALSE(bad_reaction);
 }
 
@@ -164,9 +164,9 @@ TEST_CASE("comments + reactions + statuses + checks + reviews + permissions + te
     REQUIRE(other);
     CHECK(other->id != first->id);
 
-    REQUIRE(gh->add_reaction(w.repo, first->id, "+1"));
-    REQUIRE(gh->add_reaction(w.repo, first->id, "+1"));  // a repeat is fine (200)
-    auto bad = gh->add_reaction(w.repo, first->id, "party");
+    REQUIRE(gh->add_reaction(w.repo, pr->number, first->id, "+1"));
+    REQUIRE(gh->add_reaction(w.repo, pr->number, first->id, "+1"));  // a repeat is fine (200)
+    auto bad = gh->add_reaction(w.repo, pr->number, first->id, "party");
     REQUIRE_FALSE(bad);
     CHECK(bad.error().kind == host::HostError::Kind::validation);
   }
