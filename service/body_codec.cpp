@@ -30,7 +30,9 @@ EncodedBody encode_body(std::string body) {
       scratch = std::make_unique_for_overwrite<char[]>(static_cast<std::size_t>(bound));
       scratch_size = bound;
     }
-    const int n = LZ4_compress_default(body.data(), scratch.get(), src, bound);
+    // Acceleration 4: on a 25 KB webhook, 3.6 KB instead of 3.2 KB (still one SQLite page) in
+    // ~20% less time than the default; this runs on the I/O threads for every delivery.
+    const int n = LZ4_compress_fast(body.data(), scratch.get(), src, bound, 4);
     if (n > 0 && static_cast<std::size_t>(n) <= body.size() - body.size() / 10) {
       out.bytes.assign(scratch.get(), static_cast<std::size_t>(n));
       out.encoding = BodyEncoding::lz4;

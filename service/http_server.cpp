@@ -50,6 +50,47 @@ auto async_store(Inbox& inbox, StoredDelivery delivery, Token&& token) {
       token, std::move(delivery));
 }
 
+// Beast's string_body, except that it reserves room for the JSON parser's padding after the body
+// (so the receiver parses it in place) and appends what arrives instead of zero-filling first.
+struct PaddedStringBody {
+  using value_type = std::string;
+  static std::uint64_t size(const value_type& body) { return body.size(); }
+
+  class reader {
+   public:
+    template <bool isRequest, class Fields>
+    reader(http::header<isRequest, Fields>& /*header*/, value_type& body) : body_(body) {}
+
+    void init(const boost::optional<std::uint64_t>& length, beast::error_code& ec) {
+      ec = {};
+      if (!length) return;
+      if (*length > body_.max_size() - webhooks::kBodyPadding) {
+        ec = http::error::buffer_overflow;
+        return;
+      }
+      body_.reserve(static_cast<std::size_t>(*length) + webhooks::kBodyPadding);
+    }
+
+    template <class ConstBufferSequence>
+    std::size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
+      std::size_t n = 0;
+      for (auto b : beast::buffers_range_ref(buffers)) {
+        body_.append(static_cast<const char*>(b.data()), b.size());
+        n += b.size();
+      }
+      ec = {};
+      return n;
+    }
+
+    void finish(beast::error_code& ec) { ec = {}; }
+
+   private:
+    value_type& body_;
+  };
+};
+
+using RequestParser = http::request_parser<PaddedStringBody>;
+
 // The client sent something that is not HTTP (as opposed to going away or timing out).
 bool is_parse_error(const beast::error_code& ec) {
   return ec.category() == beast::error_code(http::error::end_of_stream).category() && ec != http::error::end_of_stream &&
@@ -198,7 +239,7 @@ struct HttpServer::Impl {
     bool linger = false;  // answered before reading the whole request: drain before closing
     s.stream.expires_never();  // every read and write goes through within()
     while (!draining) {
-      http::request_parser<http::string_body> parser;
+      RequestParser parser;
       parser.header_limit(64 * 1024);
       parser.body_limit(config.intake.max_body_bytes);
       // Idle until the next request's first byte: a quiet keep-alive connection is closed without
@@ -259,7 +300,7 @@ struct HttpServer::Impl {
                             if (it == req.end()) return {};
                             return {it->value().data(), it->value().size()};
                           },
-                          req.body()};
+                          std::move(req.body())};
       auto routed = intake.route(request);
       HttpResponse response;
       if (auto* ready = std::get_if<HttpResponse>(&routed)) {
@@ -297,7 +338,7 @@ struct HttpServer::Impl {
     }
   }
 
-  std::string body_limit_message(const http::request_parser<http::string_body>& parser) const {
+  std::string body_limit_message(const RequestParser& parser) const {
     // Beast refuses an oversized Content-Length while still parsing the header, so read the
     // field itself rather than parser.content_length().
     auto declared = parser.get()[http::field::content_length];

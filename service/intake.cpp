@@ -7,9 +7,20 @@
 namespace tollgate::service {
 
 HttpResponse json_response(int status, const std::string& key, const std::string& message, const std::string& delivery_id) {
-  nlohmann::json body{{key, message}};
-  if (!delivery_id.empty()) body["delivery"] = delivery_id;
-  return {status, "application/json", body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"};
+  // Built directly (once per request): {"delivery":"...","<key>":"..."}, keys in sorted order.
+  std::string body;
+  body.reserve(32 + key.size() + message.size() + delivery_id.size());
+  body += '{';
+  if (!delivery_id.empty()) {
+    body += "\"delivery\":";
+    log::append_json_string(body, delivery_id);
+    body += ',';
+  }
+  log::append_json_string(body, key);
+  body += ':';
+  log::append_json_string(body, message);
+  body += "}\n";
+  return {status, "application/json", std::move(body)};
 }
 
 namespace {
@@ -32,7 +43,7 @@ Intake::Intake(const Config& config, Inbox& inbox, Metrics& metrics) : inbox_(in
   }
 }
 
-std::variant<HttpResponse, StoreJob> Intake::route(const HttpRequest& request) {
+std::variant<HttpResponse, StoreJob> Intake::route(HttpRequest& request) {
   std::string_view path = request.target;
   path = path.substr(0, path.find('?'));
   auto only = [&](const char* method, const char* route) -> std::optional<HttpResponse> {
@@ -67,7 +78,7 @@ std::variant<HttpResponse, StoreJob> Intake::route(const HttpRequest& request) {
   return json_response(404, "error", "no such endpoint; webhooks go to POST /hooks/<host>");
 }
 
-std::variant<HttpResponse, StoreJob> Intake::hook(const std::string& host_name, const HttpRequest& request) {
+std::variant<HttpResponse, StoreJob> Intake::hook(const std::string& host_name, HttpRequest& request) {
   auto it = receivers_.find(host_name);
   if (it == receivers_.end()) {
     // Labels only from configuration and known event types: unauthenticated input must not be
@@ -77,7 +88,7 @@ std::variant<HttpResponse, StoreJob> Intake::hook(const std::string& host_name, 
     log::warn("delivery refused", {{"host", host_name.substr(0, 64)}, {"status", 404}, {"reason", "unknown host"}});
     return json_response(404, "error", "no host named '" + host_name.substr(0, 64) + "' is configured; see 'hosts' in the configuration");
   }
-  auto verdict = webhooks::receive(it->second, request.header, request.body);
+  auto verdict = webhooks::receive(it->second, request.header, std::move(request.body));
   using Outcome = webhooks::Verdict::Outcome;
   std::string event = event_label(it->second.kind, verdict.event_type);
   switch (verdict.outcome) {
@@ -108,31 +119,27 @@ std::variant<HttpResponse, StoreJob> Intake::hook(const std::string& host_name, 
 
 HttpResponse Intake::finish(const StoreJob& job, StoreResult result, const std::string& error,
                             std::chrono::steady_clock::duration took) {
-  double seconds = std::chrono::duration<double>(took).count();
+  const double seconds = std::chrono::duration<double>(took).count();
   const auto& d = job.delivery;
-  std::string event = d.event_type;  // a used event type: a bounded set
-  nlohmann::json fields{{"host", job.host}, {"event", event}, {"delivery", d.delivery_id}, {"repo", d.repo},
-                        {"ms", seconds * 1000}};
+  const std::string& event = d.event_type;  // a used event type: a bounded set
   switch (result) {
     case StoreResult::stored:
-      metrics_.intake_latency(seconds);
-      metrics_.http_request("/hooks/{host}", 202);
-      metrics_.delivery(job.host, event, "stored");
-      if (log::enabled(log::Level::info)) log::info("delivery stored", fields);
+      metrics_.answered_202(job.host, event, "stored", seconds);
+      log::write_fields(log::Level::info, "delivery stored",
+                        {{"delivery", d.delivery_id}, {"event", event}, {"host", job.host}, {"ms", seconds * 1000}, {"repo", d.repo}});
       return json_response(202, "status", "accepted", d.delivery_id);
     case StoreResult::duplicate:
-      metrics_.intake_latency(seconds);
-      metrics_.http_request("/hooks/{host}", 202);
-      metrics_.delivery(job.host, event, "duplicate");
-      log::info("delivery already stored", fields);
+      metrics_.answered_202(job.host, event, "duplicate", seconds);
+      log::write_fields(log::Level::info, "delivery already stored",
+                        {{"delivery", d.delivery_id}, {"event", event}, {"host", job.host}, {"ms", seconds * 1000}, {"repo", d.repo}});
       return json_response(202, "status", "already received; not stored again", d.delivery_id);
     case StoreResult::failed:
       break;
   }
   metrics_.http_request("/hooks/{host}", 503);
   metrics_.delivery(job.host, event, "failed");
-  fields["error"] = error;
-  log::error("delivery not stored", fields);
+  log::write_fields(log::Level::error, "delivery not stored",
+                    {{"delivery", d.delivery_id}, {"error", error}, {"event", event}, {"host", job.host}, {"ms", seconds * 1000}, {"repo", d.repo}});
   return json_response(503, "error", "the delivery could not be stored; retry later", d.delivery_id);
 }
 

@@ -20,7 +20,7 @@ struct HttpRequest {
   std::string method;
   std::string target;
   webhooks::HeaderLookup header;
-  std::string_view body;
+  std::string body;  // moved on into the delivery (no copy of a 25 KB payload)
 };
 
 struct HttpResponse {
@@ -39,7 +39,8 @@ class Intake {
  public:
   Intake(const Config& config, Inbox& inbox, Metrics& metrics);
 
-  [[nodiscard]] std::variant<HttpResponse, StoreJob> route(const HttpRequest& request);
+  // Takes the request's body (into the StoreJob, when there is one).
+  [[nodiscard]] std::variant<HttpResponse, StoreJob> route(HttpRequest& request);
 
   // The answer to a stored (or duplicate, or failed) delivery; logs it and counts it.
   [[nodiscard]] HttpResponse finish(const StoreJob& job, StoreResult result, const std::string& error,
@@ -51,7 +52,7 @@ class Intake {
   [[nodiscard]] Inbox& inbox() { return inbox_; }
 
  private:
-  std::variant<HttpResponse, StoreJob> hook(const std::string& host_name, const HttpRequest& request);
+  std::variant<HttpResponse, StoreJob> hook(const std::string& host_name, HttpRequest& request);
 
   std::map<std::string, webhooks::ReceiverConfig> receivers_;
   Inbox& inbox_;

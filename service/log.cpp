@@ -32,7 +32,64 @@ std::string timestamp() {
                 tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
   return buf;
 }
+
+void emit(std::string& out) {
+  out += "}\n";
+  std::lock_guard lock(g_mutex);
+  std::fwrite(out.data(), 1, out.size(), stderr);
+}
+
+void begin(std::string& out, Level level, std::string_view msg) {
+  out.reserve(256);
+  out += R"({"ts":")";
+  out += timestamp();
+  out += R"(","level":")";
+  out += name(level);
+  out += R"(","msg":)";
+  append_json_string(out, msg);
+}
+
 }  // namespace
+
+void append_json_string(std::string& out, std::string_view s) {
+  // Printable ASCII without '"' or '\\' (nearly every key, id and message) is copied as is;
+  // anything else goes through nlohmann's escaping, which also repairs invalid UTF-8.
+  for (char c : s) {
+    if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+      out += nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      return;
+    }
+  }
+  out += '"';
+  out += s;
+  out += '"';
+}
+
+namespace {
+bool fixed_key(std::string_view k) { return k == "ts" || k == "level" || k == "msg"; }
+}  // namespace
+
+void write_fields(Level level, std::string_view msg, std::initializer_list<Field> fields) {
+  if (!enabled(level)) return;
+  std::string out;
+  begin(out, level, msg);
+  for (const auto& [k, v] : fields) {
+    if (fixed_key(k)) continue;
+    out += ',';
+    append_json_string(out, k);
+    out += ':';
+    if (const auto* sv = std::get_if<std::string_view>(&v)) {
+      append_json_string(out, *sv);
+    } else if (const auto* i = std::get_if<std::int64_t>(&v)) {
+      out += std::to_string(*i);
+    } else if (const auto* d = std::get_if<double>(&v)) {
+      out += nlohmann::json(*d).dump();
+    } else {
+      out += std::get<bool>(v) ? "true" : "false";
+    }
+  }
+  emit(out);
+}
 
 void set_level(Level level) { g_level = level; }
 bool enabled(Level level) { return level >= g_level.load(std::memory_order_relaxed); }
@@ -41,27 +98,18 @@ void write(Level level, std::string_view msg, const nlohmann::json& fields) {
   if (!enabled(level)) return;
   // Appended piece by piece rather than through an ordered_json copy of `fields`: this runs once
   // per delivery, and building a second JSON tree cost more than the rest of the line.
-  constexpr auto replace = nlohmann::json::error_handler_t::replace;
   std::string out;
-  out.reserve(256);
-  out += R"({"ts":")";
-  out += timestamp();
-  out += R"(","level":")";
-  out += name(level);
-  out += R"(","msg":)";
-  out += nlohmann::json(msg).dump(-1, ' ', false, replace);
+  begin(out, level, msg);
   if (fields.is_object()) {
     for (const auto& [k, v] : fields.items()) {
-      if (k == "ts" || k == "level" || k == "msg") continue;  // never shadow the fixed keys
+      if (fixed_key(k)) continue;  // never shadow the fixed keys
       out += ',';
-      out += nlohmann::json(k).dump(-1, ' ', false, replace);
+      append_json_string(out, k);
       out += ':';
-      out += v.dump(-1, ' ', false, replace);
+      out += v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
   }
-  out += "}\n";
-  std::lock_guard lock(g_mutex);
-  std::fwrite(out.data(), 1, out.size(), stderr);
+  emit(out);
 }
 
 }  // namespace tollgate::service::log

@@ -2,10 +2,12 @@
 // Structured logs: one JSON object per line on stderr, e.g.
 // {"ts":"2026-11-23T15:20:01.123Z","level":"info","msg":"delivery stored","host":"github",...}
 // Callers never pass secrets; message text is one line, lower case.
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 
 #include <nlohmann/json.hpp>
 
@@ -20,5 +22,14 @@ void write(Level level, std::string_view msg, const nlohmann::json& fields = nlo
 inline void info(std::string_view msg, const nlohmann::json& fields = nlohmann::json::object()) { write(Level::info, msg, fields); }
 inline void warn(std::string_view msg, const nlohmann::json& fields = nlohmann::json::object()) { write(Level::warn, msg, fields); }
 inline void error(std::string_view msg, const nlohmann::json& fields = nlohmann::json::object()) { write(Level::error, msg, fields); }
+
+// The same line from fields that are views: no JSON tree is built. For lines written once per
+// request (the views must outlive the call only).
+using Value = std::variant<std::string_view, std::int64_t, double, bool>;
+using Field = std::pair<std::string_view, Value>;
+void write_fields(Level level, std::string_view msg, std::initializer_list<Field> fields);
+
+// `s` as a JSON string, quotes included, appended to `out` (invalid UTF-8 becomes U+FFFD).
+void append_json_string(std::string& out, std::string_view s);
 
 }  // namespace tollgate::service::log

@@ -19,13 +19,22 @@ std::string label(const std::string& v) {
 }
 }  // namespace
 
-void Metrics::delivery(const std::string& host, const std::string& event, const std::string& outcome) {
-  std::lock_guard lock(mutex_);
-  ++deliveries_[{host, event, outcome}];
+void Metrics::count_delivery(std::string_view host, std::string_view event, std::string_view outcome) {
+  auto key = std::tuple{host, event, outcome};
+  auto it = deliveries_.find(key);
+  if (it == deliveries_.end()) {
+    it = deliveries_.emplace(std::tuple{std::string(host), std::string(event), std::string(outcome)}, 0).first;
+  }
+  ++it->second;
 }
 
-void Metrics::intake_latency(double seconds) {
-  std::lock_guard lock(mutex_);
+void Metrics::count_request(std::string_view route, int status) {
+  auto it = requests_.find(std::tuple{route, status});
+  if (it == requests_.end()) it = requests_.emplace(std::tuple{std::string(route), status}, 0).first;
+  ++it->second;
+}
+
+void Metrics::observe_latency(double seconds) {
   for (std::size_t i = 0; i < kBuckets.size(); ++i) {
     if (seconds <= kBuckets[i]) ++latency_buckets_[i];
   }
@@ -33,9 +42,26 @@ void Metrics::intake_latency(double seconds) {
   latency_sum_ += seconds;
 }
 
+void Metrics::delivery(const std::string& host, const std::string& event, const std::string& outcome) {
+  std::lock_guard lock(mutex_);
+  count_delivery(host, event, outcome);
+}
+
+void Metrics::intake_latency(double seconds) {
+  std::lock_guard lock(mutex_);
+  observe_latency(seconds);
+}
+
 void Metrics::http_request(const std::string& route, int status) {
   std::lock_guard lock(mutex_);
-  ++requests_[{route, status}];
+  count_request(route, status);
+}
+
+void Metrics::answered_202(std::string_view host, std::string_view event, std::string_view outcome, double seconds) {
+  std::lock_guard lock(mutex_);
+  observe_latency(seconds);
+  count_request("/hooks/{host}", 202);
+  count_delivery(host, event, outcome);
 }
 
 void Metrics::connection_refused() {
@@ -63,7 +89,7 @@ std::string Metrics::render(std::optional<std::int64_t> inbox_depth) const {
   out << "# HELP tollgate_http_requests_total HTTP requests by route and status.\n"
       << "# TYPE tollgate_http_requests_total counter\n";
   for (const auto& [k, n] : requests_) {
-    out << "tollgate_http_requests_total{route=\"" << label(k.first) << "\",status=\"" << k.second << "\"} " << n << "\n";
+    out << "tollgate_http_requests_total{route=\"" << label(std::get<0>(k)) << "\",status=\"" << std::get<1>(k) << "\"} " << n << "\n";
   }
   out << "# HELP tollgate_connections_refused_total Connections closed at once because the connection cap was reached.\n"
       << "# TYPE tollgate_connections_refused_total counter\n"

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <tuple>
 
 namespace tollgate::service {
@@ -18,6 +19,9 @@ class Metrics {
   void intake_latency(double seconds);
   void http_request(const std::string& route, int status);
   void connection_refused();
+  // A delivery answered 202 after the inbox committed it (stored or duplicate): delivery(),
+  // intake_latency() and http_request() in one go, under one lock.
+  void answered_202(std::string_view host, std::string_view event, std::string_view outcome, double seconds);
 
   // `inbox_depth`: deliveries waiting to be processed, read at scrape time.
   [[nodiscard]] std::string render(std::optional<std::int64_t> inbox_depth) const;
@@ -27,8 +31,12 @@ class Metrics {
 
  private:
   mutable std::mutex mutex_;
-  std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> deliveries_;
-  std::map<std::pair<std::string, int>, std::uint64_t> requests_;
+  // Transparent comparators: the hot path looks keys up by views, allocating only for a new series.
+  std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t, std::less<>> deliveries_;
+  std::map<std::tuple<std::string, int>, std::uint64_t, std::less<>> requests_;
+  void count_delivery(std::string_view host, std::string_view event, std::string_view outcome);
+  void count_request(std::string_view route, int status);
+  void observe_latency(double seconds);
   std::array<std::uint64_t, kBuckets.size()> latency_buckets_{};
   std::uint64_t latency_count_ = 0;
   double latency_sum_ = 0;

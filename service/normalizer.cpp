@@ -188,11 +188,11 @@ void Normalizer::loop() {
       if (committed) {
         cursor = rows.back().id;
         // Intake first: while deliveries keep arriving (the inbox committed more than once during
-        // this batch), rest nine times as long as the batch took, so normalising uses at most about
-        // a tenth of a core during a burst. It still progresses, and catches up at full speed once
+        // this batch), rest nineteen times as long as the batch took, so normalising uses at most
+        // about a twentieth of a core during a burst. It still progresses, and catches up at full speed once
         // the burst is over; inbox depth (/metrics) shows the backlog meanwhile.
         if (commits_.load(std::memory_order_relaxed) - commits_before > 1) {
-          const auto rest = (std::chrono::steady_clock::now() - batch_started) * 9;
+          const auto rest = (std::chrono::steady_clock::now() - batch_started) * 19;
           std::unique_lock lock(mutex_);
           wake_.wait_for(lock, rest, [this] { return stopping_; });
           if (stopping_) return;

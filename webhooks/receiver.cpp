@@ -124,7 +124,8 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
-Verdict receive(const ReceiverConfig& config, const HeaderLookup& header, std::string_view body) {
+Verdict receive(const ReceiverConfig& config, const HeaderLookup& header, std::string body) {
+  static_assert(kBodyPadding >= simdjson::SIMDJSON_PADDING);
   const Kind& kind = kind_of(config.kind);
 
   // 1. Which host sent it, and which event. Gitea also sends GitHub's headers: look for it first.
@@ -211,8 +212,8 @@ Verdict receive(const ReceiverConfig& config, const HeaderLookup& header, std::s
   while (!content_type.empty() && content_type.back() == ' ') content_type.pop_back();
   std::string json;
   if (content_type == "application/json") {
-    json.reserve(body.size() + simdjson::SIMDJSON_PADDING);
-    json.assign(body);
+    json = std::move(body);
+    json.reserve(json.size() + simdjson::SIMDJSON_PADDING);
   } else if (content_type == "application/x-www-form-urlencoded" && config.kind != HostKind::gitlab) {
     auto payload = form_payload(body);
     if (!payload) {
