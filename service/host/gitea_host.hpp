@@ -1,15 +1,15 @@
 #pragma once
 // The Gitea (and Forgejo) REST API v1 as a Host; mostly GitHub-shaped.
 #include <cstdint>
-#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "service/host/github_host.hpp"  // TokenSource, StaticToken
 #include "service/host/host.hpp"
 #include "service/host/http_client.hpp"
+#include "service/host/rest_util.hpp"
+#include "service/host/token_source.hpp"
 
 namespace tollgate::service::host {
 
@@ -46,16 +46,12 @@ class GiteaHost final : public Host {
   [[nodiscard]] HostResult<std::vector<ChangedFile>> list_changed_files(const RepoRef& repo, std::int64_t number) override;
 
  private:
-  HostResult<HttpResponse> call(const std::string& method, const std::string& path, const std::string* body, bool retry_safe,
-                                std::initializer_list<int> ok);
-  HostResult<std::vector<std::string>> get_pages(const std::string& path, int max_pages = 100);
   HostResult<std::vector<PullRequest>> open_pulls_for(const RepoRef& repo, const std::string& head_branch);
   // Gitea takes label IDs: names are looked up in the repository's labels.
   HostResult<std::vector<std::int64_t>> label_ids(const RepoRef& repo, const std::vector<std::string>& names);
 
-  HttpClient& client_;
-  std::shared_ptr<TokenSource> auth_{};
   GiteaHostOptions options_;
+  rest::Client api_;
 };
 
 }  // namespace tollgate::service::host

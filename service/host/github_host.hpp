@@ -8,25 +8,10 @@
 
 #include "service/host/host.hpp"
 #include "service/host/http_client.hpp"
+#include "service/host/rest_util.hpp"
+#include "service/host/token_source.hpp"
 
 namespace tollgate::service::host {
-
-// Where the Authorization header comes from: a fixed token, or a GitHub App installation.
-class TokenSource {
- public:
-  virtual ~TokenSource() = default;
-  // The value for "Authorization: Bearer ...".
-  [[nodiscard]] virtual HostResult<std::string> token() = 0;
-};
-
-class StaticToken final : public TokenSource {
- public:
-  explicit StaticToken(std::string token) : token_(std::move(token)) {}
-  [[nodiscard]] HostResult<std::string> token() override { return token_; }
-
- private:
-  std::string token_{};
-};
 
 struct GitHubAppOptions {
   std::string api_url = "https://api.github.com";
@@ -86,13 +71,8 @@ class GitHubHost final : public Host {
   [[nodiscard]] HostResult<std::vector<ChangedFile>> list_changed_files(const RepoRef& repo, std::int64_t number) override;
 
  private:
-  HostResult<HttpResponse> call(const std::string& method, const std::string& path, const std::string* body, bool retry_safe,
-                                std::initializer_list<int> ok, const std::string& accept = {});
-  HostResult<std::vector<std::string>> get_pages(const std::string& path);  // each page's body
-
-  HttpClient& client_;
-  std::shared_ptr<TokenSource> auth_{};
   GitHubHostOptions options_;
+  rest::Client api_;
 };
 
 }  // namespace tollgate::service::host

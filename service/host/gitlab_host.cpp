@@ -1,7 +1,6 @@
 #include "service/host/gitlab_host.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -12,63 +11,21 @@ using nlohmann::json;
 
 namespace {
 
-std::string pct(std::string_view s) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 15]);
-    }
-  }
-  return out;
-}
+using rest::flag;
+using rest::int_field;
+using rest::pct;
+using rest::str;
 
 // Projects are addressed by their URL-encoded full path: "group/sub/name" → "group%2Fsub%2Fname".
 std::string project_path(const RepoRef& r) { return "/projects/" + pct(r.owner + "/" + r.name); }
 std::string mr_path(const RepoRef& r, std::int64_t iid) { return project_path(r) + "/merge_requests/" + std::to_string(iid); }
 
-std::string str(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string{};
-}
+std::string username_of(const json& j, const char* key) { return rest::str_in(j, key, "username"); }
 
-std::optional<std::int64_t> int_field(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number_integer()) return std::nullopt;
-  return it->get<std::int64_t>();
-}
+HostError bad_answer(const std::string& what, const std::string& why) { return rest::bad_answer("gitlab", what, why); }
 
-// A boolean field; false when absent or not a boolean (json::value would throw on a mismatch).
-bool flag(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_boolean() && it->get<bool>();
-}
-
-std::string username_of(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_object() ? str(*it, "username") : std::string{};
-}
-
-HostError bad_answer(const std::string& what, const std::string& why) {
-  return HostError{HostError::Kind::other, 0, "gitlab: " + what + ": " + why};
-}
-
-HostError::Kind kind_of(int status) {
-  switch (status) {
-    case 400: return HostError::Kind::validation;  // GitLab's render_validation_error! answers 400
-    case 401: return HostError::Kind::unauthorized;
-    case 403: return HostError::Kind::forbidden;
-    case 404: return HostError::Kind::not_found;
-    case 409: return HostError::Kind::conflict;
-    case 422: return HostError::Kind::validation;
-    case 429: return HostError::Kind::rate_limited;
-    default: return status >= 500 ? HostError::Kind::transient : HostError::Kind::other;
-  }
-}
+// GitLab's render_validation_error! answers 400.
+HostError::Kind kind_of(int status) { return status == 400 ? HostError::Kind::validation : rest::kind_of(status); }
 
 // GitLab's error bodies: {"message": "..."}, {"message": ["..."]}, {"message": {"field": ["..."]}}
 // or {"error": "..."}; flattened to one line ("target_branch is invalid; title can't be blank").
@@ -95,24 +52,7 @@ std::string describe(const HttpResponse& r) {
     }
     if (out.empty()) out = str(j, "error");
   }
-  if (out.empty()) out = "http " + std::to_string(r.status);
-  for (char& c : out)
-    if (c == '\n') c = ' ';
-  return out;
-}
-
-// The URL of rel="next" in a Link header, or empty.
-std::string next_link(const std::string& link) {
-  std::size_t pos = 0;
-  while ((pos = link.find('<', pos)) != std::string::npos) {
-    const auto close = link.find('>', pos);
-    if (close == std::string::npos) break;
-    const auto end = link.find(',', close);
-    const std::string params = link.substr(close, end == std::string::npos ? std::string::npos : end - close);
-    if (params.find("rel=\"next\"") != std::string::npos) return link.substr(pos + 1, close - pos - 1);
-    pos = close;
-  }
-  return {};
+  return rest::one_line(std::move(out), r.status);
 }
 
 // `path` with its page= parameter set to `page`.
@@ -120,17 +60,34 @@ std::string with_page(const std::string& path, const std::string& page) {
   const auto q = path.find('?');
   std::string out = path.substr(0, q) + "?";
   if (q != std::string::npos) {
-    std::string_view rest(path);
-    rest.remove_prefix(q + 1);
-    while (!rest.empty()) {
-      const auto amp = rest.find('&');
-      const auto part = rest.substr(0, amp);
+    std::string_view query(path);
+    query.remove_prefix(q + 1);
+    while (!query.empty()) {
+      const auto amp = query.find('&');
+      const auto part = query.substr(0, amp);
       if (!part.starts_with("page=") && !part.empty()) out.append(part).push_back('&');
       if (amp == std::string_view::npos) break;
-      rest.remove_prefix(amp + 1);
+      query.remove_prefix(amp + 1);
     }
   }
   return out + "page=" + page;
+}
+
+// Link is left out on some large lists (keyset pagination aside); x-next-page is always there.
+std::string next_page(const std::string& path, const HttpResponse& res) {
+  std::string next = rest::next_link(res.header("link"));
+  if (next.empty() && !res.header("x-next-page").empty()) next = with_page(path, res.header("x-next-page"));
+  return next;
+}
+
+rest::Dialect gitlab_dialect(GitLabHostOptions::Auth auth) {
+  const bool bearer = auth == GitLabHostOptions::Auth::bearer;
+  return rest::Dialect{.headers = {{"Accept", "application/json"}},
+                       .auth_header = bearer ? "Authorization" : "PRIVATE-TOKEN",
+                       .auth_scheme = bearer ? "Bearer " : "",
+                       .describe = describe,
+                       .kind_of = kind_of,
+                       .next_page = next_page};
 }
 
 // Whether the merge can happen as far as git is concerned (GitHub's `mergeable`): unknown while
@@ -212,73 +169,26 @@ std::string state_of(const std::string& gitlab) {
   return "pending";  // created, waiting_for_resource, preparing, pending, running, manual, scheduled, ...
 }
 
+// A note as a comment; `what` names it in the error when it has no id.
+HostResult<Comment> note_from(const json& n, const std::string& what) {
+  const auto id = n.is_object() ? int_field(n, "id") : std::nullopt;
+  if (!id) return tl::unexpected(bad_answer(what, "no 'id'"));
+  return Comment{*id, str(n, "body"), username_of(n, "author")};
+}
+
 }  // namespace
 
 GitLabHost::GitLabHost(HttpClient& client, std::shared_ptr<TokenSource> auth, GitLabHostOptions options)
-    : client_(client), auth_(std::move(auth)), options_(std::move(options)) {
-  while (options_.api_url.ends_with('/')) options_.api_url.pop_back();
-}
-
-HostResult<HttpResponse> GitLabHost::call(const std::string& method, const std::string& path, const std::string* body, bool retry_safe,
-                                          std::initializer_list<int> ok) {
-  HttpRequest req;
-  req.method = method;
-  req.url = path.starts_with("http") ? path : options_.api_url + path;
-  req.retry_safe = retry_safe;
-  req.headers = {{"Accept", "application/json"}};
-  if (auth_) {
-    auto token = auth_->token();
-    if (!token) return tl::unexpected(token.error());
-    if (options_.auth == GitLabHostOptions::Auth::private_token) {
-      req.headers.emplace_back("PRIVATE-TOKEN", *token);
-    } else {
-      req.headers.emplace_back("Authorization", "Bearer " + *token);
-    }
-  }
-  if (body) {
-    req.body = *body;
-    req.headers.emplace_back("Content-Type", "application/json");
-  }
-  const std::string where = method + " " + path.substr(0, path.find('?'));
-  auto res = client_.request(std::move(req));
-  if (!res) {
-    const auto k = res.error().kind;
-    const auto kind = k == HttpErrorKind::rate_limited ? HostError::Kind::rate_limited
-                      : (k == HttpErrorKind::timeout || k == HttpErrorKind::reset || k == HttpErrorKind::connect)
-                          ? HostError::Kind::transient
-                          : HostError::Kind::other;
-    return tl::unexpected(HostError{kind, 0, where + ": " + res.error().message});
-  }
-  if (std::find(ok.begin(), ok.end(), res->status) != ok.end()) return std::move(*res);
-  return tl::unexpected(HostError{kind_of(res->status), res->status, where + ": " + std::to_string(res->status) + " " + describe(*res)});
-}
-
-HostResult<std::vector<std::string>> GitLabHost::get_pages(const std::string& path) {
-  std::vector<std::string> pages;
-  std::string next = path;
-  for (int i = 0; !next.empty() && i < 100; ++i) {
-    auto res = call("GET", next, nullptr, false, {200});
-    if (!res) return tl::unexpected(res.error());
-    pages.push_back(std::move(res->body));
-    // Link is left out on some large lists (keyset pagination aside); x-next-page is always there.
-    std::string following = next_link(res->header("link"));
-    if (following.empty() && !res->header("x-next-page").empty()) following = with_page(next, res->header("x-next-page"));
-    next = std::move(following);
-  }
-  return pages;
-}
+    : options_(std::move(options)), api_(client, std::move(auth), options_.api_url, gitlab_dialect(options_.auth)) {}
 
 HostResult<std::optional<std::int64_t>> GitLabHost::user_id(const std::string& username) {
-  auto res = call("GET", "/users?username=" + pct(username), nullptr, false, {200});
+  auto res = api_.call("GET", "/users?username=" + pct(username), nullptr, false, {200});
   if (!res) return tl::unexpected(res.error());
   const json j = json::parse(res->body, nullptr, false);
   if (!j.is_array()) return tl::unexpected(bad_answer("users", "not a list"));
   for (const auto& u : j) {
     if (!u.is_object()) continue;
-    std::string name = str(u, "username");
-    if (name.size() != username.size() ||
-        !std::equal(name.begin(), name.end(), username.begin(), [](char a, char b) { return std::tolower(a) == std::tolower(b); }))
-      continue;
+    if (!rest::iequals(str(u, "username"), username)) continue;
     const auto id = int_field(u, "id");
     if (!id) return tl::unexpected(bad_answer("user '" + username + "'", "no 'id'"));
     return std::optional<std::int64_t>{*id};
@@ -287,20 +197,11 @@ HostResult<std::optional<std::int64_t>> GitLabHost::user_id(const std::string& u
 }
 
 HostResult<std::vector<PullRequest>> GitLabHost::list_merge_requests(const RepoRef& repo, const std::string& head_branch, const char* state) {
-  auto pages = get_pages(project_path(repo) + "/merge_requests?state=" + state + "&source_branch=" + pct(head_branch) +
-                         "&per_page=" + std::to_string(options_.per_page));
-  if (!pages) return tl::unexpected(pages.error());
-  std::vector<PullRequest> out;
-  for (const auto& page : *pages) {
-    const json j = json::parse(page, nullptr, false);
-    if (!j.is_array()) return tl::unexpected(bad_answer("merge requests", "not a list"));
-    for (const auto& item : j) {
-      auto pr = mr_from(item);
-      if (!pr) return tl::unexpected(pr.error());
-      if (pr->head_ref == head_branch) out.push_back(std::move(*pr));
-    }
-  }
-  return out;
+  auto items = api_.get_list(project_path(repo) + "/merge_requests?state=" + state + "&source_branch=" + pct(head_branch) +
+                                 "&per_page=" + std::to_string(options_.per_page),
+                             bad_answer("merge requests", "not a list"));
+  if (!items) return tl::unexpected(items.error());
+  return rest::pulls_with_head(*items, head_branch, mr_from);
 }
 
 HostResult<std::optional<PullRequest>> GitLabHost::find_pull_request(const RepoRef& repo, const std::string& head_branch) {
@@ -310,7 +211,7 @@ HostResult<std::optional<PullRequest>> GitLabHost::find_pull_request(const RepoR
     if (!list) return tl::unexpected(list.error());
     std::optional<PullRequest> best;
     for (auto& pr : *list)
-      if (!best || (pr.state == "open" && best->state != "open") || (pr.state == best->state && pr.number > best->number)) best = std::move(pr);
+      if (rest::better_match(pr, best)) best = std::move(pr);
     if (best) return best;
   }
   return std::optional<PullRequest>{};
@@ -321,12 +222,9 @@ HostResult<PullRequest> GitLabHost::create_pull_request(const RepoRef& repo, con
   auto open = list_merge_requests(repo, spec.head, "opened");
   if (!open) return tl::unexpected(open.error());
   if (!open->empty()) {
-    PullRequest pr = open->front();
-    PullRequestUpdate extras;
-    if (!spec.labels.empty()) extras.labels = spec.labels;
-    extras.reviewers = spec.reviewers;
-    if (!extras.labels && extras.reviewers.empty()) return pr;
-    return update_pull_request(repo, pr.number, extras);
+    const auto extras = rest::follow_up(spec);
+    if (!extras) return open->front();
+    return update_pull_request(repo, open->front().number, *extras);
   }
   std::vector<std::int64_t> reviewer_ids;
   for (const auto& login : spec.reviewers) {
@@ -345,7 +243,7 @@ HostResult<PullRequest> GitLabHost::create_pull_request(const RepoRef& repo, con
   if (!reviewer_ids.empty()) body["reviewer_ids"] = reviewer_ids;
   const std::string text = body.dump();
   // Safe to resend: GitLab refuses a second open MR for the same source branch with a 409.
-  auto res = call("POST", project_path(repo) + "/merge_requests", &text, true, {201});
+  auto res = api_.call("POST", project_path(repo) + "/merge_requests", &text, true, {201});
   if (!res) {
     if (res.error().kind != HostError::Kind::conflict) return tl::unexpected(res.error());
     auto again = list_merge_requests(repo, spec.head, "opened");
@@ -364,7 +262,7 @@ HostResult<PullRequest> GitLabHost::update_pull_request(const RepoRef& repo, std
   if (u.labels) body["labels"] = join(*u.labels, ',');  // replaces the set; "" clears it
   if (!u.reviewers.empty()) {
     // reviewer_ids replaces the set: keep the current reviewers and add the new ones.
-    auto current = call("GET", mr_path(repo, number), nullptr, false, {200});
+    auto current = api_.call("GET", mr_path(repo, number), nullptr, false, {200});
     if (!current) return tl::unexpected(current.error());
     const json mr = json::parse(current->body, nullptr, false);
     if (!mr.is_object()) return tl::unexpected(bad_answer("merge request", "not an object"));
@@ -382,20 +280,20 @@ HostResult<PullRequest> GitLabHost::update_pull_request(const RepoRef& repo, std
   }
   if (body.empty()) return get_pull_request(repo, number);
   const std::string text = body.dump();
-  auto res = call("PUT", mr_path(repo, number), &text, true, {200});
+  auto res = api_.call("PUT", mr_path(repo, number), &text, true, {200});
   if (!res) return tl::unexpected(res.error());
   return mr_from(json::parse(res->body, nullptr, false));
 }
 
 HostResult<PullRequest> GitLabHost::close_pull_request(const RepoRef& repo, std::int64_t number) {
   const std::string text = json{{"state_event", "close"}}.dump();
-  auto res = call("PUT", mr_path(repo, number), &text, true, {200});
+  auto res = api_.call("PUT", mr_path(repo, number), &text, true, {200});
   if (!res) return tl::unexpected(res.error());
   return mr_from(json::parse(res->body, nullptr, false));
 }
 
 HostResult<PullRequest> GitLabHost::get_pull_request(const RepoRef& repo, std::int64_t number) {
-  auto res = call("GET", mr_path(repo, number), nullptr, false, {200});
+  auto res = api_.call("GET", mr_path(repo, number), nullptr, false, {200});
   if (!res) return tl::unexpected(res.error());
   return mr_from(json::parse(res->body, nullptr, false));
 }
@@ -412,7 +310,7 @@ HostResult<MergeResult> GitLabHost::merge_pull_request(const RepoRef& repo, std:
   const std::string text = body.dump();
   // 405/406/422: not mergeable now (draft, closed, pipeline, approvals, conflicts; 422 on
   // GitLab 16+); 409: the SHA is not the source branch's head.
-  auto res = call("PUT", mr_path(repo, number) + "/merge", &text, true, {200, 405, 406, 409, 422});
+  auto res = api_.call("PUT", mr_path(repo, number) + "/merge", &text, true, {200, 405, 406, 409, 422});
   if (!res) return tl::unexpected(res.error());
   const json j = json::parse(res->body, nullptr, false);
   if (res->status == 200) {
@@ -438,44 +336,24 @@ HostResult<MergeResult> GitLabHost::merge_pull_request(const RepoRef& repo, std:
 
 HostResult<Comment> GitLabHost::upsert_sticky_comment(const RepoRef& repo, std::int64_t number, const std::string& key,
                                                       const std::string& text) {
-  const std::string marker = sticky_marker(key);
-  const std::string full = text.find(marker) != std::string::npos ? text : marker + "\n" + text;
   const std::string notes = mr_path(repo, number) + "/notes";
-  HostError last{HostError::Kind::other, 0, "sticky comment: no attempt"};
-  for (int round = 0; round < std::max(options_.create_attempts, 1); ++round) {
-    // Find before create: a note posted by an attempt whose answer was lost is found here.
-    auto pages = get_pages(notes + "?sort=asc&order_by=created_at&per_page=" + std::to_string(options_.per_page));
-    if (!pages) return tl::unexpected(pages.error());
-    for (const auto& page : *pages) {
-      const json j = json::parse(page, nullptr, false);
-      if (!j.is_array()) return tl::unexpected(bad_answer("notes", "not a list"));
-      for (const auto& n : j) {
-        if (!n.is_object() || flag(n, "system")) continue;
-        const std::string b = str(n, "body");
-        if (b.find(marker) == std::string::npos) continue;
-        const auto id = int_field(n, "id");
-        if (!id) return tl::unexpected(bad_answer("note", "no 'id'"));
-        Comment found{*id, b, username_of(n, "author")};
-        if (b == full) return found;
-        const std::string put = json{{"body", full}}.dump();
-        auto res = call("PUT", notes + "/" + std::to_string(*id), &put, true, {200});
-        if (!res) return tl::unexpected(res.error());
-        found.body = full;
-        return found;
-      }
-    }
-    const std::string post = json{{"body", full}}.dump();
-    auto res = call("POST", notes, &post, false, {201});
-    if (res) {
-      const json n = json::parse(res->body, nullptr, false);
-      const auto id = n.is_object() ? int_field(n, "id") : std::nullopt;
-      if (!id) return tl::unexpected(bad_answer("created note", "no 'id'"));
-      return Comment{*id, str(n, "body"), username_of(n, "author")};
-    }
-    if (res.error().kind != HostError::Kind::transient) return tl::unexpected(res.error());
-    last = res.error();
-  }
-  return tl::unexpected(last);
+  return rest::upsert_sticky(
+      key, text, options_.create_attempts,
+      {.list = [&] {
+         return api_.get_list(notes + "?sort=asc&order_by=created_at&per_page=" + std::to_string(options_.per_page),
+                              bad_answer("notes", "not a list"));
+       },
+       .ignore = [](const json& n) { return !n.is_object() || flag(n, "system"); },
+       .read = [](const json& n) { return note_from(n, "note"); },
+       .edit = [&](std::int64_t id, const std::string& body) {
+         return api_.send("PUT", notes + "/" + std::to_string(id), json{{"body", body}}.dump(), true, {200});
+       },
+       .post = [&](const std::string& body) -> HostResult<Comment> {
+         const std::string post = json{{"body", body}}.dump();
+         auto res = api_.call("POST", notes, &post, false, {201});
+         if (!res) return tl::unexpected(res.error());
+         return note_from(json::parse(res->body, nullptr, false), "created note");
+       }});
 }
 
 HostResult<void> GitLabHost::add_reaction(const RepoRef& repo, std::int64_t number, std::int64_t comment_id, const std::string& content) {
@@ -484,7 +362,7 @@ HostResult<void> GitLabHost::add_reaction(const RepoRef& repo, std::int64_t numb
     return tl::unexpected(HostError{HostError::Kind::validation, 0,
                                     "gitlab: reaction '" + content + "' has no award emoji (+1, -1, laugh, hooray, confused, heart, rocket, eyes)"});
   const std::string text = json{{"name", *name}}.dump();
-  auto res = call("POST", mr_path(repo, number) + "/notes/" + std::to_string(comment_id) + "/award_emoji", &text, true, {200, 201, 404});
+  auto res = api_.call("POST", mr_path(repo, number) + "/notes/" + std::to_string(comment_id) + "/award_emoji", &text, true, {200, 201, 404});
   if (!res) return tl::unexpected(res.error());
   // A repeat answers 404 "Award Emoji Name has already been taken": the reaction is there.
   if (res->status == 404 && describe(*res).find("has already been taken") == std::string::npos)
@@ -498,11 +376,8 @@ HostResult<void> GitLabHost::set_commit_status(const RepoRef& repo, const std::s
   if (s.state == "success" || s.state == "pending") state = s.state;
   if (s.state == "failure" || s.state == "error") state = "failed";
   if (state.empty()) return tl::unexpected(HostError{HostError::Kind::validation, 0, "gitlab: commit status state '" + s.state + "' is not one of error, failure, pending, success"});
-  json body = {{"state", state}, {"name", s.context}};
-  if (!s.description.empty()) body["description"] = s.description;
-  if (!s.target_url.empty()) body["target_url"] = s.target_url;
-  const std::string text = body.dump();
-  auto res = call("POST", project_path(repo) + "/statuses/" + pct(sha), &text, true, {200, 201, 400});
+  const std::string text = rest::status_body(s, state, "name");
+  auto res = api_.call("POST", project_path(repo) + "/statuses/" + pct(sha), &text, true, {200, 201, 400});
   if (!res) return tl::unexpected(res.error());
   // Posting the state a status already has answers 400 "Cannot transition status via :run from
   // :running": a repeat, not a failure.
@@ -514,29 +389,26 @@ HostResult<void> GitLabHost::set_commit_status(const RepoRef& repo, const std::s
 HostResult<Checks> GitLabHost::get_checks(const RepoRef& repo, const std::string& ref) {
   // CI jobs are commit statuses too, so one list covers pipelines and external statuses; by
   // default only the latest status per name is listed.
-  auto pages = get_pages(project_path(repo) + "/repository/commits/" + pct(ref) + "/statuses?per_page=" + std::to_string(options_.per_page));
-  if (!pages) return tl::unexpected(pages.error());
+  auto items = api_.get_list(project_path(repo) + "/repository/commits/" + pct(ref) + "/statuses?per_page=" + std::to_string(options_.per_page),
+                             bad_answer("commit statuses", "not a list"));
+  if (!items) return tl::unexpected(items.error());
   Checks out;
   bool failed = false;
   bool pending = false;
-  for (const auto& page : *pages) {
-    const json j = json::parse(page, nullptr, false);
-    if (!j.is_array()) return tl::unexpected(bad_answer("commit statuses", "not a list"));
-    for (const auto& st : j) {
-      if (!st.is_object() || str(st, "status").empty()) return tl::unexpected(bad_answer("commit status", "no 'status'"));
-      const std::string state = state_of(str(st, "status"));
-      // allow_failure jobs may fail without blocking, as in GitLab's own pipeline status.
-      if ((state == "failure" || state == "error") && !flag(st, "allow_failure")) failed = true;
-      if (state == "pending") pending = true;
-      out.checks.push_back(Check{Check::Source::status, str(st, "name"), state, {}});
-    }
+  for (const auto& st : *items) {
+    if (!st.is_object() || str(st, "status").empty()) return tl::unexpected(bad_answer("commit status", "no 'status'"));
+    const std::string state = state_of(str(st, "status"));
+    // allow_failure jobs may fail without blocking, as in GitLab's own pipeline status.
+    if ((state == "failure" || state == "error") && !flag(st, "allow_failure")) failed = true;
+    if (state == "pending") pending = true;
+    out.checks.push_back(Check{Check::Source::status, str(st, "name"), state, {}});
   }
   out.combined_state = failed ? "failure" : (pending || out.checks.empty()) ? "pending" : "success";
   return out;
 }
 
 HostResult<std::vector<Review>> GitLabHost::list_reviews(const RepoRef& repo, std::int64_t number) {
-  auto res = call("GET", mr_path(repo, number) + "/approvals", nullptr, false, {200});
+  auto res = api_.call("GET", mr_path(repo, number) + "/approvals", nullptr, false, {200});
   if (!res) return tl::unexpected(res.error());
   const json j = json::parse(res->body, nullptr, false);
   const auto by = j.is_object() ? j.find("approved_by") : j.end();
@@ -557,7 +429,7 @@ HostResult<Permission> GitLabHost::user_permission(const RepoRef& repo, const st
   if (!id) return tl::unexpected(id.error());
   if (!*id) return Permission::none;
   // members/all includes members inherited from the project's groups.
-  auto res = call("GET", project_path(repo) + "/members/all/" + std::to_string(**id), nullptr, false, {200, 404});
+  auto res = api_.call("GET", project_path(repo) + "/members/all/" + std::to_string(**id), nullptr, false, {200, 404});
   if (!res) return tl::unexpected(res.error());
   if (res->status == 404) return Permission::none;
   const json j = json::parse(res->body, nullptr, false);
@@ -577,7 +449,7 @@ HostResult<bool> GitLabHost::is_team_member(const std::string& org, const std::s
   if (!id) return tl::unexpected(id.error());
   if (!*id) return false;
   // Direct members of the subgroup only: members/all would count everyone inherited from `org`.
-  auto res = call("GET", "/groups/" + pct(org + "/" + team) + "/members/" + std::to_string(**id), nullptr, false, {200, 404});
+  auto res = api_.call("GET", "/groups/" + pct(org + "/" + team) + "/members/" + std::to_string(**id), nullptr, false, {200, 404});
   if (!res) return tl::unexpected(res.error());
   if (res->status == 404) {
     // "404 Group Not Found" is a wrong team name, not a non-member.
@@ -593,30 +465,27 @@ HostResult<bool> GitLabHost::is_team_member(const std::string& org, const std::s
 }
 
 HostResult<std::optional<std::string>> GitLabHost::read_file(const RepoRef& repo, const std::string& path, const std::string& ref) {
-  auto res = call("GET", project_path(repo) + "/repository/files/" + pct(path) + "/raw?ref=" + pct(ref), nullptr, false, {200, 404});
+  auto res = api_.call("GET", project_path(repo) + "/repository/files/" + pct(path) + "/raw?ref=" + pct(ref), nullptr, false, {200, 404});
   if (!res) return tl::unexpected(res.error());
   if (res->status == 404) return std::optional<std::string>{};
   return std::optional<std::string>{std::move(res->body)};
 }
 
 HostResult<std::vector<ChangedFile>> GitLabHost::list_changed_files(const RepoRef& repo, std::int64_t number) {
-  auto pages = get_pages(mr_path(repo, number) + "/diffs?per_page=" + std::to_string(options_.per_page));
-  if (!pages) return tl::unexpected(pages.error());
+  auto items = api_.get_list(mr_path(repo, number) + "/diffs?per_page=" + std::to_string(options_.per_page),
+                             bad_answer("merge request diffs", "not a list"));
+  if (!items) return tl::unexpected(items.error());
   std::vector<ChangedFile> out;
-  for (const auto& page : *pages) {
-    const json j = json::parse(page, nullptr, false);
-    if (!j.is_array()) return tl::unexpected(bad_answer("merge request diffs", "not a list"));
-    for (const auto& d : j) {
-      if (!d.is_object() || str(d, "new_path").empty()) return tl::unexpected(bad_answer("merge request diff", "no 'new_path'"));
-      ChangedFile f{str(d, "new_path"), "modified", {}};
-      if (flag(d, "new_file")) f.status = "added";
-      if (flag(d, "deleted_file")) f.status = "removed";
-      if (flag(d, "renamed_file")) {
-        f.status = "renamed";
-        f.previous_filename = str(d, "old_path");
-      }
-      out.push_back(std::move(f));
+  for (const auto& d : *items) {
+    if (!d.is_object() || str(d, "new_path").empty()) return tl::unexpected(bad_answer("merge request diff", "no 'new_path'"));
+    ChangedFile f{str(d, "new_path"), "modified", {}};
+    if (flag(d, "new_file")) f.status = "added";
+    if (flag(d, "deleted_file")) f.status = "removed";
+    if (flag(d, "renamed_file")) {
+      f.status = "renamed";
+      f.previous_filename = str(d, "old_path");
     }
+    out.push_back(std::move(f));
   }
   return out;
 }

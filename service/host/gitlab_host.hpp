@@ -1,15 +1,15 @@
 #pragma once
 // The GitLab REST API v4 (gitlab.com or self-managed) as a Host: merge requests stand for pull requests.
 #include <cstdint>
-#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "service/host/github_host.hpp"  // TokenSource, StaticToken
 #include "service/host/host.hpp"
 #include "service/host/http_client.hpp"
+#include "service/host/rest_util.hpp"
+#include "service/host/token_source.hpp"
 
 namespace tollgate::service::host {
 
@@ -49,15 +49,11 @@ class GitLabHost final : public Host {
   [[nodiscard]] HostResult<std::vector<ChangedFile>> list_changed_files(const RepoRef& repo, std::int64_t number) override;
 
  private:
-  HostResult<HttpResponse> call(const std::string& method, const std::string& path, const std::string* body, bool retry_safe,
-                                std::initializer_list<int> ok);
-  HostResult<std::vector<std::string>> get_pages(const std::string& path);
   HostResult<std::vector<PullRequest>> list_merge_requests(const RepoRef& repo, const std::string& head_branch, const char* state);
   HostResult<std::optional<std::int64_t>> user_id(const std::string& username);  // nullopt: no such user
 
-  HttpClient& client_;
-  std::shared_ptr<TokenSource> auth_{};
   GitLabHostOptions options_;
+  rest::Client api_;
 };
 
 }  // namespace tollgate::service::host
