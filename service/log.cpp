@@ -1,6 +1,8 @@
 #include "service/log.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -21,16 +23,28 @@ const char* name(Level l) {
   return "info";
 }
 
-std::string timestamp() {
-  auto now = std::chrono::system_clock::now();
-  auto secs = std::chrono::system_clock::to_time_t(now);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-  return buf;
+// "2026-11-23T15:20:01.123Z": the date and time are formatted once per second per thread (this
+// runs for every log line), the milliseconds every time.
+void append_timestamp(std::string& out) {
+  const auto ms_total =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const std::int64_t secs = ms_total / 1000;
+  const int ms = static_cast<int>(ms_total % 1000);
+  thread_local std::int64_t cached_secs = -1;
+  thread_local char cached[32] = {};
+  thread_local int cached_len = 0;
+  if (secs != cached_secs) {
+    const std::time_t t = static_cast<std::time_t>(secs);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    cached_len = std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+                               tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cached_secs = secs;
+  }
+  out.append(cached, static_cast<std::size_t>(std::max(cached_len, 0)));
+  const char frac[] = {'.', static_cast<char>('0' + ms / 100), static_cast<char>('0' + ms / 10 % 10),
+                       static_cast<char>('0' + ms % 10), 'Z'};
+  out.append(frac, sizeof frac);
 }
 
 void emit(std::string& out) {
@@ -42,7 +56,7 @@ void emit(std::string& out) {
 void begin(std::string& out, Level level, std::string_view msg) {
   out.reserve(256);
   out += R"({"ts":")";
-  out += timestamp();
+  append_timestamp(out);
   out += R"(","level":")";
   out += name(level);
   out += R"(","msg":)";

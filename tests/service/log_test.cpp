@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <string>
 
@@ -76,6 +77,7 @@ TEST_CASE("write_fields: one parseable line with the fixed keys first and typed 
   CHECK(line.find('\n') == line.size() - 1);
   CHECK(line.rfind(R"({"ts":")", 0) == 0);
   auto j = nlohmann::json::parse(line);
+  CHECK(std::regex_match(j["ts"].get<std::string>(), std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)")));
   CHECK(j["level"] == "info");
   CHECK(j["msg"] == "delivery stored");  // a field cannot shadow a fixed key
   CHECK(j["delivery"] == delivery);
