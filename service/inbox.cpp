@@ -132,7 +132,9 @@ void Inbox::store(StoredDelivery delivery, std::function<void(StoreResult, const
     std::lock_guard lock(mutex_);
     if (!stopping_) {
       queue_.push_back({std::move(delivery), std::move(done)});
-      wake_.notify_one();
+      // The writer sleeps either idle (an empty queue) or collecting a batch (it wants
+      // batch_target): waking it for every delivery in between would only cost futex calls.
+      if (queue_.size() == 1 || queue_.size() == options_.batch_target) wake_.notify_one();
       return;
     }
   }
@@ -190,11 +192,17 @@ void Inbox::writer_loop() {
   std::vector<Pending> batch;
   std::vector<PendingOutcomes> outcome_batches;
   std::vector<StoreResult> results;
+  auto last_commit = std::chrono::steady_clock::time_point{};
   while (true) {
     {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !outcome_queue_.empty(); });
       if (queue_.empty() && outcome_queue_.empty() && stopping_) return;
+      // Under load (the last commit ended a moment ago), let the batch fill up a little.
+      if (!stopping_ && queue_.size() < options_.batch_target &&
+          std::chrono::steady_clock::now() - last_commit < options_.batch_delay) {
+        wake_.wait_for(lock, options_.batch_delay, [&] { return stopping_ || queue_.size() >= options_.batch_target; });
+      }
       // Everything that arrived while the last commit was on disk goes into this one.
       while (!queue_.empty() && batch.size() < options_.max_batch) {
         batch.push_back(std::move(queue_.front()));
@@ -246,6 +254,7 @@ void Inbox::writer_loop() {
       batch[i].done(error.empty() ? results[i] : StoreResult::failed, error);
     }
     for (auto& pending : outcome_batches) pending.done(error.empty(), error);
+    last_commit = std::chrono::steady_clock::now();
     const bool stored = error.empty() && !batch.empty();
     batch.clear();
     outcome_batches.clear();

@@ -2,6 +2,7 @@
 // The durable inbox: webhook deliveries in SQLite (WAL). store() returns only once the delivery is
 // committed; concurrent stores share one transaction (group commit), so durability does not cost
 // throughput. (host, delivery_id) is unique: a redelivery is recognised, not stored twice.
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -24,6 +25,12 @@ struct InboxOptions {
   std::string path{};           // SQLite file
   bool synchronous_full = false;  // FULL: survives power loss; NORMAL (default): survives a crash of tollgate
   std::size_t max_batch = 1024;   // deliveries per transaction at most
+  // Group commit under load: once a commit has just finished and fewer than `batch_target`
+  // deliveries wait, the writer waits up to `batch_delay` for more before the next commit. Larger
+  // commits write each shared page (the index's, the last table page) once for many deliveries.
+  // An idle inbox commits a lone delivery at once.
+  std::size_t batch_target = 32;
+  std::chrono::microseconds batch_delay{1000};
   std::function<void()> on_commit{};  // after each commit that stored something (writer thread)
   std::int64_t wal_soft_limit = 8 << 20;         // WAL bytes that wake the checkpointer
   std::int64_t wal_hard_limit = std::int64_t{1} << 30;  // WAL bytes past which the writer checkpoints itself
