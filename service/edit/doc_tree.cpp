@@ -524,6 +524,19 @@ tl::expected<Tree, EditError> read_tree(std::string_view text, FileFormat format
         std::string why = colon == std::string::npos ? what : what.substr(colon + 2);
         std::size_t byte = e.byte > 0 ? e.byte - 1 : 0;
         return tl::unexpected(file_error(text, byte, "invalid JSON (" + why + ")"));
+      } catch (const nlohmann::json::out_of_range& e) {
+        // "[json.exception.out_of_range.406] number overflow parsing '1e999'": valid syntax, but
+        // no double holds it (found by fuzz_edit). Point at the number when it can be found.
+        std::string what = e.what();
+        std::size_t close = what.find("] ");
+        std::string why = close == std::string::npos ? what : what.substr(close + 2);
+        std::size_t byte = 0;
+        if (auto q1 = what.find('\''); q1 != std::string::npos) {
+          if (auto q2 = what.find('\'', q1 + 1); q2 != std::string::npos) {
+            if (auto at = text.find(std::string_view(what).substr(q1 + 1, q2 - q1 - 1)); at != std::string_view::npos) byte = at;
+          }
+        }
+        return tl::unexpected(file_error(text, byte, "invalid JSON (" + why + ")"));
       }
       JsonReader(t).read();
       return t;

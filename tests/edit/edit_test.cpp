@@ -326,6 +326,15 @@ TEST_CASE("set reports files that do not parse and values that are not text", "[
   CHECK(j.error().line == 1);
   CHECK(j.error().message.rfind("invalid JSON (", 0) == 0);
 
+  // A number no double holds is refused with its position, not thrown (found by fuzz_edit).
+  auto huge = set_value("{\"a\": 1,\n \"b\": 1e999}", FileFormat::json, "a", "2");
+  REQUIRE_FALSE(huge.has_value());
+  CHECK(huge.error().kind == EditErrorKind::invalid_file);
+  CHECK(huge.error().message == "invalid JSON (number overflow parsing '1e999') at line 2, column 7");
+  auto fuzzed = set_value("999999999909E0000000000001849535712, ]}}\n", FileFormat::json, "a.b", "x");
+  REQUIRE_FALSE(fuzzed.has_value());
+  CHECK(fuzzed.error().kind == EditErrorKind::invalid_file);
+
   auto u = set_value("a: 1\n", FileFormat::yaml, "a", "\xC3\x28");
   REQUIRE_FALSE(u.has_value());
   CHECK(u.error().message == "path 'a': the new value is not valid UTF-8 (byte 0)");
