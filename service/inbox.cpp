@@ -199,7 +199,7 @@ void Inbox::writer_loop() {
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !outcome_queue_.empty(); });
       if (queue_.empty() && outcome_queue_.empty() && stopping_) return;
       // Under load (the last commit ended a moment ago), let the batch fill up a little.
-      if (!stopping_ && queue_.size() < options_.batch_target &&
+      if (!stopping_ && !queue_.empty() && queue_.size() < options_.batch_target &&
           std::chrono::steady_clock::now() - last_commit < options_.batch_delay) {
         wake_.wait_for(lock, options_.batch_delay, [&] { return stopping_ || queue_.size() >= options_.batch_target; });
       }

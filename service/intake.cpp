@@ -122,19 +122,12 @@ HttpResponse Intake::finish(const StoreJob& job, StoreResult result, const std::
   const double seconds = std::chrono::duration<double>(took).count();
   const auto& d = job.delivery;
   const std::string& event = d.event_type;  // a used event type: a bounded set
-  switch (result) {
-    case StoreResult::stored:
-      metrics_.answered_202(job.host, event, "stored", seconds);
-      log::write_fields(log::Level::info, "delivery stored",
-                        {{"delivery", d.delivery_id}, {"event", event}, {"host", job.host}, {"ms", seconds * 1000}, {"repo", d.repo}});
-      return json_response(202, "status", "accepted", d.delivery_id);
-    case StoreResult::duplicate:
-      metrics_.answered_202(job.host, event, "duplicate", seconds);
-      log::write_fields(log::Level::info, "delivery already stored",
-                        {{"delivery", d.delivery_id}, {"event", event}, {"host", job.host}, {"ms", seconds * 1000}, {"repo", d.repo}});
-      return json_response(202, "status", "already received; not stored again", d.delivery_id);
-    case StoreResult::failed:
-      break;
+  if (result != StoreResult::failed) {
+    const bool stored = result == StoreResult::stored;
+    metrics_.answered_202(job.host, event, stored ? "stored" : "duplicate", seconds);
+    log::write_fields(log::Level::info, stored ? "delivery stored" : "delivery already stored",
+                      {{"delivery", d.delivery_id}, {"event", event}, {"host", job.host}, {"ms", seconds * 1000}, {"repo", d.repo}});
+    return json_response(202, "status", stored ? "accepted" : "already received; not stored again", d.delivery_id);
   }
   metrics_.http_request("/hooks/{host}", 503);
   metrics_.delivery(job.host, event, "failed");

@@ -110,8 +110,8 @@ bool enabled(Level level) { return level >= g_level.load(std::memory_order_relax
 
 void write(Level level, std::string_view msg, const nlohmann::json& fields) {
   if (!enabled(level)) return;
-  // Appended piece by piece rather than through an ordered_json copy of `fields`: this runs once
-  // per delivery, and building a second JSON tree cost more than the rest of the line.
+  // Appended piece by piece rather than through an ordered_json copy of `fields` (a second JSON
+  // tree cost more than the rest of the line). Lines written per request use write_fields.
   std::string out;
   begin(out, level, msg);
   if (fields.is_object()) {

@@ -47,11 +47,6 @@ void Metrics::delivery(const std::string& host, const std::string& event, const 
   count_delivery(host, event, outcome);
 }
 
-void Metrics::intake_latency(double seconds) {
-  std::lock_guard lock(mutex_);
-  observe_latency(seconds);
-}
-
 void Metrics::http_request(const std::string& route, int status) {
   std::lock_guard lock(mutex_);
   count_request(route, status);

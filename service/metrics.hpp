@@ -16,11 +16,10 @@ class Metrics {
  public:
   // outcome: stored, duplicate, ignored, ping, rejected_<status>, failed
   void delivery(const std::string& host, const std::string& event, const std::string& outcome);
-  void intake_latency(double seconds);
   void http_request(const std::string& route, int status);
   void connection_refused();
-  // A delivery answered 202 after the inbox committed it (stored or duplicate): delivery(),
-  // intake_latency() and http_request() in one go, under one lock.
+  // A delivery answered 202 after the inbox committed it (stored or duplicate): its latency,
+  // delivery() and http_request() in one go, under one lock.
   void answered_202(std::string_view host, std::string_view event, std::string_view outcome, double seconds);
 
   // `inbox_depth`: deliveries waiting to be processed, read at scrape time.
