@@ -10,7 +10,7 @@ packages=(
   # libraries (DESIGN.md)
   libyaml-cpp-dev libvalijson-dev nlohmann-json3-dev libkainjow-mustache-dev libcli11-dev
   catch2 libexpected-dev libre2-dev
-  libboost1.81-dev libsqlite3-dev libssl-dev libsimdjson-dev liblz4-dev libgit2-dev
+  libboost1.81-dev libsqlite3-dev libssl-dev libsimdjson-dev liblz4-dev libgit2-dev libjemalloc-dev
   # runtime data and tools used by tests and benchmarks
   tzdata hyperfine python3 sqlite3 openssl curl
   # the test Git host: git http-backend behind lighttpd (mod_cgi, mod_auth are in the package)

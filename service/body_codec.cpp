@@ -30,9 +30,17 @@ EncodedBody encode_body(std::string body) {
       scratch = std::make_unique_for_overwrite<char[]>(static_cast<std::size_t>(bound));
       scratch_size = bound;
     }
-    // Acceleration 4: on a 25 KB webhook, 3.6 KB instead of 3.2 KB (still one SQLite page) in
-    // ~20% less time than the default; this runs on the I/O threads for every delivery.
-    const int n = LZ4_compress_fast(body.data(), scratch.get(), src, bound, 4);
+    // A stream per thread, reset the fast way: LZ4_compress_fast would zero its 16 KiB hash
+    // table for every call. With no dictionary, the output is a plain block (LZ4_decompress_safe).
+    thread_local std::unique_ptr<LZ4_stream_t, int (*)(LZ4_stream_t*)> stream(LZ4_createStream(), LZ4_freeStream);
+    if (!stream) {
+      out.bytes = std::move(body);
+      return out;
+    }
+    LZ4_resetStream_fast(stream.get());
+    // Acceleration 4: on a 25 KB webhook, 3.6 KB instead of 3.2 KB in ~20% less time than the
+    // default; this runs on the I/O threads for every delivery.
+    const int n = LZ4_compress_fast_continue(stream.get(), body.data(), scratch.get(), src, bound, 4);
     if (n > 0 && static_cast<std::size_t>(n) <= body.size() - body.size() / 10) {
       out.bytes.assign(scratch.get(), static_cast<std::size_t>(n));
       out.encoding = BodyEncoding::lz4;

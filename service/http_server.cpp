@@ -97,12 +97,12 @@ bool is_parse_error(const beast::error_code& ec) {
          ec != http::error::partial_message;
 }
 
-http::response<http::string_body> to_beast(const HttpResponse& r, unsigned version, bool keep_alive) {
+http::response<http::string_body> to_beast(HttpResponse& r, unsigned version, bool keep_alive) {
   http::response<http::string_body> res{static_cast<http::status>(r.status), version};
   res.set(http::field::server, "tollgate");
   res.set(http::field::content_type, r.content_type);
   if (!r.allow.empty()) res.set(http::field::allow, r.allow);
-  res.body() = r.body;
+  res.body() = std::move(r.body);
   res.keep_alive(keep_alive);
   res.prepare_payload();
   return res;
@@ -187,7 +187,7 @@ struct HttpServer::Impl {
     }
   }
 
-  asio::awaitable<void> write(const std::shared_ptr<Session>& session, const HttpResponse& r, unsigned version,
+  asio::awaitable<void> write(const std::shared_ptr<Session>& session, HttpResponse r, unsigned version,
                               bool keep_alive) {
     auto res = to_beast(r, version, keep_alive);
     (void)co_await within(session, config.intake.body_timeout, http::async_write(session->stream, res, as_tuple_awaitable));
@@ -197,13 +197,18 @@ struct HttpServer::Impl {
   // take kSweepEvery). On the deadline the socket's operations are cancelled but the socket stays
   // open, so the session can still answer 408. Returns the operation's error and whether the
   // deadline caused it.
+  // `bytes`, when given, receives the operation's byte count.
   template <typename Awaitable>
   asio::awaitable<std::pair<beast::error_code, bool>> within(const std::shared_ptr<Session>& session,
-                                                             std::chrono::milliseconds limit, Awaitable op) {
+                                                             std::chrono::milliseconds limit, Awaitable op,
+                                                             std::size_t* bytes = nullptr) {
     session->deadline_fired.store(false, std::memory_order_relaxed);
     session->deadline_ms.store(steady_ms() + std::max<std::int64_t>(limit.count(), 1), std::memory_order_relaxed);
     auto result = co_await std::move(op);
     session->deadline_ms.store(0, std::memory_order_relaxed);
+    if constexpr (std::tuple_size_v<decltype(result)> > 1) {
+      if (bytes != nullptr) *bytes = std::get<1>(result);
+    }
     beast::error_code ec = std::get<0>(result);
     co_return std::pair{ec, ec && session->deadline_fired.load(std::memory_order_relaxed)};
   }
@@ -246,8 +251,14 @@ struct HttpServer::Impl {
       // an answer; from the first byte on, the headers must arrive within header_timeout.
       if (buffer.size() == 0) {
         s.idle = true;
-        auto [ec, timed_out] = co_await within(session, first ? config.intake.header_timeout : config.intake.idle_timeout,
-                                               s.stream.socket().async_wait(tcp::socket::wait_read, as_tuple_awaitable));
+        // A read rather than async_wait(wait_read): Asio queues a read on an edge-triggered socket
+        // without a syscall, while every wait re-arms it with epoll_ctl (one more syscall per request).
+        std::size_t got = 0;
+        auto [ec, timed_out] = co_await within(
+            session, first ? config.intake.header_timeout : config.intake.idle_timeout,
+            s.stream.socket().async_read_some(buffer.prepare(std::max<std::size_t>(buffer.capacity(), 4096)), as_tuple_awaitable),
+            &got);
+        buffer.commit(got);
         s.idle = false;
         if (ec || draining) break;
       }
@@ -310,9 +321,9 @@ struct HttpServer::Impl {
         // Compressed here, on the I/O threads, so the single inbox writer only copies bytes.
         auto encoded = encode_body(std::move(job.delivery.body));
         StoredDelivery stored{job.host, job.delivery.delivery_id, job.delivery.event_type, job.delivery.repo,
-                              std::move(encoded.bytes), encoded.encoding, encoded.size};
+                              std::move(encoded.bytes), encoded.encoding, encoded.size, started};
         auto [result, error] = co_await async_store(intake.inbox(), std::move(stored), asio::use_awaitable);
-        response = intake.finish(job, result, error, std::chrono::steady_clock::now() - started);
+        response = intake.finish(job, result, std::chrono::steady_clock::now() - started);
       }
       bool keep_alive = req.keep_alive() && !draining;
       auto res = to_beast(response, req.version(), keep_alive);

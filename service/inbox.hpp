@@ -44,6 +44,8 @@ struct StoredDelivery {
   std::string body;  // as received, or encoded (encode_body) with its encoding and size below
   BodyEncoding body_encoding = BodyEncoding::identity;
   std::optional<std::size_t> body_size{};  // the size as received; unset: body.size()
+  // When the request began (for the "ms" of the log line the inbox writes once it is committed).
+  std::optional<std::chrono::steady_clock::time_point> received{};
 };
 
 enum class StoreResult { stored, duplicate, failed };
@@ -65,7 +67,9 @@ class Inbox {
   Inbox& operator=(const Inbox&) = delete;
 
   // Queues the delivery; `done` runs on the writer thread after its transaction committed (or
-  // failed). Callers hop back to their own executor from there.
+  // failed). Callers hop back to their own executor from there. The inbox logs each delivery's
+  // fate ("delivery stored", "delivery already stored", "delivery not stored"), one write per
+  // commit.
   void store(StoredDelivery delivery, std::function<void(StoreResult, const std::string& error)> done);
 
   // Records outcomes through the same writer (the inbox has exactly one writing connection, so

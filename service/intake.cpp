@@ -117,22 +117,19 @@ std::variant<HttpResponse, StoreJob> Intake::hook(const std::string& host_name, 
   return json_response(verdict.status, "error", verdict.message, verdict.delivery_id);
 }
 
-HttpResponse Intake::finish(const StoreJob& job, StoreResult result, const std::string& error,
+HttpResponse Intake::finish(const StoreJob& job, StoreResult result,
                             std::chrono::steady_clock::duration took) {
   const double seconds = std::chrono::duration<double>(took).count();
   const auto& d = job.delivery;
   const std::string& event = d.event_type;  // a used event type: a bounded set
   if (result != StoreResult::failed) {
     const bool stored = result == StoreResult::stored;
+    // The inbox wrote the log line, with the others of its commit.
     metrics_.answered_202(job.host, event, stored ? "stored" : "duplicate", seconds);
-    log::write_fields(log::Level::info, stored ? "delivery stored" : "delivery already stored",
-                      {{"delivery", d.delivery_id}, {"event", event}, {"host", job.host}, {"ms", seconds * 1000}, {"repo", d.repo}});
     return json_response(202, "status", stored ? "accepted" : "already received; not stored again", d.delivery_id);
   }
   metrics_.http_request("/hooks/{host}", 503);
   metrics_.delivery(job.host, event, "failed");
-  log::write_fields(log::Level::error, "delivery not stored",
-                    {{"delivery", d.delivery_id}, {"error", error}, {"event", event}, {"host", job.host}, {"ms", seconds * 1000}, {"repo", d.repo}});
   return json_response(503, "error", "the delivery could not be stored; retry later", d.delivery_id);
 }
 

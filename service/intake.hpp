@@ -42,8 +42,8 @@ class Intake {
   // Takes the request's body (into the StoreJob, when there is one).
   [[nodiscard]] std::variant<HttpResponse, StoreJob> route(HttpRequest& request);
 
-  // The answer to a stored (or duplicate, or failed) delivery; logs it and counts it.
-  [[nodiscard]] HttpResponse finish(const StoreJob& job, StoreResult result, const std::string& error,
+  // The answer to a stored (or duplicate, or failed) delivery, counted (the inbox logs it).
+  [[nodiscard]] HttpResponse finish(const StoreJob& job, StoreResult result,
                                     std::chrono::steady_clock::duration took);
 
   // An answer the server makes itself (413, 408, 503 on the connection cap), counted and logged.

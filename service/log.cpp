@@ -47,8 +47,14 @@ void append_timestamp(std::string& out) {
   out.append(frac, sizeof frac);
 }
 
+thread_local std::string* t_batch = nullptr;  // set while a Batch lives on this thread
+
 void emit(std::string& out) {
   out += "}\n";
+  if (t_batch != nullptr) {
+    *t_batch += out;
+    return;
+  }
   std::lock_guard lock(g_mutex);
   std::fwrite(out.data(), 1, out.size(), stderr);
 }
@@ -103,6 +109,21 @@ void write_fields(Level level, std::string_view msg, std::initializer_list<Field
     }
   }
   emit(out);
+}
+
+Batch::Batch() {
+  thread_local std::string buffer;
+  buffer.clear();
+  t_batch = &buffer;
+}
+
+Batch::~Batch() {
+  std::string* lines = t_batch;
+  t_batch = nullptr;
+  if (lines == nullptr || lines->empty()) return;
+  std::lock_guard lock(g_mutex);
+  std::fwrite(lines->data(), 1, lines->size(), stderr);
+  lines->clear();
 }
 
 void set_level(Level level) { g_level = level; }

@@ -29,6 +29,17 @@ using Value = std::variant<std::string_view, std::int64_t, double, bool>;
 using Field = std::pair<std::string_view, Value>;
 void write_fields(Level level, std::string_view msg, std::initializer_list<Field> fields);
 
+// While a Batch lives on a thread, that thread's lines are collected and written together (one
+// write(2), one lock) when it ends: for a thread that logs many lines at once (the inbox writer,
+// one line per delivery of a commit). Lines of other threads are not delayed. Not nestable.
+class Batch {
+ public:
+  Batch();
+  ~Batch();
+  Batch(const Batch&) = delete;
+  Batch& operator=(const Batch&) = delete;
+};
+
 // `s` as a JSON string, quotes included, appended to `out` (invalid UTF-8 becomes U+FFFD).
 void append_json_string(std::string& out, std::string_view s);
 

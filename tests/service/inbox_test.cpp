@@ -1,10 +1,17 @@
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include "service/inbox.hpp"
 #include "service/sqlite.hpp"
@@ -65,6 +72,52 @@ TEST_CASE("a stored delivery is committed before store() reports it, once per id
   CHECK(count_rows(db) == 2);
   CHECK((*inbox)->depth() == 2);
   CHECK((*inbox)->reachable());
+}
+
+TEST_CASE("the inbox logs each delivery's fate once it is committed, and new databases use 32 KiB pages", "[inbox]") {
+  TempDir dir;
+  auto db = dir.path / "t.db";
+  const fs::path log_file = dir.path / "stderr.log";
+  std::fflush(stderr);
+  const int saved = ::dup(2);
+  const int fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  REQUIRE(fd >= 0);
+  ::dup2(fd, 2);
+  {
+    auto inbox = Inbox::open({.path = db.string()});
+    REQUIRE(inbox);
+    StoredDelivery d{"github", "id-7", "pull_request", "acme/app", R"({"a":1})"};
+    d.received = std::chrono::steady_clock::now() - std::chrono::milliseconds(5);
+    CHECK(store_sync(**inbox, d) == StoreResult::stored);
+    CHECK(store_sync(**inbox, d) == StoreResult::duplicate);
+  }
+  std::fflush(stderr);
+  ::dup2(saved, 2);
+  ::close(saved);
+  ::close(fd);
+  std::ifstream in(log_file);
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j.value("delivery", "") == "id-7") lines.push_back(j);
+  }
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0]["msg"] == "delivery stored");
+  CHECK(lines[1]["msg"] == "delivery already stored");
+  for (const auto& j : lines) {
+    CHECK(j["level"] == "info");
+    CHECK(j["host"] == "github");
+    CHECK(j["event"] == "pull_request");
+    CHECK(j["repo"] == "acme/app");
+    CHECK(j["ms"].get<double>() >= 5.0);  // from `received` to the commit
+  }
+  auto conn = sqlite::Db::open(db.string());
+  REQUIRE(conn);
+  auto ps = conn->prepare("PRAGMA page_size");
+  REQUIRE(ps);
+  auto row = ps->step();
+  REQUIRE((row && *row));
+  CHECK(ps->int64(0) == 32768);
 }
 
 TEST_CASE("concurrent deliveries share commits and none is lost", "[inbox]") {

@@ -7,8 +7,11 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -90,6 +93,40 @@ TEST_CASE("write_fields: one parseable line with the fixed keys first and typed 
   const std::string quiet = capture_stderr([] { log::write_fields(log::Level::info, "not shown", {{"k", "v"}}); });
   log::set_level(log::Level::info);
   CHECK(quiet.empty());
+}
+
+TEST_CASE("log::Batch: a thread's lines are written together when the batch ends, others' at once", "[log]") {
+  auto stderr_bytes = [] {
+    struct stat st {};
+    return ::fstat(2, &st) == 0 ? static_cast<long>(st.st_size) : -1L;
+  };
+  long inside = -1, after_other_thread = -1, after_batch = -1;
+  const std::string out = capture_stderr([&] {
+    {
+      log::Batch batch;
+      log::write_fields(log::Level::info, "delivery stored", {{"delivery", "d-1"}});
+      log::write_fields(log::Level::info, "delivery stored", {{"delivery", "d-2"}});
+      log::info("delivery stored", {{"delivery", "d-3"}});
+      inside = stderr_bytes();
+      std::thread other([] { log::warn("from another thread"); });
+      other.join();
+      after_other_thread = stderr_bytes();
+    }
+    after_batch = stderr_bytes();
+    log::info("after the batch");
+  });
+  CHECK(inside == 0);                 // nothing written while the batch lives
+  CHECK(after_other_thread > 0);      // another thread's line is not held back
+  CHECK(after_batch > after_other_thread);
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  REQUIRE(lines.size() == 5);
+  CHECK(lines[0]["msg"] == "from another thread");
+  CHECK(lines[1]["delivery"] == "d-1");
+  CHECK(lines[2]["delivery"] == "d-2");
+  CHECK(lines[3]["delivery"] == "d-3");
+  CHECK(lines[4]["msg"] == "after the batch");  // written directly again
 }
 
 TEST_CASE("the answers of /hooks: the message, and the delivery id when known", "[intake]") {
