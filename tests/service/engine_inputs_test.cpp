@@ -133,7 +133,8 @@ TEST_CASE("PR closed, head changed, statuses and pushes", "[engine_inputs]") {
     st.name = "ci/build";
     st.state = in;
     e.payload = st;
-    const auto& check = std::get<pipeline::CheckCompleted>(translate(e, "tollgate").inputs.at(0));
+    const auto translated = translate(e, "tollgate");
+    const auto& check = std::get<pipeline::CheckCompleted>(translated.inputs.at(0));
     CHECK(check.state == want);
     CHECK(check.sha == "def456");
     CHECK(check.name == "ci/build");
