@@ -421,6 +421,10 @@ void Machine::on_prepared(StageState& st, const JobResult& r) {
   if (r.outcome == O::no_change) {
     move(st, StageStatus::skipped, bot(), "already at this version");
     stage_done();
+  } else if (r.outcome == O::ok && r.sha.empty()) {
+    // A result the runner should never send; taken as a failure, not as a branch at no commit
+    // (which would also make the same result count again: found by fuzz_engine).
+    fail(st, "preparing the branch reported success without a commit", bot());
   } else if (r.outcome == O::ok) {
     st.head_sha = r.sha;
     st.head_set_at = now_;
@@ -436,6 +440,10 @@ void Machine::on_opened(StageState& st, const JobResult& r) {
   if (st.status != StageStatus::preparing || st.head_sha.empty() || r.attempt != st.attempt) return;
   if (r.outcome != JobResult::Outcome::ok) {
     technical_failure(st, r, "opening the PR failed");
+    return;
+  }
+  if (r.pr <= 0) {
+    fail(st, "opening the PR reported success without a PR number", bot());
     return;
   }
   st.pr = r.pr;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh Debian 12 machine: installs dependencies, then builds and
 # tests three ways: release (-Werror), ASan+UBSan, and clang with the libFuzzer targets, which
-# then fuzz the pipeline loader+validator, the webhook normalisers and the file edits for FUZZ_SECONDS each
-# (default 60).
+# then fuzz the pipeline loader+validator, the webhook normalisers, the file edits and the promotion
+# engine for FUZZ_SECONDS each (default 60).
 # Usage: tests/run.sh            (env: JOBS, FUZZ_SECONDS, SKIP_INSTALL=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,6 +67,11 @@ mkdir -p "$corpus/edit"
 cp tests/fuzz/edit_seeds/* "$corpus/edit"/
 for f in examples/*.yaml; do printf 'version\n2\n' | cat - "$f" > "$corpus/edit/$(basename "$f")"; done
 fuzz fuzz_edit "$corpus/edit" -max_len=8192
+echo
+# The promotion engine, from an empty corpus: the bytes pick a sequence of inputs, and every step
+# is checked against the engine's promises (tests/fuzz/fuzz_engine.cpp).
+mkdir -p "$corpus/engine"
+fuzz fuzz_engine "$corpus/engine" -max_len=4096
 echo
 # One closing line over the three ctest runs (each printed "N% tests passed, F tests failed out of T").
 awk '/tests passed, [0-9]+ tests? failed out of/ {t += $NF; f += $(NF-5)} END {printf "all test stages: %d passed, %d failed\n", t - f, f}' "$log"

@@ -214,6 +214,31 @@ TEST_CASE("starting a run moves its root stages to preparing with a deterministi
   CHECK(again.jobs.empty());
 }
 
+TEST_CASE("a job result claiming success without its data fails the stage once (found by fuzz_engine)", "[engine]") {
+  using O = JobResult::Outcome;
+  World w(payments());
+  w.start();
+  JobResult prepared{.kind = JobKind::prepare_branch, .stage = "dev", .outcome = O::ok};  // no sha
+  w.in(prepared);
+  CHECK(w.st("dev").status == StageStatus::failed);
+  CHECK(w.run.status == RunStatus::failed);
+  CHECK(has_audit(w.last.transitions, "dev", "failed", "without a commit"));
+  Step again = apply(w.def, w.run, prepared, w.cx());
+  CHECK(again.transitions.empty());
+  CHECK(again.jobs.empty());
+
+  World v(payments());
+  v.start();
+  v.in(JobResult{.kind = JobKind::prepare_branch, .stage = "dev", .outcome = O::ok, .sha = sha('h')});
+  JobResult opened{.kind = JobKind::open_pr, .stage = "dev", .outcome = O::ok, .sha = sha('h')};  // no PR number
+  v.in(opened);
+  CHECK(v.st("dev").status == StageStatus::failed);
+  CHECK(v.st("dev").pr == 0);
+  Step twice = apply(v.def, v.run, opened, v.cx());
+  CHECK(twice.transitions.empty());
+  CHECK(twice.jobs.empty());
+}
+
 TEST_CASE("every stage transition, one input at a time", "[engine]") {
   using O = JobResult::Outcome;
   struct Row {
