@@ -459,8 +459,10 @@ void Machine::on_opened(StageState& st, const JobResult& r) {
 }
 
 void Machine::on_merge(StageState& st, const JobResult& r) {
-  // Only the answer to the merge last sent counts (seq), so a late answer to an older one is ignored.
-  if (st.status != StageStatus::merging || r.pr != st.pr || r.seq != st.merge_seq) return;
+  // Only the answer to the merge last sent counts (seq), so a late answer to an older one is ignored;
+  // and only once (attempt): a retryable answer delivered twice must not spend two attempts
+  // (found by fuzz_engine).
+  if (st.status != StageStatus::merging || r.pr != st.pr || r.seq != st.merge_seq || r.attempt != st.attempt) return;
   using O = JobResult::Outcome;
   switch (r.outcome) {
     case O::ok:

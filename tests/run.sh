@@ -71,7 +71,7 @@ echo
 # The promotion engine, from an empty corpus: the bytes pick a sequence of inputs, and every step
 # is checked against the engine's promises (tests/fuzz/fuzz_engine.cpp).
 mkdir -p "$corpus/engine"
-fuzz fuzz_engine "$corpus/engine" -max_len=4096
+fuzz fuzz_engine "$corpus/engine" -max_len=1024 -len_control=10
 echo
 # One closing line over the three ctest runs (each printed "N% tests passed, F tests failed out of T").
 awk '/tests passed, [0-9]+ tests? failed out of/ {t += $NF; f += $(NF-5)} END {printf "all test stages: %d passed, %d failed\n", t - f, f}' "$log"

@@ -239,6 +239,24 @@ TEST_CASE("a job result claiming success without its data fails the stage once (
   CHECK(twice.jobs.empty());
 }
 
+TEST_CASE("a retryable merge answer delivered twice spends one attempt (found by fuzz_engine)", "[engine]") {
+  World w(payments());
+  w.start();
+  w.open("dev", 11, sha('a'));
+  w.check("dev", sha('a'), "ci", CheckState::success);
+  w.advance(10s);
+  REQUIRE(w.st("dev").status == StageStatus::merging);
+  JobResult failed{.kind = JobKind::merge_pr, .stage = "dev", .outcome = JobResult::Outcome::retryable, .pr = 11,
+                   .seq = w.st("dev").merge_seq, .attempt = w.st("dev").attempt, .message = "502 from the host"};
+  w.in(failed);
+  CHECK(w.st("dev").attempt == 1);
+  CHECK(has_audit(w.last.transitions, "dev", "merging", "retrying (attempt 2)"));
+  Step again = apply(w.def, w.run, failed, w.cx());
+  CHECK(again.run == w.run);
+  CHECK(again.transitions.empty());
+  CHECK(again.jobs.empty());
+}
+
 TEST_CASE("every stage transition, one input at a time", "[engine]") {
   using O = JobResult::Outcome;
   struct Row {
