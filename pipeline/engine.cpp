@@ -51,8 +51,7 @@ void Machine::publish(StageState& st, const std::string& state, const std::strin
   st.status_state = state;
   st.status_description = description;
   ++st.sticky_rev;
-  const Stage* sd = def_of(st);
-  std::string repo = sd ? sd->repo : "";
+  std::string repo = repo_of(st);
   if (!st.head_sha.empty()) {
     job({.kind = JobKind::set_commit_status,
          .key = key({"status", st.name, std::to_string(st.sticky_rev)}),
@@ -87,33 +86,30 @@ void Machine::move_run(RunStatus to, const std::string& actor, const std::string
 }
 
 void Machine::send_prepare(StageState& st) {
-  const Stage* sd = def_of(st);
   job({.kind = JobKind::prepare_branch,
        .key = key({"prepare", st.name, std::to_string(st.retries) + "." + std::to_string(st.attempt)}),
        .stage = st.name,
-       .repo = sd ? sd->repo : "",
+       .repo = repo_of(st),
        .text = st.branch,
        .attempt = st.attempt});
 }
 
 void Machine::send_open_pr(StageState& st) {
-  const Stage* sd = def_of(st);
   job({.kind = JobKind::open_pr,
        .key = key({"open_pr", st.name, std::to_string(st.retries) + "." + std::to_string(st.attempt)}),
        .stage = st.name,
-       .repo = sd ? sd->repo : "",
+       .repo = repo_of(st),
        .sha = st.head_sha,
        .text = st.branch,
        .attempt = st.attempt});
 }
 
 void Machine::send_merge(StageState& st) {
-  const Stage* sd = def_of(st);
   ++st.merge_seq;
   job({.kind = JobKind::merge_pr,
        .key = key({"merge", st.name, st.expected_merge_sha, std::to_string(st.merge_seq)}),
        .stage = st.name,
-       .repo = sd ? sd->repo : "",
+       .repo = repo_of(st),
        .pr = st.pr,
        .sha = st.expected_merge_sha,
        .seq = st.merge_seq,
@@ -165,12 +161,11 @@ void Machine::end_run(RunStatus to, const std::string& actor, const std::string&
     bool had_pr = st.pr != 0 && st.status != StageStatus::verifying;
     move(st, stage_to, actor, reason);
     if (had_pr) {
-      const Stage* sd = def_of(st);
       publish(st, "error", std::string(to_string(stage_to)) + ": " + reason);
       job({.kind = JobKind::close_pr,
            .key = key({"close", st.name, std::to_string(st.pr)}),
            .stage = st.name,
-           .repo = sd ? sd->repo : "",
+           .repo = repo_of(st),
            .pr = st.pr,
            .text = reason});
     }
@@ -337,11 +332,10 @@ void Machine::on(const TimerFired& in) {
     }
   } else if (n == "resync") {
     if (running() && st->pr != 0 && (st->status == StageStatus::open || st->status == StageStatus::merging)) {
-      const Stage* sd = def_of(*st);
       job({.kind = JobKind::resync_pr,
            .key = key({"resync", st->name, epoch(now_)}),
            .stage = st->name,
-           .repo = sd ? sd->repo : "",
+           .repo = repo_of(*st),
            .pr = st->pr});
       arm(*st, "resync", now_ + cx_.options.resync_interval);
     }
@@ -479,11 +473,10 @@ void Machine::on_merge(StageState& st, const JobResult& r) {
         change_head(st, r.sha, "merge answered 409");
       } else if (st.head_sha == st.expected_merge_sha) {  // else a HeadChanged already told us
         st.head_stale = true;
-        const Stage* sd = def_of(st);
         job({.kind = JobKind::resync_pr,
              .key = key({"resync", st.name, "409", std::to_string(st.merge_seq)}),
              .stage = st.name,
-             .repo = sd ? sd->repo : "",
+             .repo = repo_of(st),
              .pr = st.pr});
       }
       evaluate(st);

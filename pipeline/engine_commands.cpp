@@ -45,11 +45,10 @@ void Machine::on(const ReviewSubmitted& in) {
     Decision d =
         authorize({CommandKind::approve, "", 0}, in.author, gate_of(*st), run().source.author, approvers_on_head(*st));
     if (!d.accepted) {
-      const Stage* sd = def_of(*st);
       job({.kind = JobKind::reply,
            .key = key({"reply", "review", std::to_string(in.review_id)}),
            .stage = st->name,
-           .repo = sd ? sd->repo : "",
+           .repo = repo_of(*st),
            .pr = st->pr,
            .text = "This approving review does not count: " + d.reason});
       return;
@@ -214,8 +213,7 @@ void Machine::on(const CommentCreated& in) {
     lines.push_back("`/" + u.word + "` is not a tollgate command" +
                     (u.suggestion ? "; did you mean `/" + *u.suggestion + "`?" : ". Comment `/help` for the list."));
   }
-  const Stage* sd = def_of(*st);
-  std::string repo = sd ? sd->repo : "";
+  std::string repo = repo_of(*st);
   if (accepted_any) {
     job({.kind = JobKind::add_reaction,
          .key = key({"react", std::to_string(in.comment_id)}),

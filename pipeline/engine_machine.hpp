@@ -33,6 +33,10 @@ class Machine {
   RunState& run() { return out_.run; }
 
   const Stage* def_of(const StageState& st) const { return def_.stage(st.name); }
+  std::string repo_of(const StageState& st) const {
+    const Stage* sd = def_of(st);
+    return sd ? sd->repo : "";
+  }
 
   // ---- audit and jobs -------------------------------------------------------------------------
 

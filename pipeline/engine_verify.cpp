@@ -10,13 +10,12 @@
 namespace tollgate::pipeline::detail {
 
 void Machine::begin_rollback(StageState& st, const std::string& actor, const std::string& reason) {
-  const Stage* sd = def_of(st);
   st.rollback = RollbackPhase::opening;
   audit(st.name, to_string(st.status), to_string(st.status), actor, reason);
   job({.kind = JobKind::open_revert_pr,
        .key = key({"revert", st.name, std::to_string(st.retries)}),
        .stage = st.name,
-       .repo = sd ? sd->repo : "",
+       .repo = repo_of(st),
        .pr = st.pr,
        .sha = st.merge_sha});
 }
@@ -80,13 +79,12 @@ void Machine::next_step(StageState& st) {
 }
 
 void Machine::send_probe(StageState& st) {
-  const Stage* sd = def_of(st);
   ++st.probe_seq;
   job({.kind = JobKind::verify_probe,
        .key = key({"probe", st.name, std::to_string(st.retries), std::to_string(st.verify_step),
                    std::to_string(st.probe_seq)}),
        .stage = st.name,
-       .repo = sd ? sd->repo : "",
+       .repo = repo_of(st),
        .pr = st.pr,
        .sha = st.merge_sha,
        .step = st.verify_step,

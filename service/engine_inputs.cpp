@@ -2,18 +2,14 @@
 
 #include <type_traits>
 
+#include "webhooks/json_reader.hpp"
+
 namespace tollgate::service {
 
 namespace {
 
-bool same_login(std::string_view a, std::string_view b) {
-  if (a.size() != b.size() || a.empty()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
+// Logins are case-insensitive on every host; an empty login is nobody.
+bool same_login(std::string_view a, std::string_view b) { return !a.empty() && webhooks::detail::iequals(a, b); }
 
 pipeline::ActorFacts actor(const webhooks::Actor& a) {
   pipeline::ActorFacts f;

@@ -35,16 +35,16 @@ namespace {
 
 constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
-// Completes with (StoreResult, error) on the awaiting coroutine's executor once the inbox has
-// committed the delivery.
+// Completes with the StoreResult on the awaiting coroutine's executor once the inbox has committed
+// the delivery (the inbox logs a failure's error itself).
 template <typename Token>
 auto async_store(Inbox& inbox, StoredDelivery delivery, Token&& token) {
-  return asio::async_initiate<Token, void(StoreResult, std::string)>(
+  return asio::async_initiate<Token, void(StoreResult)>(
       [&inbox](auto handler, StoredDelivery d) {
         auto executor = asio::get_associated_executor(handler);
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        inbox.store(std::move(d), [shared, executor](StoreResult result, const std::string& error) {
-          asio::post(executor, [shared, result, error]() mutable { (*shared)(result, error); });
+        inbox.store(std::move(d), [shared, executor](StoreResult result, const std::string& /*error*/) {
+          asio::post(executor, [shared, result]() mutable { (*shared)(result); });
         });
       },
       token, std::move(delivery));
@@ -322,7 +322,7 @@ struct HttpServer::Impl {
         auto encoded = encode_body(std::move(job.delivery.body));
         StoredDelivery stored{job.host, job.delivery.delivery_id, job.delivery.event_type, job.delivery.repo,
                               std::move(encoded.bytes), encoded.encoding, encoded.size, started};
-        auto [result, error] = co_await async_store(intake.inbox(), std::move(stored), asio::use_awaitable);
+        const StoreResult result = co_await async_store(intake.inbox(), std::move(stored), asio::use_awaitable);
         response = intake.finish(job, result, std::chrono::steady_clock::now() - started);
       }
       bool keep_alive = req.keep_alive() && !draining;

@@ -49,14 +49,18 @@ void append_timestamp(std::string& out) {
 
 thread_local std::string* t_batch = nullptr;  // set while a Batch lives on this thread
 
+void write_out(std::string_view lines) {
+  std::lock_guard lock(g_mutex);
+  std::fwrite(lines.data(), 1, lines.size(), stderr);
+}
+
 void emit(std::string& out) {
   out += "}\n";
   if (t_batch != nullptr) {
     *t_batch += out;
     return;
   }
-  std::lock_guard lock(g_mutex);
-  std::fwrite(out.data(), 1, out.size(), stderr);
+  write_out(out);
 }
 
 void begin(std::string& out, Level level, std::string_view msg) {
@@ -121,8 +125,7 @@ Batch::~Batch() {
   std::string* lines = t_batch;
   t_batch = nullptr;
   if (lines == nullptr || lines->empty()) return;
-  std::lock_guard lock(g_mutex);
-  std::fwrite(lines->data(), 1, lines->size(), stderr);
+  write_out(*lines);
   lines->clear();
 }
 
