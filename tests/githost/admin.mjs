@@ -400,7 +400,7 @@ export function installAdmin(host) {
       const b = host.bucket(l);
       if (body.limit) b.limit = body.limit;
       if (body.remaining !== undefined) b.used = b.limit - body.remaining;
-      if (body.reset_in !== undefined) b.reset = Math.floor(Date.now() / 1000) + body.reset_in;
+      if (body.reset_in !== undefined) b.reset = host.resetAfter(body.reset_in);
       b.exhausted = b.used >= b.limit;
       b.status = body.status ?? 403;
     }

@@ -640,6 +640,13 @@ export class GitHost {
     return login;
   }
 
+  // The x-ratelimit-reset (epoch seconds) for a quota that stays exhausted at least `seconds`:
+  // rounded up, since buckets compare whole seconds (flooring let a 1-second exhaustion end
+  // within a millisecond when it began late in a second).
+  resetAfter(seconds) {
+    return Math.ceil(Date.now() / 1000 + seconds);
+  }
+
   bucket(key) {
     let b = this.rate.get(key);
     const now = Math.floor(Date.now() / 1000);
@@ -758,7 +765,7 @@ export class GitHost {
         const b = this.bucket(login ?? "anon");
         b.exhausted = true;
         b.used = b.limit;
-        b.reset = Math.floor(Date.now() / 1000) + (f.reset_in ?? 60);
+        b.reset = this.resetAfter(f.reset_in ?? 60);
         b.status = f.status ?? 403;
         return false;
       }
