@@ -18,7 +18,7 @@ namespace tollgate::service {
 namespace {
 
 // In order; each file's name is its version. Never edit a released one: add the next.
-constexpr std::array<std::string_view, 2> kMigrations{"0001_inbox.sql", "0002_outcomes.sql"};
+constexpr std::array<std::string_view, 3> kMigrations{"0001_inbox.sql", "0002_outcomes.sql", "0003_engine.sql"};
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())

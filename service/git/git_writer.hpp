@@ -108,6 +108,25 @@ struct Error {
   std::string message;  // one line, names the repository, never the token
 };
 
+// A branch whose tip reverts `commit` (a merge, squash or rebase commit on the base branch) on
+// top of the base tip: service/git/git_revert.cpp.
+struct RevertRequest {
+  std::string url;  // https://host/owner/name(.git), without credentials
+  Credentials credentials;
+  std::string base_branch;
+  std::string target_branch;  // deterministic; force-pushed
+  std::string commit;         // 40 hex digits, reachable from the base branch
+  std::string message;
+  Identity author;
+  Identity committer;
+};
+
+struct RevertResult {
+  Outcome outcome = Outcome::unchanged;  // unchanged: the base already holds the revert
+  std::string base_commit;
+  std::string commit;  // the target branch tip (empty when unchanged)
+};
+
 struct GitWriterOptions {
   std::filesystem::path data_dir;  // mirrors live in <data_dir>/mirrors/<host>/<owner>/<name>.git
   int max_attempts = 3;            // per network operation, for transient failures only
@@ -136,6 +155,9 @@ class GitWriter {
   ~GitWriter();
 
   [[nodiscard]] tl::expected<PromotionResult, Error> promote(const PromotionRequest& request);
+  // Same mirror, lock and push as promote(); a revert that conflicts with later changes on the
+  // base is `edit_failed`, a commit not on the base branch `not_found`.
+  [[nodiscard]] tl::expected<RevertResult, Error> revert(const RevertRequest& request);
 
   [[nodiscard]] GitWriterStats stats() const;
 

@@ -65,6 +65,7 @@ HostResult<PullRequest> pull_from(const json& j) {
   if (pr.head_ref.empty() || pr.base_ref.empty()) return tl::unexpected(bad_answer(where, "no 'head.ref' or 'base.ref'"));
   if (auto m = j.find("mergeable"); m != j.end() && m->is_boolean() && pr.state == "open") pr.mergeable = m->get<bool>();
   pr.merge_commit_sha = str(j, "merge_commit_sha");
+  pr.merged_by = login_of(j, "merged_by");
   if (auto l = j.find("labels"); l != j.end() && l->is_array())
     for (const auto& label : *l)
       if (label.is_object()) pr.labels.push_back(str(label, "name"));
@@ -199,6 +200,22 @@ HostResult<PullRequest> GiteaHost::close_pull_request(const RepoRef& repo, std::
   auto res = api_.call("PATCH", repo_path(repo) + "/pulls/" + std::to_string(number), &text, true, {200, 201});
   if (!res) return tl::unexpected(res.error());
   return pull_from(json::parse(res->body, nullptr, false));
+}
+
+HostResult<Repository> GiteaHost::get_repository(const RepoRef& repo) {
+  auto res = api_.call("GET", repo_path(repo), nullptr, false, {200});
+  if (!res) return tl::unexpected(res.error());
+  const json j = json::parse(res->body, nullptr, false);
+  if (!j.is_object() || str(j, "clone_url").empty()) return tl::unexpected(HostError{HostError::Kind::other, 0, "gitea: get repository: unexpected response body"});
+  return Repository{str(j, "full_name"), str(j, "clone_url"), str(j, "html_url"), str(j, "default_branch")};
+}
+
+HostResult<std::string> GiteaHost::current_user() {
+  auto res = api_.call("GET", "/user", nullptr, false, {200});
+  if (!res) return tl::unexpected(res.error());
+  const json j = json::parse(res->body, nullptr, false);
+  if (!j.is_object() || str(j, "login").empty()) return tl::unexpected(HostError{HostError::Kind::other, 0, "gitea: get user: unexpected response body"});
+  return str(j, "login");
 }
 
 HostResult<PullRequest> GiteaHost::get_pull_request(const RepoRef& repo, std::int64_t number) {

@@ -60,6 +60,7 @@ PullRequest pr_from(const json& j) {
   if (auto m = j.find("mergeable"); m != j.end() && m->is_boolean()) pr.mergeable = m->get<bool>();
   pr.mergeable_state = str(j, "mergeable_state");
   pr.merge_commit_sha = str(j, "merge_commit_sha");
+  pr.merged_by = rest::str_in(j, "merged_by", "login");  // only in the single-PR answer
   if (auto l = j.find("labels"); l != j.end() && l->is_array())
     for (const auto& label : *l) pr.labels.push_back(label.is_object() ? str(label, "name") : std::string{});
   return pr;
@@ -159,6 +160,22 @@ HostResult<PullRequest> GitHubHost::close_pull_request(const RepoRef& repo, std:
   const json j = json::parse(res->body, nullptr, false);
   if (!j.is_object()) return tl::unexpected(parse_error("close pull request"));
   return pr_from(j);
+}
+
+HostResult<Repository> GitHubHost::get_repository(const RepoRef& repo) {
+  auto res = api_.call("GET", repo_path(repo), nullptr, false, {200});
+  if (!res) return tl::unexpected(res.error());
+  const json j = json::parse(res->body, nullptr, false);
+  if (!j.is_object() || str(j, "clone_url").empty()) return tl::unexpected(parse_error("get repository"));
+  return Repository{str(j, "full_name"), str(j, "clone_url"), str(j, "html_url"), str(j, "default_branch")};
+}
+
+HostResult<std::string> GitHubHost::current_user() {
+  auto res = api_.call("GET", "/user", nullptr, false, {200});
+  if (!res) return tl::unexpected(res.error());
+  const json j = json::parse(res->body, nullptr, false);
+  if (!j.is_object() || str(j, "login").empty()) return tl::unexpected(parse_error("get user"));
+  return str(j, "login");
 }
 
 HostResult<PullRequest> GitHubHost::get_pull_request(const RepoRef& repo, std::int64_t number) {

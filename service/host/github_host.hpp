@@ -51,6 +51,8 @@ class GitHubHost final : public Host {
  public:
   GitHubHost(HttpClient& client, std::shared_ptr<TokenSource> auth, GitHubHostOptions options = {});
 
+  [[nodiscard]] HostResult<Repository> get_repository(const RepoRef& repo) override;
+  [[nodiscard]] HostResult<std::string> current_user() override;
   [[nodiscard]] HostResult<std::optional<PullRequest>> find_pull_request(const RepoRef& repo, const std::string& head_branch) override;
   [[nodiscard]] HostResult<PullRequest> create_pull_request(const RepoRef& repo, const NewPullRequest& pr) override;
   [[nodiscard]] HostResult<PullRequest> update_pull_request(const RepoRef& repo, std::int64_t number, const PullRequestUpdate& update) override;

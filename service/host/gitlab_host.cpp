@@ -133,6 +133,9 @@ HostResult<PullRequest> mr_from(const json& j) {
   pr.mergeable_state = detailed.empty() ? merge_status : detailed;
   pr.merge_commit_sha = str(j, "merge_commit_sha");
   if (pr.merge_commit_sha.empty()) pr.merge_commit_sha = str(j, "squash_commit_sha");
+  // merge_user (GitLab 14.7+) replaces the deprecated merged_by.
+  pr.merged_by = username_of(j, "merge_user");
+  if (pr.merged_by.empty()) pr.merged_by = username_of(j, "merged_by");
   if (auto l = j.find("labels"); l != j.end() && l->is_array()) {
     for (const auto& label : *l) {
       if (label.is_string()) pr.labels.push_back(label.get<std::string>());
@@ -290,6 +293,22 @@ HostResult<PullRequest> GitLabHost::close_pull_request(const RepoRef& repo, std:
   auto res = api_.call("PUT", mr_path(repo, number), &text, true, {200});
   if (!res) return tl::unexpected(res.error());
   return mr_from(json::parse(res->body, nullptr, false));
+}
+
+HostResult<Repository> GitLabHost::get_repository(const RepoRef& repo) {
+  auto res = api_.call("GET", project_path(repo), nullptr, false, {200});
+  if (!res) return tl::unexpected(res.error());
+  const json j = json::parse(res->body, nullptr, false);
+  if (!j.is_object() || str(j, "http_url_to_repo").empty()) return tl::unexpected(HostError{HostError::Kind::other, 0, "gitlab: get project: unexpected response body"});
+  return Repository{str(j, "path_with_namespace"), str(j, "http_url_to_repo"), str(j, "web_url"), str(j, "default_branch")};
+}
+
+HostResult<std::string> GitLabHost::current_user() {
+  auto res = api_.call("GET", "/user", nullptr, false, {200});
+  if (!res) return tl::unexpected(res.error());
+  const json j = json::parse(res->body, nullptr, false);
+  if (!j.is_object() || str(j, "username").empty()) return tl::unexpected(HostError{HostError::Kind::other, 0, "gitlab: get user: unexpected response body"});
+  return str(j, "username");
 }
 
 HostResult<PullRequest> GitLabHost::get_pull_request(const RepoRef& repo, std::int64_t number) {

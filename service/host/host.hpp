@@ -49,6 +49,7 @@ struct PullRequest {
   std::optional<bool> mergeable{};  // unknown while the host computes it
   std::string mergeable_state{};
   std::string merge_commit_sha{};
+  std::string merged_by{};  // login of who merged it, when merged and the host says
   std::vector<std::string> labels{};
 };
 
@@ -121,9 +122,22 @@ struct ChangedFile {
   std::string previous_filename{};
 };
 
+// A repository as the host describes it: where to clone it and its default branch.
+struct Repository {
+  std::string full_name{};
+  std::string clone_url{};  // https (or http) URL for git, without credentials
+  std::string html_url{};   // web page
+  std::string default_branch{};
+};
+
 class Host {
  public:
   virtual ~Host() = default;
+
+  // Hosts that do not override these (test doubles) answer `other`.
+  [[nodiscard]] virtual HostResult<Repository> get_repository(const RepoRef& repo);
+  // The login of the account the token belongs to (tollgate's own account on the host).
+  [[nodiscard]] virtual HostResult<std::string> current_user();
 
   [[nodiscard]] virtual HostResult<std::optional<PullRequest>> find_pull_request(const RepoRef& repo, const std::string& head_branch) = 0;
   // Idempotent: an open PR for the head branch is returned instead of a second one.

@@ -9,6 +9,14 @@ namespace tollgate::service::host {
 
 std::string sticky_marker(const std::string& key) { return "<!-- tollgate:" + key + " -->"; }
 
+HostResult<Repository> Host::get_repository(const RepoRef& repo) {
+  return tl::unexpected(HostError{HostError::Kind::other, 0, "this host cannot describe " + repo.owner + "/" + repo.name});
+}
+
+HostResult<std::string> Host::current_user() {
+  return tl::unexpected(HostError{HostError::Kind::other, 0, "this host cannot name the token's user"});
+}
+
 }  // namespace tollgate::service::host
 
 namespace tollgate::service::host::rest {

@@ -1,0 +1,663 @@
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "pipeline/engine.hpp"
+#include "service/inbox.hpp"
+#include "service/run_store.hpp"
+#include "service/sqlite.hpp"
+
+namespace tollgate_migrations {
+std::string_view embedded(std::string_view name);
+}
+
+using namespace tollgate::service;
+using namespace tollgate::pipeline;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using runs::Instant;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / ("tollgate-runs-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  static std::atomic<int>& counter() {
+    static std::atomic<int> c{0};
+    return c;
+  }
+};
+
+// A migrated database in a temp dir, with foreign keys on as the inbox opens it.
+struct Store {
+  TempDir dir;
+  sqlite::Db db;
+  Store() : db(open(dir)) {}
+  static sqlite::Db open(const TempDir& d) {
+    auto db = sqlite::Db::open((d.path / "t.db").string());
+    REQUIRE(db);
+    REQUIRE(db->exec("PRAGMA foreign_keys=ON"));
+    auto v = migrate(*db);
+    REQUIRE(v);
+    CHECK(*v == 3);
+    return std::move(*db);
+  }
+  std::int64_t count(const std::string& sql) {
+    auto s = db.prepare(sql);
+    REQUIRE(s);
+    auto row = s->step();
+    REQUIRE((row && *row));
+    return s->int64(0);
+  }
+  std::string text(const std::string& sql) {
+    auto s = db.prepare(sql);
+    REQUIRE(s);
+    auto row = s->step();
+    REQUIRE((row && *row));
+    return s->is_null(0) ? "NULL" : s->text(0);
+  }
+};
+
+// Monday 2026-11-23 10:00 UTC.
+const TimePoint kT0 = TimePoint{std::chrono::seconds{1795392000}} + 10h;
+
+Stage stage(std::string name, std::vector<std::string> after, std::string repo) {
+  Stage s;
+  s.name = std::move(name);
+  s.after = std::move(after);
+  s.repo = std::move(repo);
+  return s;
+}
+
+// dev (acme/env-dev) then qa (acme/env-qa), no gates: dev merges as soon as its PR is open.
+Pipeline two_stages() {
+  Pipeline p;
+  p.name = "payments";
+  p.stages = {stage("dev", {}, "acme/env-dev"), stage("qa", {"dev"}, "acme/env-qa")};
+  return p;
+}
+
+std::string sha(char c) { return std::string(40, c); }
+
+Context cx(TimePoint now) { return Context{now, nullptr, EngineOptions{}}; }
+
+runs::RunRecord record(const Pipeline& def, const std::string& id, TimePoint created) {
+  runs::RunRecord r;
+  r.id = id;
+  r.host = "github";
+  r.repo = "acme/payments";
+  r.pipeline = def.name;
+  r.definition = "version: 1\npipelines: []\n";
+  r.definition_sha = sha('d');
+  r.state = make_run(def, id, SourceFacts{"acme/payments", "main", sha('s'), 7, "dave"}, {{"version", "abc1234"}}, created);
+  r.created_at = created;
+  return r;
+}
+
+// A run in the store, started: the start step saved under input "api:start-<id>".
+struct Run {
+  Pipeline def = two_stages();
+  runs::RunRecord meta;
+  RunState state;
+  TimePoint now = kT0;
+  std::vector<Transition> audit;
+
+  Run(sqlite::Db& db, const std::string& id, TimePoint created = kT0) : now(created) {
+    meta = record(def, id, created);
+    REQUIRE(runs::insert_run(db, meta));
+    state = meta.state;
+    apply_step(db, start_run(def, state, cx(now)), "api:start-" + id);
+  }
+
+  runs::SaveResult apply_step(sqlite::Db& db, const Step& step, const std::string& key) {
+    auto saved = runs::save_step(db, meta, step, key, now, runs::stage_repos(def));
+    REQUIRE(saved);
+    state = step.run;
+    audit.insert(audit.end(), step.transitions.begin(), step.transitions.end());
+    return *saved;
+  }
+  runs::SaveResult in(sqlite::Db& db, const Input& input, const std::string& key) {
+    return apply_step(db, apply(def, state, input, cx(now)), key);
+  }
+};
+
+JobResult prepared(const std::string& st, const std::string& head) {
+  JobResult r;
+  r.kind = JobKind::prepare_branch;
+  r.stage = st;
+  r.outcome = JobResult::Outcome::ok;
+  r.sha = head;
+  return r;
+}
+
+JobResult opened(const std::string& st, std::int64_t pr, const std::string& head) {
+  JobResult r;
+  r.kind = JobKind::open_pr;
+  r.stage = st;
+  r.outcome = JobResult::Outcome::ok;
+  r.pr = pr;
+  r.sha = head;
+  return r;
+}
+
+Job job(JobKind kind, std::string key, std::optional<TimePoint> at = std::nullopt) {
+  Job j;
+  j.kind = kind;
+  j.key = std::move(key);
+  j.stage = "dev";
+  j.at = at;
+  if (kind == JobKind::timer) j.timer = "soak";
+  return j;
+}
+
+// Schedules `jobs` for the run, with its state unchanged.
+runs::SaveResult schedule(sqlite::Db& db, Run& run, std::vector<Job> jobs, const std::string& key) {
+  Step s;
+  s.run = run.state;
+  s.jobs = std::move(jobs);
+  return run.apply_step(db, s, key);
+}
+
+std::vector<std::string> keys(const runs::Claim& c) {
+  std::vector<std::string> out;
+  for (const auto& j : c.jobs) out.push_back(j.key);
+  return out;
+}
+
+runs::Claim claim(sqlite::Db& db, Instant now, const std::string& owner, std::chrono::milliseconds lease = 30s,
+                  std::size_t limit = 10) {
+  auto c = runs::claim_jobs(db, now, owner, lease, limit);
+  REQUIRE(c);
+  CHECK(c->broken.empty());
+  return std::move(*c);
+}
+
+}  // namespace
+
+TEST_CASE("migration 3 applies to a database at version 2 and keeps its deliveries", "[run_store]") {
+  TempDir dir;
+  auto path = (dir.path / "v2.db").string();
+  {
+    auto db = sqlite::Db::open(path);
+    REQUIRE(db);
+    REQUIRE(db->exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"));
+    REQUIRE(db->exec(std::string(tollgate_migrations::embedded("0001_inbox.sql"))));
+    REQUIRE(db->exec(std::string(tollgate_migrations::embedded("0002_outcomes.sql"))));
+    REQUIRE(db->exec("INSERT INTO schema_migrations VALUES (1, '0001_inbox.sql', 0), (2, '0002_outcomes.sql', 0)"));
+    REQUIRE(db->exec("INSERT INTO deliveries (host, delivery_id, event, received_at, body, body_size) "
+                     "VALUES ('github', 'a', 'push', 1, '{}', 2), ('github', 'b', 'pull_request', 2, '{\"x\":1}', 7)"));
+    REQUIRE(db->exec("INSERT INTO delivery_outcomes VALUES (1, 'normalized', '{}', NULL, 5)"));
+  }
+  auto db = sqlite::Db::open(path);
+  REQUIRE(db);
+  auto v = migrate(*db);
+  REQUIRE(v);
+  CHECK(*v == 3);
+  auto again = migrate(*db);
+  REQUIRE(again);
+  CHECK(*again == 3);
+  auto q = db->prepare("SELECT delivery_id || ' ' || state || ' ' || body FROM inbox ORDER BY id");
+  REQUIRE(q);
+  std::vector<std::string> rows;
+  while (auto step = q->step()) {
+    if (!*step) break;
+    rows.push_back(q->text(0));
+  }
+  CHECK(rows == std::vector<std::string>{"a normalized {}", "b new {\"x\":1}"});
+  // The new tables are there and usable.
+  REQUIRE(runs::try_consume(*db, "delivery:1", kT0));
+  auto none = runs::load_run(*db, "nope");
+  REQUIRE(none);
+  CHECK_FALSE(none->has_value());
+}
+
+TEST_CASE("an input is consumed once", "[run_store]") {
+  Store s;
+  auto first = runs::try_consume(s.db, "delivery:42", kT0);
+  REQUIRE(first);
+  CHECK(*first);
+  auto second = runs::try_consume(s.db, "delivery:42", kT0 + 1s);
+  REQUIRE(second);
+  CHECK_FALSE(*second);
+  auto other = runs::try_consume(s.db, "job:42", kT0);
+  REQUIRE(other);
+  CHECK(*other);
+  CHECK(s.count("SELECT at FROM consumed WHERE key = 'delivery:42'") == Instant{kT0}.time_since_epoch().count());
+  CHECK_FALSE(runs::try_consume(s.db, "", kT0));
+}
+
+TEST_CASE("a run's state round-trips through save_step and load_run", "[run_store]") {
+  Store s;
+  Run run(s.db, "r1");
+  auto loaded = runs::load_run(s.db, "r1");
+  REQUIRE(loaded);
+  REQUIRE(loaded->has_value());
+  const auto& r = **loaded;
+  CHECK(r.state == run.state);
+  CHECK(r.state.status == RunStatus::running);
+  CHECK(r.state.stage("dev")->status == StageStatus::preparing);
+  CHECK(r.host == "github");
+  CHECK(r.repo == "acme/payments");
+  CHECK(r.pipeline == "payments");
+  CHECK(r.definition == run.meta.definition);
+  CHECK(r.definition_sha == sha('d'));
+  CHECK(r.created_at == Instant{kT0});
+  CHECK(r.updated_at == Instant{kT0});
+  CHECK_FALSE(r.finished_at);
+  CHECK(s.text("SELECT status FROM runs WHERE id = 'r1'") == "running");
+
+  // Further steps, with state the engine keeps (head, PR, timers), still round-trip.
+  run.now += 5s;
+  run.in(s.db, prepared("dev", sha('h')), "job:1");
+  run.in(s.db, opened("dev", 11, sha('h')), "job:2");
+  loaded = runs::load_run(s.db, "r1");
+  REQUIRE(loaded);
+  REQUIRE(loaded->has_value());
+  CHECK((*loaded)->state == run.state);
+  CHECK((*loaded)->state.stage("dev")->pr == 11);
+  CHECK((*loaded)->updated_at == Instant{kT0 + 5s});
+
+  // The start step's prepare_branch job, stored as JSON, comes back equal.
+  auto c = claim(s.db, kT0 + 1h, "w1");
+  REQUIRE_FALSE(c.jobs.empty());
+  const auto& first = c.jobs.front();
+  CHECK(first.job.kind == JobKind::prepare_branch);
+  CHECK(first.run_id == "r1");
+  CHECK(first.job.stage == "dev");
+  CHECK(first.attempts == 1);
+
+  SECTION("an aborted run is finished and no longer in flight") {
+    auto inflight = runs::in_flight_runs(s.db, "github", "acme/payments", "payments");
+    REQUIRE(inflight);
+    REQUIRE(inflight->size() == 1);
+    run.now += 1min;
+    run.in(s.db, ApiAction{ApiAction::Kind::abort, "", "alice", "not today"}, "api:abort");
+    CHECK(run.state.status == RunStatus::aborted);
+    auto done = runs::load_run(s.db, "r1");
+    REQUIRE(done);
+    REQUIRE((*done)->finished_at);
+    CHECK(*(*done)->finished_at == Instant{kT0 + 5s + 1min});
+    CHECK(s.text("SELECT status FROM runs WHERE id = 'r1'") == "aborted");
+    inflight = runs::in_flight_runs(s.db, "github", "acme/payments", "payments");
+    REQUIRE(inflight);
+    CHECK(inflight->empty());
+    auto aborted = runs::list_runs(s.db, 10, RunStatus::aborted);
+    REQUIRE(aborted);
+    REQUIRE(aborted->size() == 1);
+    CHECK(aborted->front().id == "r1");
+    auto running = runs::list_runs(s.db, 10, RunStatus::running);
+    REQUIRE(running);
+    CHECK(running->empty());
+  }
+}
+
+TEST_CASE("insert_run and save_step refuse inconsistent runs", "[run_store]") {
+  Store s;
+  Pipeline def = two_stages();
+  auto r = record(def, "r1", kT0);
+  r.state.id = "other";
+  auto bad = runs::insert_run(s.db, r);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().find("'r1'") != std::string::npos);
+  r = record(def, "r1", kT0);
+  REQUIRE(runs::insert_run(s.db, r));
+  auto twice = runs::insert_run(s.db, r);
+  REQUIRE_FALSE(twice);
+  CHECK(twice.error().find("UNIQUE") != std::string::npos);
+
+  auto ghost = record(def, "ghost", kT0);
+  Step step = start_run(def, ghost.state, cx(kT0));
+  auto missing = runs::save_step(s.db, ghost, step, "k", kT0, runs::stage_repos(def));
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().find("no such run") != std::string::npos);
+  auto mixed = runs::save_step(s.db, r, step, "k", kT0, runs::stage_repos(def));
+  REQUIRE_FALSE(mixed);
+  CHECK(mixed.error().find("'ghost'") != std::string::npos);
+}
+
+TEST_CASE("the audit log numbers a run's transitions without gaps across saves", "[run_store]") {
+  Store s;
+  Run r1(s.db, "r1");
+  Run r2(s.db, "r2");  // interleaved: its numbering is its own
+  r1.now += 1s;
+  r1.in(s.db, prepared("dev", sha('h')), "job:1");
+  r2.in(s.db, prepared("dev", sha('i')), "job:2");
+  r1.now += 1s;
+  r1.in(s.db, opened("dev", 11, sha('h')), "job:3");
+  r1.now += 1s;
+  auto none = r1.in(s.db, opened("dev", 11, sha('h')), "job:4");  // applied twice: no transition
+  CHECK(none.audited == 0);
+  r1.in(s.db, ApiAction{ApiAction::Kind::abort, "", "alice", "stop"}, "api:x");
+
+  auto log = runs::audit_of(s.db, "r1");
+  REQUIRE(log);
+  REQUIRE(log->size() == r1.audit.size());
+  REQUIRE(log->size() >= 4);
+  for (std::size_t i = 0; i < log->size(); ++i) {
+    const auto& row = (*log)[i];
+    CHECK(row.seq == static_cast<std::int64_t>(i + 1));
+    CHECK(row.stage == r1.audit[i].stage);
+    CHECK(row.from == r1.audit[i].from);
+    CHECK(row.to == r1.audit[i].to);
+    CHECK(row.actor == r1.audit[i].actor);
+    CHECK(row.reason == r1.audit[i].reason);
+  }
+  CHECK(log->front().input == "api:start-r1");
+  CHECK(log->front().at == Instant{kT0});
+  CHECK(log->back().input == "api:x");
+  CHECK(log->back().actor == "alice");
+  CHECK(log->back().at == Instant{kT0 + 3s});
+  auto log2 = runs::audit_of(s.db, "r2");
+  REQUIRE(log2);
+  REQUIRE(log2->size() == r2.audit.size());
+  for (std::size_t i = 0; i < log2->size(); ++i) CHECK((*log2)[i].seq == static_cast<std::int64_t>(i + 1));
+  CHECK(s.count("SELECT COUNT(*) FROM audit WHERE run_id = 'r1'") == static_cast<std::int64_t>(r1.audit.size()));
+}
+
+TEST_CASE("a job key is scheduled once", "[run_store]") {
+  Store s;
+  Run run(s.db, "r1");
+  const auto before = s.count("SELECT COUNT(*) FROM jobs");
+  auto first = schedule(s.db, run, {job(JobKind::reply, "reply:dev:5:r1"), job(JobKind::add_reaction, "react:dev:5:r1")},
+                        "delivery:1");
+  CHECK(first.scheduled == 2);
+  CHECK(first.duplicate_jobs == 0);
+  auto again = schedule(s.db, run, {job(JobKind::reply, "reply:dev:5:r1"), job(JobKind::close_pr, "close:dev:r1")},
+                        "delivery:2");
+  CHECK(again.scheduled == 1);
+  CHECK(again.duplicate_jobs == 1);
+  CHECK(s.count("SELECT COUNT(*) FROM jobs") == before + 3);
+  // Once done, the same key is still not scheduled again.
+  REQUIRE(runs::complete_job(s.db, 1, "nobody", kT0));  // not leased: nothing happens
+  CHECK(s.text("SELECT state FROM jobs WHERE id = 1") == "pending");
+  REQUIRE(s.db.exec("UPDATE jobs SET state = 'done'"));
+  auto late = schedule(s.db, run, {job(JobKind::reply, "reply:dev:5:r1")}, "delivery:3");
+  CHECK(late.scheduled == 0);
+  CHECK(s.count("SELECT COUNT(*) FROM jobs WHERE state = 'pending'") == 0);
+  // A job without a key cannot be deduplicated: refused.
+  Step keyless;
+  keyless.run = run.state;
+  keyless.jobs = {job(JobKind::reply, "")};
+  auto refused = runs::save_step(s.db, run.meta, keyless, "delivery:4", kT0, runs::stage_repos(run.def));
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().find("no idempotency key") != std::string::npos);
+}
+
+TEST_CASE("jobs are claimed when due, in due order, and come back when a lease runs out", "[run_store]") {
+  Store s;
+  Run a(s.db, "ra");
+  Run b(s.db, "rb");
+  REQUIRE(s.db.exec("DELETE FROM jobs"));  // only the jobs below
+  const TimePoint t = kT0;
+  // Timers of two runs, due at different times, scheduled out of order.
+  schedule(s.db, a, {job(JobKind::timer, "timer:a:late", t + 60s)}, "k1");
+  schedule(s.db, b, {job(JobKind::timer, "timer:b:soon", t + 10s)}, "k2");
+  schedule(s.db, a, {job(JobKind::timer, "timer:a:soon", t + 10s)}, "k3");
+  auto counts = runs::job_counts(s.db);
+  REQUIRE(counts);
+  CHECK(*counts == std::map<std::string, std::int64_t>{{"pending", 3}, {"leased", 0}, {"done", 0}, {"failed", 0}});
+  auto next = runs::next_due(s.db);
+  REQUIRE(next);
+  CHECK(*next == Instant{t + 10s});
+
+  CHECK(claim(s.db, t + 9s, "w1").jobs.empty());
+  auto c = claim(s.db, t + 60s, "w1", 30s, 2);
+  CHECK(keys(c) == std::vector<std::string>{"timer:b:soon", "timer:a:soon"});  // due_at, then id
+  REQUIRE(c.jobs.size() == 2);
+  CHECK(c.jobs[0].lease_until == Instant{t + 90s});
+  CHECK(c.jobs[0].job.at == t + 10s);
+  CHECK(c.jobs[0].due_at == Instant{t + 10s});
+  CHECK(keys(claim(s.db, t + 60s, "w1", 1h)) == std::vector<std::string>{"timer:a:late"});
+  next = runs::next_due(s.db);
+  REQUIRE(next);
+  CHECK(*next == Instant{t + 90s});  // the first leases' end
+  counts = runs::job_counts(s.db);
+  REQUIRE(counts);
+  CHECK(counts->at("leased") == 3);
+
+  // w1 completes one and "crashes" with the others: they come back once their lease is over.
+  auto done = runs::complete_job(s.db, c.jobs[0].id, "w1", t + 61s);
+  REQUIRE(done);
+  CHECK(*done);
+  CHECK(claim(s.db, t + 89s, "w2").jobs.empty());
+  auto back = claim(s.db, t + 91s, "w2");
+  REQUIRE(keys(back) == std::vector<std::string>{"timer:a:soon"});
+  CHECK(back.jobs[0].attempts == 2);
+  // The old owner can no longer finish it; the new one can.
+  auto stale = runs::complete_job(s.db, back.jobs[0].id, "w1", t + 92s);
+  REQUIRE(stale);
+  CHECK_FALSE(*stale);
+  auto stale_fail = runs::fail_job(s.db, back.jobs[0].id, "w1", "boom", t + 92s);
+  REQUIRE(stale_fail);
+  CHECK_FALSE(*stale_fail);
+  auto mine = runs::fail_job(s.db, back.jobs[0].id, "w2", "boom", t + 92s);
+  REQUIRE(mine);
+  CHECK(*mine);
+  CHECK(s.text("SELECT last_error FROM jobs WHERE key = 'timer:a:soon'") == "boom");
+  CHECK(s.text("SELECT state FROM jobs WHERE key = 'timer:a:soon'") == "failed");
+  // A completed job does not come back.
+  CHECK(claim(s.db, t + 1h, "w3").jobs.empty());  // timer:a:late's lease runs to 1 h 1 min
+  auto again = claim(s.db, t + 1h + 1min, "w3");
+  CHECK(keys(again) == std::vector<std::string>{"timer:a:late"});
+
+  // Retried: pending again, due later, with its error.
+  auto retried = runs::retry_job(s.db, again.jobs[0].id, "w3", t + 2h, "host down");
+  REQUIRE(retried);
+  CHECK(*retried);
+  next = runs::next_due(s.db);
+  REQUIRE(next);
+  CHECK(*next == Instant{t + 2h});
+  CHECK(claim(s.db, t + 2h - 1s, "w4").jobs.empty());
+  auto retry = claim(s.db, t + 2h, "w4");
+  REQUIRE(retry.jobs.size() == 1);
+  CHECK(retry.jobs[0].attempts == 3);
+  CHECK(retry.jobs[0].last_error == "host down");
+  REQUIRE(runs::complete_job(s.db, retry.jobs[0].id, "w4", t + 2h));
+  counts = runs::job_counts(s.db);
+  REQUIRE(counts);
+  CHECK(*counts == std::map<std::string, std::int64_t>{{"pending", 0}, {"leased", 0}, {"done", 2}, {"failed", 1}});
+  next = runs::next_due(s.db);
+  REQUIRE(next);
+  CHECK_FALSE(*next);
+}
+
+TEST_CASE("a run's side effects are claimed in the order scheduled; timers are not held back", "[run_store]") {
+  Store s;
+  Run a(s.db, "ra");
+  Run b(s.db, "rb");
+  REQUIRE(s.db.exec("DELETE FROM jobs"));
+  const TimePoint t = kT0;
+  schedule(s.db, a, {job(JobKind::set_commit_status, "status:a:1"), job(JobKind::upsert_sticky_comment, "sticky:a:1")},
+           "k1");
+  schedule(s.db, b, {job(JobKind::set_commit_status, "status:b:1")}, "k2");
+  schedule(s.db, a, {job(JobKind::timer, "timer:a", t + 5s)}, "k3");
+
+  // The first of run a and run b's job; a's second waits for a's first.
+  auto c1 = claim(s.db, t + 10s, "w1");
+  CHECK(keys(c1) == std::vector<std::string>{"status:a:1", "status:b:1", "timer:a"});
+  // While the first is leased (live), the second is not claimed, and next_due does not point at it.
+  CHECK(claim(s.db, t + 11s, "w2").jobs.empty());
+  auto next = runs::next_due(s.db);
+  REQUIRE(next);
+  CHECK(*next == Instant{t + 40s});
+  // A timer of the same run scheduled later is claimed regardless.
+  schedule(s.db, a, {job(JobKind::timer, "timer:a:2", t + 12s)}, "k4");
+  auto timer2 = claim(s.db, t + 12s, "w2");
+  CHECK(keys(timer2) == std::vector<std::string>{"timer:a:2"});
+
+  SECTION("the next one is claimed once the first is done") {
+    REQUIRE(runs::complete_job(s.db, c1.jobs[0].id, "w1", t + 13s));
+    CHECK(keys(claim(s.db, t + 13s, "w2")) == std::vector<std::string>{"sticky:a:1"});
+  }
+  SECTION("or failed") {
+    REQUIRE(runs::fail_job(s.db, c1.jobs[0].id, "w1", "gone", t + 13s));
+    CHECK(keys(claim(s.db, t + 13s, "w2")) == std::vector<std::string>{"sticky:a:1"});
+  }
+  SECTION("a retried first job keeps the second waiting through its backoff") {
+    REQUIRE(runs::retry_job(s.db, c1.jobs[0].id, "w1", t + 60s, "502"));
+    CHECK(claim(s.db, t + 13s, "w2").jobs.empty());
+    next = runs::next_due(s.db);
+    REQUIRE(next);
+    CHECK(*next == Instant{t + 40s});  // the leases first, then the retry at 60 s
+    REQUIRE(runs::complete_job(s.db, c1.jobs[1].id, "w1", t + 14s));
+    REQUIRE(runs::complete_job(s.db, c1.jobs[2].id, "w1", t + 14s));
+    REQUIRE(runs::complete_job(s.db, timer2.jobs[0].id, "w2", t + 14s));
+    next = runs::next_due(s.db);
+    REQUIRE(next);
+    CHECK(*next == Instant{t + 60s});
+    CHECK(claim(s.db, t + 59s, "w2").jobs.empty());
+    auto c2 = claim(s.db, t + 60s, "w2");
+    REQUIRE(keys(c2) == std::vector<std::string>{"status:a:1"});
+    CHECK(c2.jobs[0].last_error == "502");
+    REQUIRE(runs::complete_job(s.db, c2.jobs[0].id, "w2", t + 61s));
+    CHECK(keys(claim(s.db, t + 61s, "w2")) == std::vector<std::string>{"sticky:a:1"});
+  }
+  SECTION("a crashed worker's first job comes back before the second") {
+    auto c2 = claim(s.db, t + 41s, "w2");
+    // timer:a:2's lease (w2's, until 42 s) still holds.
+    CHECK(keys(c2) == std::vector<std::string>{"status:a:1", "status:b:1", "timer:a"});
+    CHECK(c2.jobs[0].attempts == 2);
+    CHECK(claim(s.db, t + 41s, "w3").jobs.empty());
+    REQUIRE(runs::complete_job(s.db, c2.jobs[0].id, "w2", t + 42s));
+    CHECK(keys(claim(s.db, t + 42s, "w3")) == std::vector<std::string>{"sticky:a:1", "timer:a:2"});
+  }
+}
+
+TEST_CASE("webhooks find runs by PR and by commit; refs follow the state", "[run_store]") {
+  Store s;
+  Run run(s.db, "r1");
+  Run other(s.db, "r2", kT0 + 1s);
+  auto by_pr = [&](const std::string& repo, std::int64_t pr, const std::string& host = "github") {
+    auto r = runs::runs_by_pr(s.db, host, repo, pr);
+    REQUIRE(r);
+    return *r;
+  };
+  auto by_sha = [&](const std::string& repo, const std::string& c, const std::string& host = "github") {
+    auto r = runs::runs_by_sha(s.db, host, repo, c);
+    REQUIRE(r);
+    return *r;
+  };
+  using Ids = std::vector<std::string>;
+  CHECK(by_pr("acme/env-dev", 11).empty());
+  run.in(s.db, prepared("dev", sha('h')), "job:1");
+  CHECK(by_sha("acme/env-dev", sha('h')) == Ids{"r1"});
+  run.in(s.db, opened("dev", 11, sha('h')), "job:2");
+  CHECK(by_pr("acme/env-dev", 11) == Ids{"r1"});
+  CHECK(by_pr("Acme/Env-Dev", 11) == Ids{"r1"});  // owner/name case does not matter
+  CHECK(by_pr("acme/env-qa", 11).empty());         // the stage's repo only
+  CHECK(by_pr("acme/env-dev", 11, "gitlab").empty());
+  CHECK(by_pr("acme/env-dev", 12).empty());
+
+  // The head moves: the new head routes to the run, the old one no longer does.
+  REQUIRE(run.state.stage("dev")->pr == 11);
+  run.in(s.db, HeadChanged{"acme/env-dev", 11, sha('j')}, "delivery:7");
+  REQUIRE(run.state.stage("dev")->head_sha == sha('j'));
+  CHECK(by_sha("acme/env-dev", sha('j')) == Ids{"r1"});
+  CHECK(by_sha("acme/env-dev", sha('h')).empty());
+  CHECK(by_pr("acme/env-dev", 11) == Ids{"r1"});
+
+  // Another run with the same PR number (it reused the branch's PR) and the same head: both, oldest first.
+  other.in(s.db, prepared("dev", sha('j')), "job:3");
+  other.in(s.db, opened("dev", 11, sha('j')), "job:4");
+  CHECK(by_pr("acme/env-dev", 11) == Ids{"r1", "r2"});
+  CHECK(by_sha("acme/env-dev", sha('j')) == Ids{"r1", "r2"});
+  CHECK(s.count("SELECT COUNT(*) FROM run_refs WHERE run_id = 'r1'") == 2);
+
+  // A stage with refs but no known repository is an error, not a run that webhooks never find.
+  Step step;
+  step.run = run.state;
+  auto missing = runs::save_step(s.db, run.meta, step, "k", kT0, runs::StageRepos{{"qa", "acme/env-qa"}});
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().find("stage 'dev'") != std::string::npos);
+}
+
+TEST_CASE("in-flight runs are the pipeline's queued and running runs, oldest first", "[run_store]") {
+  Store s;
+  Pipeline def = two_stages();
+  REQUIRE(runs::insert_run(s.db, record(def, "z-first", kT0)));
+  REQUIRE(runs::insert_run(s.db, record(def, "a-second", kT0 + 1s)));
+  REQUIRE(runs::insert_run(s.db, record(def, "m-third", kT0 + 1s)));  // same time: insertion order
+  auto elsewhere = record(def, "elsewhere", kT0);
+  elsewhere.repo = "acme/other";
+  REQUIRE(runs::insert_run(s.db, elsewhere));
+  auto inflight = runs::in_flight_runs(s.db, "github", "acme/payments", "payments");
+  REQUIRE(inflight);
+  std::vector<std::string> ids;
+  for (const auto& r : *inflight) ids.push_back(r.id);
+  CHECK(ids == std::vector<std::string>{"z-first", "a-second", "m-third"});
+  auto newest = runs::list_runs(s.db, 2);
+  REQUIRE(newest);
+  REQUIRE(newest->size() == 2);
+  CHECK((*newest)[0].id == "m-third");  // newest first; the same time: the later inserted first
+  CHECK((*newest)[1].id == "a-second");
+}
+
+TEST_CASE("a malformed stored state is an error naming the run", "[run_store]") {
+  Store s;
+  Run run(s.db, "r1");
+  SECTION("not JSON") { REQUIRE(s.db.exec("UPDATE runs SET state = '{\"version\": 1,' WHERE id = 'r1'")); }
+  SECTION("JSON of another shape") { REQUIRE(s.db.exec("UPDATE runs SET state = '{\"version\": 1}' WHERE id = 'r1'")); }
+  SECTION("an unknown status") {
+    REQUIRE(s.db.exec("UPDATE runs SET state = json_set(state, '$.status', 'exploded') WHERE id = 'r1'"));
+  }
+  SECTION("another run's state") {
+    REQUIRE(s.db.exec("UPDATE runs SET state = json_set(state, '$.id', 'r9') WHERE id = 'r1'"));
+  }
+  auto loaded = runs::load_run(s.db, "r1");
+  REQUIRE_FALSE(loaded);
+  CHECK(loaded.error().find("run 'r1'") != std::string::npos);
+  auto inflight = runs::in_flight_runs(s.db, "github", "acme/payments", "payments");
+  REQUIRE_FALSE(inflight);
+  CHECK(inflight.error().find("run 'r1'") != std::string::npos);
+}
+
+TEST_CASE("jobs round-trip through JSON; a malformed stored job is failed, not claimed", "[run_store]") {
+  for (int i = 0; i <= static_cast<int>(JobKind::timer); ++i) {
+    Job j;
+    j.kind = static_cast<JobKind>(i);
+    j.key = "k" + std::to_string(i);
+    j.stage = "prod";
+    j.repo = "acme/env-prod";
+    j.pr = 12;
+    j.sha = sha('a');
+    j.comment_id = 99;
+    j.state = "success";
+    j.text = "line\n\"quoted\"";
+    j.timer = "soak";
+    if (i % 2) j.at = kT0 + 30min;
+    j.step = 2;
+    j.seq = 3;
+    j.attempt = 4;
+    nlohmann::json js = j;
+    CHECK(js.get<Job>() == j);
+  }
+  nlohmann::json bad = Job{};
+  bad["kind"] = "teleport";
+  CHECK_THROWS_AS(bad.get<Job>(), nlohmann::json::exception);
+
+  Store s;
+  Run run(s.db, "r1");
+  REQUIRE(s.db.exec("DELETE FROM jobs"));
+  schedule(s.db, run, {job(JobKind::reply, "reply:1"), job(JobKind::reply, "reply:2")}, "k");
+  REQUIRE(s.db.exec("UPDATE jobs SET job = '{\"kind\": \"teleport\"}' WHERE key = 'reply:1'"));
+  auto c = runs::claim_jobs(s.db, kT0, "w1", 30s, 10);
+  REQUIRE(c);
+  REQUIRE(c->broken.size() == 1);
+  CHECK(c->broken[0].find("reply:1") != std::string::npos);
+  CHECK(c->broken[0].find("teleport") != std::string::npos);
+  // The broken one is failed in place and does not hold the run's next job back.
+  CHECK(s.text("SELECT state FROM jobs WHERE key = 'reply:1'") == "failed");
+  CHECK(keys(*c).empty());  // reply:2 was behind it when the claim looked
+  CHECK(keys(claim(s.db, kT0, "w1")) == std::vector<std::string>{"reply:2"});
+}
