@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <future>
 #include <string_view>
 
 #include "service/log.hpp"
@@ -208,13 +209,15 @@ void Inbox::writer_loop() {
   (void)::pthread_setname_np(::pthread_self(), "tg-inbox");
   std::vector<Pending> batch;
   std::vector<PendingOutcomes> outcome_batches;
+  std::vector<PendingWork> works;
+  std::vector<std::string> work_errors;
   std::vector<StoreResult> results;
   auto last_commit = std::chrono::steady_clock::time_point{};
   while (true) {
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !outcome_queue_.empty(); });
-      if (queue_.empty() && outcome_queue_.empty() && stopping_) return;
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !outcome_queue_.empty() || !work_queue_.empty(); });
+      if (queue_.empty() && outcome_queue_.empty() && work_queue_.empty() && stopping_) return;
       // Under load (the last commit ended a moment ago), let the batch fill up a little.
       if (!stopping_ && !queue_.empty() && queue_.size() < options_.batch_target &&
           std::chrono::steady_clock::now() - last_commit < options_.batch_delay) {
@@ -229,7 +232,12 @@ void Inbox::writer_loop() {
         outcome_batches.push_back(std::move(outcome_queue_.front()));
         outcome_queue_.pop_front();
       }
+      while (!work_queue_.empty() && works.size() < options_.max_batch) {
+        works.push_back(std::move(work_queue_.front()));
+        work_queue_.pop_front();
+      }
     }
+    work_errors.assign(works.size(), std::string{});
     results.assign(batch.size(), StoreResult::failed);
     std::string error;
     auto& db = *writer_db_;
@@ -262,6 +270,22 @@ void Inbox::writer_loop() {
         }
       }
       insert_outcome_->reset();
+      // Each piece of work in a savepoint of its own: one that fails is undone alone.
+      for (std::size_t i = 0; i < works.size() && error.empty(); ++i) {
+        if (auto sp = db.exec("SAVEPOINT work"); !sp) {
+          error = describe(sp.error());
+          break;
+        }
+        try {
+          work_errors[i] = works[i].work(db);
+        } catch (const std::exception& e) {
+          work_errors[i] = std::string("unexpected error: ") + e.what();
+        }
+        if (!work_errors[i].empty()) {
+          if (auto rb = db.exec("ROLLBACK TO work"); !rb) error = describe(rb.error());
+        }
+        if (auto rel = db.exec("RELEASE work"); !rel && error.empty()) error = describe(rel.error());
+      }
       if (error.empty()) {
         if (auto commit = db.exec("COMMIT"); !commit) error = describe(commit.error());
       }
@@ -276,11 +300,13 @@ void Inbox::writer_loop() {
         batch[i].done(result, error);
       }
       for (auto& pending : outcome_batches) pending.done(error.empty(), error);
+      for (std::size_t i = 0; i < works.size(); ++i) works[i].done(error.empty() ? work_errors[i] : error);
     }
     last_commit = std::chrono::steady_clock::now();
     const bool stored = error.empty() && !batch.empty();
     batch.clear();
     outcome_batches.clear();
+    works.clear();
     if (stored && options_.on_commit) options_.on_commit();
   }
 }
@@ -295,6 +321,25 @@ void Inbox::record(std::vector<DeliveryOutcome> outcomes, std::function<void(boo
     }
   }
   done(false, "the inbox is shutting down");
+}
+
+void Inbox::transact(Work work, std::function<void(const std::string& error)> done) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopping_) {
+      work_queue_.push_back({std::move(work), std::move(done)});
+      wake_.notify_one();
+      return;
+    }
+  }
+  done("the inbox is shutting down");
+}
+
+std::string Inbox::transact_sync(Work work) {
+  std::promise<std::string> result;
+  auto future = result.get_future();
+  transact(std::move(work), [&result](const std::string& error) { result.set_value(error); });
+  return future.get();
 }
 
 bool Inbox::reachable() { return depth().has_value(); }

@@ -76,6 +76,16 @@ class Inbox {
   // nobody waits in SQLite's busy handler); `done` runs on the writer thread after the commit.
   void record(std::vector<DeliveryOutcome> outcomes, std::function<void(bool ok, const std::string& error)> done);
 
+  // Runs `work` on the writer thread inside a transaction (a savepoint of the writer's next
+  // commit, which it may share with deliveries and other work). `work` returns an empty string to
+  // keep its changes, or why it failed (its changes are rolled back; an exception counts as a
+  // failure). `done` runs on the writer thread after the commit with the work's error, or the
+  // commit's. The promotion engine applies every input this way, exactly once.
+  using Work = std::function<std::string(sqlite::Db&)>;
+  void transact(Work work, std::function<void(const std::string& error)> done);
+  // The same, waiting for the commit (never call it from the writer thread's callbacks).
+  [[nodiscard]] std::string transact_sync(Work work);
+
   // Stops accepting, commits what is queued, and joins the writer.
   void stop();
 
@@ -113,6 +123,11 @@ class Inbox {
     std::function<void(bool, const std::string&)> done;
   };
   std::deque<PendingOutcomes> outcome_queue_;
+  struct PendingWork {
+    Work work;
+    std::function<void(const std::string&)> done;
+  };
+  std::deque<PendingWork> work_queue_;
   bool stopping_ = false;
   std::thread writer_;
   int schema_version_ = 0;

@@ -187,6 +187,7 @@ void Normalizer::loop() {
       auto [committed, error] = result.get();
       if (committed) {
         cursor = rows.back().id;
+        if (on_recorded_) on_recorded_();
         // Intake first: while deliveries keep arriving (the inbox committed more than once during
         // this batch), rest nineteen times as long as the batch took, so normalising uses at most
         // about a twentieth of a core during a burst. It still progresses, and catches up at full speed once

@@ -4,6 +4,7 @@
 // (The promotion engine consumes these Events in a later milestone.)
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -22,6 +23,8 @@ class Normalizer {
   ~Normalizer();
   void start(Inbox& inbox);  // outcomes are written through the inbox's writer
   void nudge();  // new deliveries were committed
+  // Called (on the normaliser's thread) after each batch of outcomes is committed. Set before start().
+  void on_recorded(std::function<void()> callback) { on_recorded_ = std::move(callback); }
   void stop();   // finishes the batch in hand
 
  private:
@@ -34,6 +37,7 @@ class Normalizer {
   bool stopping_ = false;
   bool nudged_ = false;
   std::atomic<std::uint64_t> commits_{0};  // inbox commits so far (nudges)
+  std::function<void()> on_recorded_;
   std::thread thread_;
 };
 

@@ -5,6 +5,14 @@
 #include <thread>
 
 #include "service/config.hpp"
+#include "service/engine_service.hpp"
+#include "service/git/git_writer.hpp"
+#include "service/host/gitea_host.hpp"
+#include "service/host/github_host.hpp"
+#include "service/host/gitlab_host.hpp"
+#include "service/host/http_client.hpp"
+#include "service/host/token_source.hpp"
+#include "service/tz.hpp"
 #include "service/http_server.hpp"
 #include "service/inbox.hpp"
 #include "service/intake.hpp"
@@ -13,6 +21,90 @@
 #include "service/normalizer.hpp"
 
 namespace tollgate::cli {
+
+namespace {
+
+using namespace tollgate::service;
+
+// The API clients of the configured hosts that have a token: the promotion engine acts only
+// through those (a host with webhook secrets only is intake without promotions).
+struct HostClients {
+  std::vector<std::unique_ptr<host::Host>> owned;
+  std::map<std::string, EngineHost> engine;
+};
+
+HostClients make_host_clients(const Config& config, host::HttpClient& client) {
+  HostClients out;
+  for (const auto& [name, hc] : config.hosts) {
+    if (!hc.token) {
+      log::warn(hc.app ? "host uses a GitHub App, which promotions do not support yet: intake only"
+                       : "host has no token: intake only, no promotions",
+                {{"host", name}});
+      continue;
+    }
+    auto auth = std::make_shared<host::StaticToken>(hc.token->value());
+    std::unique_ptr<host::Host> api;
+    std::string git_user;
+    switch (hc.kind) {
+      case webhooks::HostKind::github:
+        api = std::make_unique<host::GitHubHost>(client, auth, host::GitHubHostOptions{.api_url = hc.api_url});
+        git_user = "x-access-token";
+        break;
+      case webhooks::HostKind::gitlab:
+        api = std::make_unique<host::GitLabHost>(client, auth, host::GitLabHostOptions{.api_url = hc.api_url});
+        git_user = "oauth2";
+        break;
+      case webhooks::HostKind::gitea:
+        api = std::make_unique<host::GiteaHost>(client, auth, host::GiteaHostOptions{.api_url = hc.api_url});
+        git_user = "tollgate";
+        break;
+    }
+    EngineHost eh;
+    eh.kind = hc.kind;
+    eh.api = api.get();
+    if (auto me = api->current_user(); me) {
+      eh.bot_login = *me;
+      if (hc.kind == webhooks::HostKind::gitea) git_user = *me;
+    } else {
+      log::warn("cannot read the token's user: its own merges and comments are recognised as 'tollgate'",
+                {{"host", name}, {"error", me.error().message}});
+    }
+    const std::string token = hc.token->value();
+    eh.credentials = [git_user, token] { return git::Credentials{git_user, token}; };
+    // Clone URLs and default branches as the host's API reports them, read once per repository.
+    auto repos = std::make_shared<std::pair<std::mutex, std::map<std::string, host::Repository>>>();
+    host::Host* raw = api.get();
+    auto repository = [repos, raw](const std::string& repo) -> host::Repository {
+      {
+        std::lock_guard lock(repos->first);
+        if (auto it = repos->second.find(repo); it != repos->second.end()) return it->second;
+      }
+      const auto slash = repo.rfind('/');
+      auto info = raw->get_repository(host::RepoRef{repo.substr(0, slash == std::string::npos ? 0 : slash),
+                                                    slash == std::string::npos ? repo : repo.substr(slash + 1)});
+      if (!info) return {};
+      std::lock_guard lock(repos->first);
+      repos->second[repo] = *info;
+      return *info;
+    };
+    eh.clone_url = [repository](const std::string& repo) { return repository(repo).clone_url; };
+    eh.default_branch = [repository](const std::string& repo) { return repository(repo).default_branch; };
+    // Web links to a PR: GitHub /pull/N, GitLab /-/merge_requests/N, Gitea /pulls/N.
+    const char* pr_segment = hc.kind == webhooks::HostKind::gitlab ? "/-/merge_requests/"
+                             : hc.kind == webhooks::HostKind::gitea ? "/pulls/"
+                                                                     : "/pull/";
+    eh.pr_url = [repository, pr_segment](const std::string& repo, std::int64_t pr) {
+      auto web = repository(repo).html_url;
+      if (web.empty() || pr <= 0) return std::string{};
+      return web + pr_segment + std::to_string(pr);
+    };
+    out.engine.emplace(name, std::move(eh));
+    out.owned.push_back(std::move(api));
+  }
+  return out;
+}
+
+}  // namespace
 
 int run_serve(const std::string& config_path, unsigned threads) {
   using namespace tollgate::service;
@@ -48,7 +140,19 @@ int run_serve(const std::string& config_path, unsigned threads) {
     log::error("cannot start", {{"error", port.error()}});
     return 2;
   }
+  // The promotion engine: host API clients, the git writer, job workers.
+  host::HttpClient api_client;
+  auto clients = make_host_clients(*config, api_client);
+  git::GitWriter writer(git::GitWriterOptions{.data_dir = config->data_dir});
+  TzDatabase zones;
+  EngineServiceOptions engine_options;
+  engine_options.database = config->database;
+  engine_options.public_url = config->public_url;
+  engine_options.zones = &zones;
+  EngineService engine(engine_options, **inbox, clients.engine, &writer);
+  normalizer.on_recorded([&engine] { engine.nudge(); });
   normalizer.start(**inbox);
+  engine.start();
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   nlohmann::json hosts = nlohmann::json::array();
   for (const auto& [name, host] : config->hosts) {
@@ -62,6 +166,7 @@ int run_serve(const std::string& config_path, unsigned threads) {
                           {"hosts", hosts}});
   server.run(threads);
   normalizer.stop();  // finishes the batch in hand (its outcomes go through the inbox writer)
+  engine.stop();      // finishes the job in hand; an unfinished one is leased again after a restart
   (*inbox)->stop();   // every accepted delivery is committed before we exit
   log::info("stopped");
   return 0;

@@ -1,0 +1,850 @@
+#include "service/engine_service.hpp"
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "pipeline/triggers.hpp"
+#include "pipeline/validate.hpp"
+#include "service/body_codec.hpp"
+#include "service/engine_inputs.hpp"
+#include "service/inbox.hpp"
+#include "service/job_executor.hpp"
+#include "service/log.hpp"
+#include "service/probes.hpp"
+#include "service/run_store.hpp"
+#include "service/sqlite.hpp"
+#include "templates/mustache.hpp"
+
+namespace tollgate::service {
+
+namespace {
+
+using json = nlohmann::json;
+using runs::Instant;
+
+// A stable run id for (host, repo, pipeline, sha): a merged PR that also arrives as a push, or a
+// delivery applied again after a crash, finds the run it started instead of starting another.
+std::string make_run_id(const std::string& host, const std::string& repo, const std::string& pipeline,
+                        const std::string& sha) {
+  std::uint64_t h = 1469598103934665603ULL;  // FNV-1a 64
+  for (const std::string* part : {&host, &repo, &pipeline, &sha}) {
+    for (unsigned char c : *part) {
+      h ^= c;
+      h *= 1099511628211ULL;
+    }
+    h ^= 0xff;
+    h *= 1099511628211ULL;
+  }
+  char out[17];
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  return std::string(out, 12);
+}
+
+pipeline::ActorFacts::Permission to_actor_permission(host::Permission p) {
+  using P = pipeline::ActorFacts::Permission;
+  switch (p) {
+    case host::Permission::none: return P::none;
+    case host::Permission::read: return P::read;
+    case host::Permission::triage: return P::triage;
+    case host::Permission::write: return P::write;
+    case host::Permission::maintain: return P::maintain;
+    case host::Permission::admin: return P::admin;
+  }
+  return P::none;
+}
+
+// The repository and PR an input concerns (PR-routed inputs), or the commit (checks).
+struct Route {
+  std::string repo;
+  std::int64_t pr = 0;
+  std::string sha;  // set: route by commit
+};
+
+std::optional<Route> route_of(const pipeline::Input& in) {
+  return std::visit(
+      [](const auto& i) -> std::optional<Route> {
+        using T = std::decay_t<decltype(i)>;
+        if constexpr (std::is_same_v<T, pipeline::CheckCompleted>) {
+          return Route{i.repo, 0, i.sha};
+        } else if constexpr (std::is_same_v<T, pipeline::PrMerged> || std::is_same_v<T, pipeline::PrClosed> ||
+                             std::is_same_v<T, pipeline::HeadChanged> || std::is_same_v<T, pipeline::ReviewSubmitted> ||
+                             std::is_same_v<T, pipeline::CommentCreated>) {
+          return Route{i.repo, i.pr, {}};
+        } else {
+          return std::nullopt;
+        }
+      },
+      in);
+}
+
+// The author of the change a trigger promotes: the source PR's author, or the pusher.
+std::string source_author(const webhooks::Event& e) {
+  if (const auto* pr = std::get_if<webhooks::PullRequestEvent>(&e.payload)) return pr->pr.author.login;
+  if (const auto* push = std::get_if<webhooks::PushEvent>(&e.payload)) return push->pusher.login;
+  return {};
+}
+
+std::string source_title(const webhooks::Event& e) {
+  if (const auto* pr = std::get_if<webhooks::PullRequestEvent>(&e.payload)) return pr->pr.title;
+  return {};
+}
+
+// "@org/team" entries of a stage's approvals gate.
+std::vector<std::pair<std::string, std::string>> gate_teams(const pipeline::Stage& stage) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (!stage.gates.approvals) return out;
+  for (const auto& who : stage.gates.approvals->from) {
+    if (who.size() < 4 || who[0] != '@') continue;
+    const auto slash = who.find('/');
+    if (slash == std::string::npos || slash == 1 || slash + 1 == who.size()) continue;
+    out.emplace_back(who.substr(1, slash - 1), who.substr(slash + 1));
+  }
+  return out;
+}
+
+}  // namespace
+
+struct EngineService::Impl {
+  EngineServiceOptions options;
+  Inbox& inbox;
+  std::map<std::string, EngineHost> hosts;
+  git::GitWriter* writer;
+
+  std::mutex mutex;
+  std::condition_variable wake;
+  bool stopping = false;
+  std::uint64_t generation = 0;  // bumped by every nudge
+  std::thread events_thread;
+  std::vector<std::thread> worker_threads;
+
+  std::atomic<std::uint64_t> events{0}, runs_started{0}, jobs_done{0}, jobs_retried{0}, jobs_failed{0};
+  std::int64_t cursor = 0;  // the last delivery consumed in order (events thread)
+
+  std::mutex defs_mutex;
+  std::map<std::string, std::shared_ptr<const pipeline::PipelineFile>, std::less<>> defs;  // by text
+
+  Impl(EngineServiceOptions o, Inbox& i, std::map<std::string, EngineHost> h, git::GitWriter* w)
+      : options(std::move(o)), inbox(i), hosts(std::move(h)), writer(w) {}
+
+  // ------------------------------------------------------------------------------------------
+  // Time and context
+
+  [[nodiscard]] pipeline::TimePoint now() const {
+    if (options.now) return options.now();
+    return std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+  }
+  [[nodiscard]] Instant now_ms() const {
+    if (options.now) return std::chrono::time_point_cast<std::chrono::milliseconds>(options.now());
+    return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+  }
+  [[nodiscard]] pipeline::Context context() const {
+    return pipeline::Context{now(), options.zones, options.engine};
+  }
+  [[nodiscard]] pipeline::Context context_for(const std::string& host) const {
+    auto cx = context();
+    if (auto it = hosts.find(host); it != hosts.end()) cx.options.bot_login = it->second.bot_login;
+    return cx;
+  }
+
+  // The pipeline file a run is pinned to, parsed once per distinct text.
+  std::shared_ptr<const pipeline::PipelineFile> parse_definition(const std::string& text, std::string* error) {
+    {
+      std::lock_guard lock(defs_mutex);
+      if (auto it = defs.find(text); it != defs.end()) return it->second;
+    }
+    auto loaded = pipeline::load_pipeline(text, options.pipeline_file);
+    if (!loaded.ok() || !loaded.file) {
+      if (error) {
+        *error = loaded.problems.empty() ? std::string("the pipeline file does not load")
+                                         : pipeline::format_text(loaded.problems.front());
+      }
+      return nullptr;
+    }
+    auto file = std::make_shared<const pipeline::PipelineFile>(std::move(*loaded.file));
+    std::lock_guard lock(defs_mutex);
+    if (defs.size() > 256) defs.clear();
+    defs.emplace(text, file);
+    return file;
+  }
+
+  const pipeline::Pipeline* pipeline_of(const runs::RunRecord& rec, std::shared_ptr<const pipeline::PipelineFile>& holder) {
+    std::string error;
+    holder = parse_definition(rec.definition, &error);
+    if (!holder) {
+      log::error("run definition does not load", {{"run", rec.id}, {"error", error}});
+      return nullptr;
+    }
+    for (const auto& p : holder->pipelines) {
+      if (p.name == rec.pipeline) return &p;
+    }
+    log::error("run definition has no such pipeline", {{"run", rec.id}, {"pipeline", rec.pipeline}});
+    return nullptr;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Applying inputs (writer thread, inside a transaction)
+
+  // Applies one input to one run and saves what changed. Errors are SQLite's (the transaction
+  // rolls back); a run that cannot be read is logged and left alone, so it cannot hold up others.
+  std::string apply_to_run(sqlite::Db& db, const std::string& run_id, const pipeline::Input& input,
+                           const std::string& key, bool* scheduled = nullptr) {
+    auto rec = runs::load_run(db, run_id);
+    if (!rec) {
+      log::error("run cannot be read", {{"run", run_id}, {"error", rec.error()}});
+      return {};
+    }
+    if (!*rec) return {};
+    std::shared_ptr<const pipeline::PipelineFile> holder;
+    const pipeline::Pipeline* def = pipeline_of(**rec, holder);
+    if (!def) return {};
+    const auto step = pipeline::apply(*def, (*rec)->state, input, context_for((*rec)->host));
+    if (step.run == (*rec)->state && step.transitions.empty() && step.jobs.empty()) return {};
+    auto saved = runs::save_step(db, **rec, step, key, now_ms(), runs::stage_repos(*def));
+    if (!saved) return saved.error();
+    if (scheduled && saved->scheduled > 0) *scheduled = true;
+    if (!pipeline::is_terminal((*rec)->state.status) && pipeline::is_terminal(step.run.status)) {
+      log::info("run finished", {{"run", run_id}, {"pipeline", (*rec)->pipeline}, {"status", pipeline::to_string(step.run.status)}});
+      return start_next_queued(db, **rec, key, scheduled);
+    }
+    return {};
+  }
+
+  // concurrency: queue — when a run ends, the oldest queued run of its pipeline starts.
+  std::string start_next_queued(sqlite::Db& db, const runs::RunRecord& ended, const std::string& key, bool* scheduled) {
+    auto in_flight = runs::in_flight_runs(db, ended.host, ended.repo, ended.pipeline);
+    if (!in_flight) return in_flight.error();
+    std::vector<pipeline::RunState> states;
+    for (const auto& r : *in_flight) states.push_back(r.state);
+    const auto next = pipeline::next_queued(states);
+    if (!next) return {};
+    for (const auto& r : *in_flight) {
+      if (r.id != *next) continue;
+      std::shared_ptr<const pipeline::PipelineFile> holder;
+      const pipeline::Pipeline* def = pipeline_of(r, holder);
+      if (!def) return {};
+      const auto step = pipeline::start_run(*def, r.state, context_for(r.host));
+      auto saved = runs::save_step(db, r, step, key, now_ms(), runs::stage_repos(*def));
+      if (!saved) return saved.error();
+      if (scheduled && saved->scheduled > 0) *scheduled = true;
+    }
+    return {};
+  }
+
+  // Offers a webhook input to every run it concerns.
+  std::string offer(sqlite::Db& db, const std::string& host, const pipeline::Input& input, const std::string& key,
+                    bool* scheduled) {
+    const auto route = route_of(input);
+    if (!route) return {};
+    auto ids = route->sha.empty() ? runs::runs_by_pr(db, host, route->repo, route->pr)
+                                  : runs::runs_by_sha(db, host, route->repo, route->sha);
+    if (!ids) return ids.error();
+    for (const auto& id : *ids) {
+      if (auto err = apply_to_run(db, id, input, key, scheduled); !err.empty()) return err;
+    }
+    return {};
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Triggers: read .tollgate.yaml at the commit, start one run per matching pipeline.
+
+  struct NewRun {
+    std::string pipeline;
+    std::string definition;
+    pipeline::SourceFacts source;
+    std::vector<std::pair<std::string, std::string>> release;
+  };
+
+  enum class Fetch { ok, none, retry };
+
+  Fetch prepare_trigger(const std::string& host_name, EngineHost& host, const SourceTrigger& trigger,
+                        const webhooks::Event& event, std::vector<NewRun>& out) {
+    auto text = host.api->read_file(host::RepoRef{owner_of(trigger.repo), name_of(trigger.repo)}, options.pipeline_file,
+                                    trigger.sha);
+    if (!text) {
+      const auto kind = text.error().kind;
+      if (kind == host::HostError::Kind::transient || kind == host::HostError::Kind::rate_limited) {
+        log::warn("cannot read the pipeline file yet", {{"repo", trigger.repo}, {"sha", trigger.sha}, {"error", text.error().message}});
+        return Fetch::retry;
+      }
+      log::error("cannot read the pipeline file", {{"repo", trigger.repo}, {"sha", trigger.sha}, {"error", text.error().message}});
+      return Fetch::none;
+    }
+    if (!*text) {  // no pipeline file: not a tollgate repository
+      log::info("no pipeline file: nothing to promote",
+                {{"repo", trigger.repo}, {"sha", trigger.sha}, {"file", options.pipeline_file}});
+      return Fetch::none;
+    }
+    std::string error;
+    auto file = parse_definition(**text, &error);
+    if (!file) {
+      log::warn("pipeline file has errors: no run started",
+                {{"repo", trigger.repo}, {"sha", trigger.sha}, {"error", error}});
+      return Fetch::none;
+    }
+    auto match = pipeline::match_triggers(*file, trigger.event);
+    if (!match.need_changed_files.empty() && trigger.pr > 0) {
+      auto files = host.api->list_changed_files(host::RepoRef{owner_of(trigger.repo), name_of(trigger.repo)}, trigger.pr);
+      if (!files) {
+        const auto kind = files.error().kind;
+        if (kind == host::HostError::Kind::transient || kind == host::HostError::Kind::rate_limited) return Fetch::retry;
+        log::error("cannot list the changed files", {{"repo", trigger.repo}, {"pr", trigger.pr}, {"error", files.error().message}});
+        return Fetch::none;
+      }
+      auto full = trigger.event;
+      full.changed_files.clear();
+      for (const auto& f : *files) {
+        full.changed_files.push_back(f.filename);
+        if (!f.previous_filename.empty()) full.changed_files.push_back(f.previous_filename);
+      }
+      full.changed_files_complete = true;
+      match = pipeline::match_triggers(*file, full);
+    }
+    for (const auto& why : match.skipped) log::info("pipeline not started", {{"repo", trigger.repo}, {"reason", why}});
+    for (const auto& name : match.pipelines) {
+      const pipeline::Pipeline* def = nullptr;
+      for (const auto& p : file->pipelines) {
+        if (p.name == name) def = &p;
+      }
+      if (!def) continue;
+      NewRun run;
+      run.pipeline = name;
+      run.definition = **text;
+      run.source = pipeline::SourceFacts{trigger.repo, trigger.event.branch, trigger.sha, trigger.pr, source_author(event)};
+      json vars = {{"source",
+                    {{"host", host_name},
+                     {"repo", trigger.repo},
+                     {"branch", trigger.event.branch},
+                     {"sha", trigger.sha},
+                     {"short_sha", trigger.sha.substr(0, 7)},
+                     {"pr", trigger.pr},
+                     {"pr_title", source_title(event)},
+                     {"pr_url", host.pr_url ? host.pr_url(trigger.repo, trigger.pr) : std::string{}},
+                     {"author", run.source.author}}},
+                   {"pipeline", {{"name", name}}}};
+      bool ok = true;
+      for (const auto& [key, tmpl] : def->release) {
+        auto value = templates::render(tmpl, vars);
+        if (!value) {
+          log::error("release value does not render: no run started",
+                     {{"repo", trigger.repo}, {"pipeline", name}, {"value", key}, {"error", value.error()}});
+          ok = false;
+          break;
+        }
+        run.release.emplace_back(key, *value);
+        vars["release"][key] = *value;
+      }
+      if (ok) out.push_back(std::move(run));
+    }
+    return Fetch::ok;
+  }
+
+  std::string start_runs(sqlite::Db& db, const std::string& host, const std::vector<NewRun>& new_runs,
+                         const std::string& key, bool* scheduled) {
+    for (const auto& nr : new_runs) {
+      const std::string id = make_run_id(host, nr.source.repo, nr.pipeline, nr.source.sha);
+      auto existing = runs::load_run(db, id);
+      if (!existing) return existing.error();
+      if (*existing) continue;  // one run per (pipeline, sha)
+      std::string error;
+      auto file = parse_definition(nr.definition, &error);
+      if (!file) continue;
+      const pipeline::Pipeline* def = nullptr;
+      for (const auto& p : file->pipelines) {
+        if (p.name == nr.pipeline) def = &p;
+      }
+      if (!def) continue;
+      const auto cx = context_for(host);
+      runs::RunRecord rec;
+      rec.id = id;
+      rec.host = host;
+      rec.repo = nr.source.repo;
+      rec.pipeline = nr.pipeline;
+      rec.definition = nr.definition;
+      rec.definition_sha = nr.source.sha;
+      rec.state = pipeline::make_run(*def, id, nr.source, nr.release, cx.now);
+      rec.created_at = now_ms();
+      rec.updated_at = rec.created_at;
+      if (auto in = runs::insert_run(db, rec); !in) return in.error();
+      auto in_flight = runs::in_flight_runs(db, host, rec.repo, rec.pipeline);
+      if (!in_flight) return in_flight.error();
+      std::vector<pipeline::RunState> others;
+      std::vector<const runs::RunRecord*> other_recs;
+      for (const auto& r : *in_flight) {
+        if (r.id == id) continue;
+        others.push_back(r.state);
+        other_recs.push_back(&r);
+      }
+      const auto decision = pipeline::admit_run(*def, others, rec.state, cx);
+      for (const auto& step : decision.others) {
+        for (const auto* other : other_recs) {
+          if (other->id != step.run.id) continue;
+          std::shared_ptr<const pipeline::PipelineFile> holder;
+          const pipeline::Pipeline* other_def = pipeline_of(*other, holder);
+          if (!other_def) continue;
+          auto saved = runs::save_step(db, *other, step, key, now_ms(), runs::stage_repos(*other_def));
+          if (!saved) return saved.error();
+          if (scheduled && saved->scheduled > 0) *scheduled = true;
+        }
+      }
+      auto saved = runs::save_step(db, rec, decision.incoming, key, now_ms(), runs::stage_repos(*def));
+      if (!saved) return saved.error();
+      if (scheduled && saved->scheduled > 0) *scheduled = true;
+      ++runs_started;
+      log::info("run started", {{"run", id},
+                                {"pipeline", nr.pipeline},
+                                {"repo", nr.source.repo},
+                                {"sha", nr.source.sha},
+                                {"status", pipeline::to_string(decision.incoming.run.status)}});
+    }
+    return {};
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Comments and reviews: the author's permission, and the teams the gates ask about.
+
+  bool fill_actor_facts(sqlite::Db& rdb, const std::string& host_name, EngineHost& host, EngineEvent& ee) {
+    for (auto& input : ee.inputs) {
+      pipeline::ActorFacts* actor = nullptr;
+      std::string repo;
+      std::int64_t pr = 0;
+      if (auto* c = std::get_if<pipeline::CommentCreated>(&input)) {
+        actor = &c->author;
+        repo = c->repo;
+        pr = c->pr;
+      } else if (auto* r = std::get_if<pipeline::ReviewSubmitted>(&input)) {
+        actor = &r->author;
+        repo = r->repo;
+        pr = r->pr;
+      }
+      if (!actor || actor->login.empty()) continue;
+      // Only for PRs tollgate runs: a comment elsewhere costs no API call.
+      auto ids = runs::runs_by_pr(rdb, host_name, repo, pr);
+      if (!ids || ids->empty()) continue;
+      auto perm = host.api->user_permission(host::RepoRef{owner_of(repo), name_of(repo)}, actor->login);
+      if (!perm) {
+        const auto kind = perm.error().kind;
+        if (kind == host::HostError::Kind::transient || kind == host::HostError::Kind::rate_limited) return false;
+        log::warn("cannot read a commenter's permission: treated as none",
+                  {{"repo", repo}, {"login", actor->login}, {"error", perm.error().message}});
+      } else {
+        actor->permission = to_actor_permission(*perm);
+      }
+      std::set<std::pair<std::string, std::string>> teams;
+      for (const auto& id : *ids) {
+        auto rec = runs::load_run(rdb, id);
+        if (!rec || !*rec) continue;
+        std::shared_ptr<const pipeline::PipelineFile> holder;
+        const pipeline::Pipeline* def = pipeline_of(**rec, holder);
+        if (!def) continue;
+        for (const auto& st : (*rec)->state.stages) {
+          if (st.pr != pr) continue;
+          if (const auto* stage = def->stage(st.name)) {
+            for (auto& t : gate_teams(*stage)) teams.insert(std::move(t));
+          }
+        }
+      }
+      for (const auto& [org, team] : teams) {
+        auto member = host.api->is_team_member(org, team, actor->login);
+        if (!member) {
+          const auto kind = member.error().kind;
+          if (kind == host::HostError::Kind::transient || kind == host::HostError::Kind::rate_limited) return false;
+          continue;
+        }
+        if (*member) actor->teams.push_back("@" + org + "/" + team);
+      }
+    }
+    return true;
+  }
+
+  static std::string owner_of(const std::string& repo) {
+    const auto slash = repo.rfind('/');
+    return slash == std::string::npos ? std::string{} : repo.substr(0, slash);
+  }
+  static std::string name_of(const std::string& repo) {
+    const auto slash = repo.rfind('/');
+    return slash == std::string::npos ? repo : repo.substr(slash + 1);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Events: normalised deliveries in id order, each consumed once.
+
+  struct DeliveryRow {
+    std::int64_t id = 0;
+    std::string host, event, body, encoding;
+    std::int64_t size = 0;
+  };
+
+  // Returns how many were consumed; *blocked: one could not be handled yet (the host API is
+  // unavailable) and the rest wait behind it, in order.
+  std::size_t drain_events(sqlite::Db& rdb, bool* blocked) {
+    auto q = rdb.prepare(
+        "SELECT d.id, d.host, d.event, d.body, d.body_encoding, COALESCE(d.body_size, length(d.body)) "
+        "FROM deliveries d JOIN delivery_outcomes o ON o.delivery = d.id "
+        "WHERE o.state = 'normalized' AND d.id > ?1 "
+        "AND NOT EXISTS (SELECT 1 FROM consumed c WHERE c.key = 'delivery:' || d.id) ORDER BY d.id LIMIT 64");
+    if (!q) {
+      log::error("cannot read normalised deliveries", {{"error", q.error().message}});
+      return 0;
+    }
+    std::size_t consumed = 0;
+    while (true) {
+      std::vector<DeliveryRow> rows;
+      q->reset();
+      q->bind(1, cursor);
+      while (true) {
+        auto more = q->step();
+        if (!more) {
+          log::error("cannot read normalised deliveries", {{"error", more.error().message}});
+          return consumed;
+        }
+        if (!*more) break;
+        rows.push_back({q->int64(0), q->text(1), q->text(2), q->text(3), q->text(4), q->int64(5)});
+      }
+      q->reset();
+      if (rows.empty()) return consumed;
+      for (const auto& row : rows) {
+        if (!handle_delivery(rdb, row)) {
+          if (blocked) *blocked = true;
+          return consumed;
+        }
+        cursor = row.id;
+        ++consumed;
+        ++events;
+      }
+    }
+  }
+
+  // false: not now (retry later). Everything else consumes the delivery.
+  bool handle_delivery(sqlite::Db& rdb, const DeliveryRow& row) {
+    const std::string key = "delivery:" + std::to_string(row.id);
+    std::vector<NewRun> new_runs;
+    std::vector<pipeline::Input> inputs;
+    auto host_it = hosts.find(row.host);
+    if (host_it != hosts.end() && host_it->second.api) {
+      auto& host = host_it->second;
+      auto encoding = body_encoding_from(row.encoding);
+      auto body = encoding ? decode_body(*encoding, row.body, static_cast<std::size_t>(row.size))
+                           : tl::expected<std::string, std::string>(tl::unexpect, encoding.error());
+      if (!body) {
+        log::error("delivery body cannot be read", {{"delivery", row.id}, {"error", body.error()}});
+      } else if (auto event = webhooks::normalize(host.kind, row.event, json::parse(*body, nullptr, false)); event && *event) {
+        auto ee = translate(**event, host.bot_login);
+        if (ee.needs_actor_facts && !fill_actor_facts(rdb, row.host, host, ee)) return false;
+        if (ee.trigger) {
+          if (prepare_trigger(row.host, host, *ee.trigger, **event, new_runs) == Fetch::retry) return false;
+        }
+        inputs = std::move(ee.inputs);
+      }
+    }
+    bool scheduled = false;
+    const std::string host_name = row.host;
+    auto err = inbox.transact_sync([&](sqlite::Db& db) -> std::string {
+      auto fresh = runs::try_consume(db, key, now_ms());
+      if (!fresh) return fresh.error();
+      if (!*fresh) return {};
+      if (auto e = start_runs(db, host_name, new_runs, key, &scheduled); !e.empty()) return e;
+      for (const auto& input : inputs) {
+        if (auto e = offer(db, host_name, input, key, &scheduled); !e.empty()) return e;
+      }
+      return {};
+    });
+    if (!err.empty()) {
+      log::error("delivery not applied", {{"delivery", row.id}, {"error", err}});
+      return false;
+    }
+    if (scheduled) nudge_workers();
+    return true;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Jobs
+
+  std::chrono::seconds backoff(int attempts) const {
+    const int shift = std::clamp(attempts - 1, 0, 6);
+    return std::chrono::seconds(5) * (1 << shift);  // 5 s, 10 s, ... 320 s
+  }
+
+  ExecOutcome run_probe(const pipeline::Job& job, const pipeline::Pipeline& def, const pipeline::RunState& run,
+                        const EngineHost& host) {
+    ExecOutcome out;
+    pipeline::JobResult result;
+    result.kind = pipeline::JobKind::verify_probe;
+    result.stage = job.stage;
+    result.step = job.step;
+    result.seq = job.seq;
+    const pipeline::Stage* stage = def.stage(job.stage);
+    if (!stage || !stage->verify || job.step < 0 || static_cast<std::size_t>(job.step) >= stage->verify->steps.size()) {
+      result.outcome = pipeline::JobResult::Outcome::terminal;
+      result.message = "verify step " + std::to_string(job.step) + " of stage " + job.stage + " does not exist";
+      out.inputs.emplace_back(std::move(result));
+      return out;
+    }
+    json release = json::object();
+    for (const auto& [k, v] : run.release) release[k] = v;
+    const json vars = {{"release", release},
+                       {"pipeline", {{"name", def.name}}},
+                       {"stage", {{"name", stage->name}, {"repo", stage->repo}, {"branch", stage->branch.value_or("")}}},
+                       {"run", {{"id", run.id}, {"url", run_url(options.public_url, run.id)}}},
+                       {"source",
+                        {{"repo", run.source.repo},
+                         {"branch", run.source.branch},
+                         {"sha", run.source.sha},
+                         {"short_sha", run.source.sha.substr(0, 7)},
+                         {"pr", run.source.pr},
+                         {"author", run.source.author},
+                         {"pr_url", host.pr_url ? host.pr_url(run.source.repo, run.source.pr) : std::string{}}}}};
+    const auto& action = stage->verify->steps[static_cast<std::size_t>(job.step)].action;
+    ProbeResult probe;
+    if (const auto* h = std::get_if<pipeline::HttpStep>(&action)) {
+      probe = run_http_probe(*h, vars, ProbeOptions{});
+    } else if (const auto* p = std::get_if<pipeline::PrometheusStep>(&action)) {
+      probe = run_prometheus_probe(*p, vars, ProbeOptions{});
+    } else {
+      probe = {ProbeResult::Kind::terminal, "verify step " + std::to_string(job.step) + " is not a probe"};
+    }
+    switch (probe.kind) {
+      case ProbeResult::Kind::pass: result.outcome = pipeline::JobResult::Outcome::ok; break;
+      case ProbeResult::Kind::fail: result.outcome = pipeline::JobResult::Outcome::probe_failed; break;
+      case ProbeResult::Kind::retryable: result.outcome = pipeline::JobResult::Outcome::retryable; break;
+      case ProbeResult::Kind::terminal: result.outcome = pipeline::JobResult::Outcome::terminal; break;
+    }
+    result.message = probe.message;
+    out.inputs.emplace_back(std::move(result));
+    return out;
+  }
+
+  // Claims and runs one due job. false: none was due.
+  bool run_one_job(sqlite::Db& rdb, const std::string& owner) {
+    runs::Claim claim;
+    auto err = inbox.transact_sync([&](sqlite::Db& db) -> std::string {
+      auto c = runs::claim_jobs(db, now_ms(), owner, options.lease, 1);
+      if (!c) return c.error();
+      claim = std::move(*c);
+      return {};
+    });
+    if (!err.empty()) {
+      log::error("cannot claim jobs", {{"error", err}});
+      return false;
+    }
+    for (const auto& why : claim.broken) log::error("job cannot be read: failed", {{"error", why}});
+    if (claim.jobs.empty()) return !claim.broken.empty();
+    const auto& cj = claim.jobs.front();
+    const std::string key = "job:" + std::to_string(cj.id);
+
+    if (cj.job.kind == pipeline::JobKind::timer) {
+      const pipeline::Input input = pipeline::TimerFired{cj.job.stage, cj.job.timer, cj.job.seq};
+      finish_job(cj, owner, key, ExecOutcome{ExecOutcome::Kind::done, {input}, {}, std::nullopt});
+      return true;
+    }
+
+    auto rec = runs::load_run(rdb, cj.run_id);
+    ExecOutcome outcome;
+    if (!rec || !*rec) {
+      outcome = {ExecOutcome::Kind::terminal, {}, "its run " + cj.run_id + " cannot be read", std::nullopt};
+    } else {
+      std::shared_ptr<const pipeline::PipelineFile> holder;
+      const pipeline::Pipeline* def = pipeline_of(**rec, holder);
+      auto host_it = hosts.find((*rec)->host);
+      if (!def) {
+        outcome = {ExecOutcome::Kind::terminal, {}, "the run's definition does not load", std::nullopt};
+      } else if (host_it == hosts.end() || !host_it->second.api) {
+        outcome = {ExecOutcome::Kind::terminal, {}, "host '" + (*rec)->host + "' is not configured", std::nullopt};
+      } else if (cj.job.kind == pipeline::JobKind::verify_probe) {
+        outcome = run_probe(cj.job, *def, (*rec)->state, host_it->second);
+      } else {
+        const auto& host = host_it->second;
+        ExecContext cx{*def, (*rec)->state, *host.api, writer, host.clone_url};
+        cx.default_branch = host.default_branch;
+        cx.pr_url = host.pr_url;
+        if (host.credentials) cx.credentials = host.credentials();
+        cx.bot_login = host.bot_login;
+        cx.public_url = options.public_url;
+        cx.host_name = (*rec)->host;
+        log::info("job started", {{"job", cj.id}, {"kind", pipeline::to_string(cj.job.kind)}, {"run", cj.run_id},
+                                  {"stage", cj.job.stage}, {"attempt", cj.attempts}});
+        outcome = execute(cj.job, cx);
+      }
+    }
+    finish_job(cj, owner, key, outcome);
+    return true;
+  }
+
+  void finish_job(const runs::ClaimedJob& cj, const std::string& owner, const std::string& key, const ExecOutcome& outcome) {
+    bool scheduled = false;
+    bool lost = false;
+    auto kind = outcome.kind;
+    if (kind == ExecOutcome::Kind::retry && cj.attempts >= options.max_job_attempts) kind = ExecOutcome::Kind::terminal;
+    auto err = inbox.transact_sync([&](sqlite::Db& db) -> std::string {
+      tl::expected<bool, std::string> held;
+      if (kind == ExecOutcome::Kind::retry) {
+        const auto wait = outcome.retry_after.value_or(backoff(cj.attempts));
+        held = runs::retry_job(db, cj.id, owner, now_ms() + wait, outcome.error);
+      } else if (kind == ExecOutcome::Kind::terminal) {
+        held = runs::fail_job(db, cj.id, owner, outcome.error, now_ms());
+      } else {
+        held = runs::complete_job(db, cj.id, owner, now_ms());
+      }
+      if (!held) return held.error();
+      if (!*held) {
+        lost = true;  // the lease ran out and another worker has the job: its result counts
+        return "lease lost";
+      }
+      if (kind == ExecOutcome::Kind::done) {
+        for (const auto& input : outcome.inputs) {
+          if (auto e = apply_to_run(db, cj.run_id, input, key, &scheduled); !e.empty()) return e;
+        }
+      }
+      return {};
+    });
+    if (lost) {
+      log::warn("job result dropped: its lease ran out", {{"job", cj.id}, {"kind", pipeline::to_string(cj.job.kind)}});
+      return;
+    }
+    if (!err.empty()) {
+      log::error("job result not applied", {{"job", cj.id}, {"error", err}});
+      return;
+    }
+    switch (kind) {
+      case ExecOutcome::Kind::done: ++jobs_done; break;
+      case ExecOutcome::Kind::retry:
+        ++jobs_retried;
+        log::warn("job will be retried", {{"job", cj.id}, {"kind", pipeline::to_string(cj.job.kind)}, {"run", cj.run_id},
+                                          {"attempt", cj.attempts}, {"error", outcome.error}});
+        break;
+      case ExecOutcome::Kind::terminal:
+        ++jobs_failed;
+        log::error("job failed", {{"job", cj.id}, {"kind", pipeline::to_string(cj.job.kind)}, {"run", cj.run_id},
+                                  {"attempts", cj.attempts}, {"error", outcome.error}});
+        break;
+    }
+    if (cj.job.kind != pipeline::JobKind::timer || scheduled) {
+      log::info("job finished", {{"job", cj.id}, {"kind", pipeline::to_string(cj.job.kind)}, {"run", cj.run_id},
+                                 {"stage", cj.job.stage}});
+    }
+    if (scheduled) nudge_workers();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Threads
+
+  void nudge_workers() {
+    std::lock_guard lock(mutex);
+    ++generation;
+    wake.notify_all();
+  }
+
+  // Sleeps until a nudge, `until`, or stop. false: stopping.
+  bool sleep_until(std::uint64_t seen, std::chrono::steady_clock::time_point until) {
+    std::unique_lock lock(mutex);
+    wake.wait_until(lock, until, [&] { return stopping || generation != seen; });
+    return !stopping;
+  }
+
+  std::uint64_t current_generation() {
+    std::lock_guard lock(mutex);
+    return generation;
+  }
+
+  void events_loop() {
+    (void)::pthread_setname_np(::pthread_self(), "tg-events");
+    auto rdb = sqlite::Db::open(options.database);
+    if (!rdb) {
+      log::error("engine cannot open the database", {{"error", rdb.error().message}});
+      return;
+    }
+    while (true) {
+      const auto seen = current_generation();
+      bool blocked = false;
+      drain_events(*rdb, &blocked);
+      if (blocked) {
+        // The host API is unavailable: try again in a while (nudges do not help).
+        std::unique_lock lock(mutex);
+        if (wake.wait_for(lock, std::chrono::seconds(5), [&] { return stopping; })) return;
+        continue;
+      }
+      if (!sleep_until(seen, std::chrono::steady_clock::now() + options.idle_poll)) return;
+    }
+  }
+
+  void worker_loop(unsigned index) {
+    const std::string name = "tg-job-" + std::to_string(index);
+    (void)::pthread_setname_np(::pthread_self(), name.c_str());
+    char host[64] = {};
+    (void)::gethostname(host, sizeof host - 1);
+    const std::string owner = std::string(host) + ":" + std::to_string(::getpid()) + ":" + std::to_string(index);
+    auto rdb = sqlite::Db::open(options.database);
+    if (!rdb) {
+      log::error("job worker cannot open the database", {{"error", rdb.error().message}});
+      return;
+    }
+    while (true) {
+      {
+        std::lock_guard lock(mutex);
+        if (stopping) return;
+      }
+      const auto seen = current_generation();
+      if (run_one_job(*rdb, owner)) continue;
+      auto until = std::chrono::steady_clock::now() + options.idle_poll;
+      if (auto next = runs::next_due(*rdb); next && *next) {
+        const auto in = **next - now_ms();
+        if (in < options.idle_poll) until = std::chrono::steady_clock::now() + std::max(in, std::chrono::milliseconds(0));
+      }
+      if (!sleep_until(seen, until)) return;
+    }
+  }
+};
+
+EngineService::EngineService(EngineServiceOptions options, Inbox& inbox, std::map<std::string, EngineHost> hosts,
+                             git::GitWriter* writer)
+    : impl_(std::make_unique<Impl>(std::move(options), inbox, std::move(hosts), writer)) {}
+
+EngineService::~EngineService() { stop(); }
+
+void EngineService::start() {
+  impl_->events_thread = std::thread([this] { impl_->events_loop(); });
+  for (unsigned i = 0; i < std::max(1U, impl_->options.workers); ++i) {
+    impl_->worker_threads.emplace_back([this, i] { impl_->worker_loop(i + 1); });
+  }
+}
+
+void EngineService::nudge() { impl_->nudge_workers(); }
+
+void EngineService::stop() {
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stopping = true;
+    impl_->wake.notify_all();
+  }
+  if (impl_->events_thread.joinable()) impl_->events_thread.join();
+  for (auto& t : impl_->worker_threads) {
+    if (t.joinable()) t.join();
+  }
+  impl_->worker_threads.clear();
+}
+
+std::size_t EngineService::drain_events() {
+  auto rdb = sqlite::Db::open(impl_->options.database);
+  if (!rdb) return 0;
+  return impl_->drain_events(*rdb, nullptr);
+}
+
+std::size_t EngineService::run_due_jobs(const std::string& owner) {
+  auto rdb = sqlite::Db::open(impl_->options.database);
+  if (!rdb) return 0;
+  std::size_t n = 0;
+  while (impl_->run_one_job(*rdb, owner)) ++n;
+  return n;
+}
+
+EngineStats EngineService::stats() const {
+  return {impl_->events.load(), impl_->runs_started.load(), impl_->jobs_done.load(), impl_->jobs_retried.load(),
+          impl_->jobs_failed.load()};
+}
+
+}  // namespace tollgate::service

@@ -1,0 +1,145 @@
+// The world of the promotion end-to-end tests: the test Git host (tests/githost/server.mjs: real
+// git over http-backend, GitHub-shaped REST API and webhooks) and a real `tollgate serve` whose
+// host is that test host. Both are started per test and stopped by pid when it ends.
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+import { fileURLToPath } from "node:url";
+
+import YAML from "yaml";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const BIN = process.env.TOLLGATE_BIN;
+export const SKIP = BIN ? false : "TOLLGATE_BIN is not set: point it at a built tollgate binary";
+export const WEBHOOK_SECRET = "promotion e2e secret";
+
+export function tempDir(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tollgate-promote-"));
+  t.after(() => {
+    if (!process.env.KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
+// Starts the test Git host; resolves with its ready line ({api_url, git_url, ...}) and an admin client.
+export async function startGithost(t) {
+  const child = spawn(process.execPath, [path.join(ROOT, "tests", "githost", "server.mjs"), "--exit-on-stdin-close"], {
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, "SIGTERM");
+  });
+  const line = await new Promise((resolve, reject) => {
+    let buf = "";
+    child.stdout.on("data", (d) => {
+      buf += d;
+      const i = buf.indexOf("\n");
+      if (i >= 0) resolve(buf.slice(0, i));
+    });
+    child.once("exit", (code) => reject(new Error(`the test git host exited (${code}) before it was ready`)));
+  });
+  const info = JSON.parse(line);
+  const admin = async (method, target, body) => {
+    const res = await fetch(info.api_url + "/_admin" + target, {
+      method,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} /_admin${target}: ${res.status} ${text}`);
+    return text ? JSON.parse(text) : null;
+  };
+  return { child, info, admin };
+}
+
+// Writes tollgate.yaml for one GitHub-kind host at the test host; returns its path.
+export function writeConfig(dir, { apiUrl, token, kind = "github", name = "github" }) {
+  fs.writeFileSync(path.join(dir, "webhook.secret"), WEBHOOK_SECRET + "\n");
+  fs.writeFileSync(path.join(dir, "token"), token + "\n");
+  const config = {
+    listen: "127.0.0.1:0",
+    database: "./tollgate.db",
+    data_dir: "./data",
+    public_url: "http://127.0.0.1:8080",
+    hosts: { [name]: { kind, api_url: apiUrl, webhook_secret_file: "webhook.secret", token_file: "token", repos: ["acme/*"] } },
+  };
+  const file = path.join(dir, "tollgate.yaml");
+  fs.writeFileSync(file, YAML.stringify(config));
+  return file;
+}
+
+// Starts `tollgate serve`; resolves once it logs "listening" with {port, logs, kill(), exit}.
+export async function startTollgate(t, dir) {
+  const proc = spawn(BIN, ["serve", "--config", path.join(dir, "tollgate.yaml"), "--threads", "2"], {
+    cwd: dir,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const server = {
+    proc,
+    db: path.join(dir, "tollgate.db"),
+    logs: [],
+    stderr: "",
+    exit: new Promise((resolve) => proc.on("exit", (code, signal) => resolve({ code, signal }))),
+    running: () => proc.exitCode === null && proc.signalCode === null,
+    kill(signal = "SIGKILL") {
+      if (server.running()) process.kill(proc.pid, signal);
+    },
+  };
+  t.after(() => server.kill("SIGKILL"));
+  const lines = readline.createInterface({ input: proc.stderr });
+  let onLine;
+  lines.on("line", (line) => {
+    server.stderr += line + "\n";
+    if (process.env.TOLLGATE_E2E_LOG) process.stderr.write(line + "\n");
+    let parsed;
+    try {
+      parsed = JSON.parse(line);
+    } catch {
+      parsed = { raw: line };
+    }
+    server.logs.push(parsed);
+    onLine?.(parsed);
+  });
+  const address = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`tollgate did not log "listening" within 10 s:\n${server.stderr}`)), 10_000);
+    onLine = (l) => {
+      if (l.msg === "listening") {
+        clearTimeout(timer);
+        resolve(l.address);
+      }
+    };
+    server.exit.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`tollgate exited (code ${code}, signal ${signal}) before listening:\n${server.stderr}`));
+    });
+  });
+  server.port = Number(/:(\d+)$/.exec(address)[1]);
+  return server;
+}
+
+// Rows of a query on tollgate's database (python3's sqlite3: Node 20 has none).
+export function sql(db, query, params = []) {
+  const script =
+    "import json,sqlite3,sys\n" +
+    "c=sqlite3.connect(sys.argv[1])\n" +
+    "c.row_factory=sqlite3.Row\n" +
+    "print(json.dumps([dict(r) for r in c.execute(sys.argv[2], json.loads(sys.argv[3]))]))\n";
+  const r = spawnSync("python3", ["-c", script, db, query, JSON.stringify(params)], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+// Polls `fn` until it returns a truthy value; fails with `what` (and the last value) after `ms`.
+export async function eventually(what, fn, { ms = 30_000, every = 100 } = {}) {
+  const deadline = Date.now() + ms;
+  let last;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last) return last;
+    await new Promise((r) => setTimeout(r, every));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${JSON.stringify(last)}`);
+}
