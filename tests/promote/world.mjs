@@ -143,3 +143,71 @@ export async function eventually(what, fn, { ms = 30_000, every = 100 } = {}) {
   }
   throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${JSON.stringify(last)}`);
 }
+
+// Users (tollgate-bot: tollgate's account; alice, bob, carol: people), the organisation `acme`,
+// the application repository acme/app with its pipeline file, and the environment repositories.
+export async function seed(admin, { pipeline, envRepos = ["env-dev"] }) {
+  const alice = await admin("POST", "/users", { login: "alice" });
+  const bob = await admin("POST", "/users", { login: "bob" });
+  const carol = await admin("POST", "/users", { login: "carol" });
+  await admin("POST", "/orgs", { login: "acme" });
+  await admin("POST", "/repos", {
+    owner: "acme",
+    name: "app",
+    files: { ".tollgate.yaml": pipeline, "src/app.txt": "v1\n" },
+    collaborators: { alice: "write", bob: "write", carol: "read", "tollgate-bot": "read" },
+  });
+  for (const name of envRepos) {
+    await admin("POST", "/repos", {
+      owner: "acme",
+      name,
+      files: { "apps/app/values.yaml": "# the app in this environment\nimage:\n  repository: ghcr.io/acme/app\n  tag: old # set by tollgate\n" },
+      collaborators: { "tollgate-bot": "write", alice: "write", bob: "write", carol: "read" },
+    });
+  }
+  return { alice, bob, carol };
+}
+
+// The whole world for one test: the test host, tollgate's account, tollgate serve (webhooks
+// pointed at it), and seed(). Returns {dir, admin, info, tollgate, bot, alice, bob, carol}.
+export async function startWorld(t, { pipeline, envRepos } = {}) {
+  const dir = tempDir(t);
+  const { admin, info } = await startGithost(t);
+  const bot = await admin("POST", "/users", { login: "tollgate-bot", x_access_token: true });
+  writeConfig(dir, { apiUrl: info.api_url, token: bot.token });
+  const tollgate = await startTollgate(t, dir);
+  await admin("PUT", "/webhook", { url: `http://127.0.0.1:${tollgate.port}/hooks/github`, secret: WEBHOOK_SECRET });
+  const people = await seed(admin, { pipeline, envRepos });
+  return { dir, admin, info, tollgate, bot, ...people };
+}
+
+// Why a wait failed, for the assertion message: runs, unfinished jobs and the log's tail.
+export function diagnose(tollgate) {
+  let runs = [];
+  let jobs = [];
+  try {
+    runs = sql(tollgate.db, "SELECT id, status FROM runs");
+    jobs = sql(tollgate.db, "SELECT id, kind, stage, state, attempts, last_error FROM jobs WHERE state <> 'done'");
+  } catch {}
+  return `runs: ${JSON.stringify(runs)}\nunfinished jobs: ${JSON.stringify(jobs)}\nlog tail:\n${tollgate.stderr.split("\n").slice(-30).join("\n")}`;
+}
+
+export async function mergeSourceChange(admin, { branch = "feature", text = "v2\n", user = "alice" } = {}) {
+  await admin("POST", "/repos/acme/app/commits", { branch, from: "main", files: { "src/app.txt": text }, user, message: "change the app" });
+  const pr = await admin("POST", "/repos/acme/app/pulls", { head: branch, base: "main", title: "Change the app", user });
+  const merged = await admin("POST", `/repos/acme/app/pulls/${pr.number}/merge`, { user });
+  return { pr, merged };
+}
+
+export async function pulls(api, repo, token, state = "all") {
+  const res = await fetch(`${api}/repos/${repo}/pulls?state=${state}&per_page=100`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(res.status, 200);
+  return res.json();
+}
+
+export async function fileAt(api, repo, file, ref, token) {
+  const res = await fetch(`${api}/repos/${repo}/contents/${file}?ref=${ref}`, {
+    headers: { authorization: `Bearer ${token}`, accept: "application/vnd.github.raw" },
+  });
+  return res.status === 200 ? res.text() : null;
+}
