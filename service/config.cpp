@@ -277,7 +277,7 @@ tl::expected<Config, std::vector<Diagnostic>> parse_config(const std::string& te
     return tl::unexpected(std::vector<Diagnostic>{
         {file, {1, 1}, ProblemKind::semantic, "", "the configuration must be a mapping (listen, database, hosts, ...)"}});
   }
-  r.known_keys(root, "", "the configuration", {"listen", "database", "data_dir", "public_url", "hosts", "intake"});
+  r.known_keys(root, "", "the configuration", {"listen", "database", "data_dir", "public_url", "hosts", "intake", "engine"});
   if (auto listen = r.string(root, "listen", "", "listen")) {
     auto colon = listen->rfind(':');
     std::string port = colon == std::string::npos ? "" : listen->substr(colon + 1);
@@ -329,6 +329,18 @@ tl::expected<Config, std::vector<Diagnostic>> parse_config(const std::string& te
           cfg.intake.sqlite_synchronous = *v;
         }
       }
+    }
+  }
+  if (auto it = root.find("engine"); it != root.end()) {
+    if (!it->is_object()) {
+      r.error("/engine", "engine", "must be a mapping");
+    } else {
+      r.known_keys(*it, "/engine", "'engine'", {"workers", "resync_interval", "checks_settle", "merge_retry", "probe_interval"});
+      if (auto v = r.count(*it, "workers", "/engine", "engine.workers", 1, 256)) cfg.engine.workers = static_cast<unsigned>(*v);
+      if (auto v = r.duration(*it, "resync_interval", "/engine", "engine.resync_interval")) cfg.engine.resync_interval = *v;
+      if (auto v = r.duration(*it, "checks_settle", "/engine", "engine.checks_settle")) cfg.engine.checks_settle = *v;
+      if (auto v = r.duration(*it, "merge_retry", "/engine", "engine.merge_retry")) cfg.engine.merge_retry = *v;
+      if (auto v = r.duration(*it, "probe_interval", "/engine", "engine.probe_interval")) cfg.engine.probe_interval = *v;
     }
   }
   auto hosts = root.find("hosts");

@@ -52,6 +52,15 @@ struct IntakeConfig {
   std::string sqlite_synchronous = "normal";  // normal: survives a crash of tollgate; full: of the machine
 };
 
+// The promotion engine's timings (DESIGN.md's defaults; tests shorten them).
+struct EngineConfig {
+  unsigned workers = 4;                              // job worker threads
+  std::chrono::milliseconds resync_interval{300'000};  // re-read open promotion PRs (missed webhooks)
+  std::chrono::milliseconds checks_settle{10'000};     // `checks: all` waits this long after a head push
+  std::chrono::milliseconds merge_retry{60'000};       // after a 405
+  std::chrono::milliseconds probe_interval{15'000};    // between verify probes
+};
+
 struct Config {
   std::string file;  // where it was read from
   std::string listen_host = "127.0.0.1";
@@ -61,6 +70,7 @@ struct Config {
   std::string public_url = "http://127.0.0.1:8080";
   std::map<std::string, HostConfig> hosts;
   IntakeConfig intake;
+  EngineConfig engine;
 };
 
 // Reads and checks the file; paths inside it are relative to its directory. Secrets are read from

@@ -149,6 +149,14 @@ int run_serve(const std::string& config_path, unsigned threads) {
   engine_options.database = config->database;
   engine_options.public_url = config->public_url;
   engine_options.zones = &zones;
+  engine_options.workers = config->engine.workers;
+  const auto secs = [](std::chrono::milliseconds ms) {
+    return std::max(std::chrono::seconds(1), std::chrono::duration_cast<std::chrono::seconds>(ms));
+  };
+  engine_options.engine.resync_interval = secs(config->engine.resync_interval);
+  engine_options.engine.checks_settle = std::chrono::duration_cast<std::chrono::seconds>(config->engine.checks_settle);
+  engine_options.engine.merge_retry = secs(config->engine.merge_retry);
+  engine_options.engine.probe_interval = secs(config->engine.probe_interval);
   EngineService engine(engine_options, **inbox, clients.engine, &writer);
   normalizer.on_recorded([&engine] { engine.nudge(); });
   normalizer.start(**inbox);

@@ -66,3 +66,39 @@ test("a merged PR promotes the change to dev: branch pushed, PR opened and merge
   const jobs = sql(tollgate.db, "SELECT kind, state, last_error FROM jobs WHERE state <> 'done'");
   assert.deepEqual(jobs.filter((j) => j.kind !== "timer"), [], "every side effect is done");
 });
+
+const PIPELINE_MANUAL = PIPELINE_ONE_STAGE.replace("merge: auto", "merge: manual");
+
+test("a dropped webhook delays a run but never strands it: resync reads the PR a person merged", { skip: SKIP, timeout: 120_000 }, async (t) => {
+  const { admin, info, tollgate, bot } = await startWorld(t, { pipeline: PIPELINE_MANUAL, engine: { resync_interval: "2s" } });
+  await mergeSourceChange(admin);
+  const pr = await eventually("the promotion PR to open", async () => (await pulls(info.api_url, "acme/env-dev", bot.token, "open"))[0], {
+    ms: 60_000,
+  }).catch((e) => {
+    throw new Error(`${e.message}\n${diagnose(tollgate)}`);
+  });
+  // merge: manual — the gates pass, tollgate waits for a person. Webhooks stop arriving (the
+  // host's hook now points at a closed port), then alice merges.
+  await eventually("the gates-passed status", () =>
+    sql(tollgate.db, "SELECT COUNT(*) AS n FROM audit WHERE to_state = 'open' AND reason LIKE '%ready to merge%'")[0].n > 0 ||
+    sql(tollgate.db, "SELECT COUNT(*) AS n FROM jobs WHERE kind = 'set_commit_status' AND job LIKE '%ready to merge%'")[0].n > 0,
+  );
+  await admin("PUT", "/webhook", { url: "http://127.0.0.1:9/hooks/github", secret: "x", ping: false });
+  await admin("POST", `/repos/acme/env-dev/pulls/${pr.number}/merge`, { user: "alice" });
+  const lost = await admin("GET", "/deliveries?event=pull_request&action=closed");
+  assert.ok(lost.some((d) => d.payload?.pull_request?.number === pr.number && d.status_code !== 202), "the merge's webhook was not delivered");
+
+  const run = await eventually(
+    "the run to succeed through resync",
+    () => sql(tollgate.db, "SELECT id, status FROM runs").find((r) => r.status === "succeeded"),
+    { ms: 30_000 },
+  ).catch((e) => {
+    throw new Error(`${e.message}\n${diagnose(tollgate)}`);
+  });
+  const audit = sql(tollgate.db, "SELECT stage, from_state, to_state, actor, reason FROM audit WHERE run_id = ? ORDER BY seq", [run.id]);
+  const merged = audit.find((a) => a.stage === "dev" && a.from_state === "open" && a.to_state === "verifying");
+  assert.ok(merged, `audit has dev open -> verifying: ${JSON.stringify(audit)}`);
+  assert.equal(merged.actor, "alice", "the merge is audited as alice's, a person's");
+  const resynced = sql(tollgate.db, "SELECT COUNT(*) AS n FROM jobs WHERE kind = 'resync_pr' AND state = 'done'")[0].n;
+  assert.ok(resynced >= 1, "a resync_pr job ran");
+});
