@@ -18,7 +18,7 @@
 
 namespace tollgate::pipeline {
 
-using TimePoint = std::chrono::sys_seconds;
+using TimePoint = std::chrono::sys_time<std::chrono::milliseconds>;  // milliseconds: a 3 s soak is 3 s, not 2.1
 
 // ---------------------------------------------------------------------------------------------
 // Persisted state

@@ -23,7 +23,7 @@ bool day_listed(const Window& w, int day) {
 // Whether `w` is open at `t` given the zone's offset at `t`. A window whose end is before its
 // start spans midnight and belongs to the day it starts on.
 bool window_open_at(const Window& w, TimePoint t, seconds offset) {
-  long long local = (t + offset).time_since_epoch().count();
+  long long local = std::chrono::floor<seconds>(t + offset).time_since_epoch().count();
   long long days = local >= 0 ? local / 86400 : (local - 86399) / 86400;
   int minute = static_cast<int>((local - days * 86400) / 60);
   int day = weekday(days);
@@ -78,7 +78,7 @@ std::optional<seconds> Machine::offset(const std::string& zone, TimePoint t) con
 
 std::optional<TimePoint> Machine::next_window_opening(const Window& w) const {
   // Minute steps over eight days: exact across DST changes, and cheap enough for a pure function.
-  TimePoint t = TimePoint{seconds{(now_.time_since_epoch().count() / 60 + 1) * 60}};
+  TimePoint t = std::chrono::floor<std::chrono::minutes>(now_) + std::chrono::minutes{1};
   for (int i = 0; i < 8 * 24 * 60; ++i, t += seconds{60}) {
     auto off = offset(w.timezone, t);
     if (off && window_open_at(w, t, *off)) return t;

@@ -32,8 +32,8 @@ std::string enum_name(E e, const std::array<const char*, N>& names) {
   return names[static_cast<std::size_t>(e)];
 }
 
-json time_json(TimePoint t) { return t.time_since_epoch().count(); }
-TimePoint time_from(const json& j) { return TimePoint{std::chrono::seconds{j.get<long long>()}}; }
+json time_json(TimePoint t) { return t.time_since_epoch().count(); }  // unix milliseconds
+TimePoint time_from(const json& j) { return TimePoint{std::chrono::milliseconds{j.get<long long>()}}; }  // unix milliseconds
 
 json opt_time(const std::optional<TimePoint>& t) { return t ? time_json(*t) : json(nullptr); }
 std::optional<TimePoint> opt_time_from(const json& j, const char* k) {

@@ -137,7 +137,7 @@ struct EngineService::Impl {
 
   [[nodiscard]] pipeline::TimePoint now() const {
     if (options.now) return options.now();
-    return std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+    return std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now());
   }
   [[nodiscard]] Instant now_ms() const {
     if (options.now) return std::chrono::time_point_cast<std::chrono::milliseconds>(options.now());

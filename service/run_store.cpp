@@ -49,7 +49,7 @@ void from_json(const json& j, Job& job) {
   out.state = j.at("state").get<std::string>();
   out.text = j.at("text").get<std::string>();
   out.timer = j.at("timer").get<std::string>();
-  if (const json& at = j.at("at"); !at.is_null()) out.at = TimePoint{std::chrono::seconds{at.get<long long>()}};
+  if (const json& at = j.at("at"); !at.is_null()) out.at = TimePoint{std::chrono::milliseconds{at.get<long long>()}};
   out.step = j.at("step").get<int>();
   out.seq = j.at("seq").get<int>();
   out.attempt = j.at("attempt").get<int>();

@@ -324,7 +324,7 @@ std::optional<PosixTz> parse_posix_tz(std::string_view s) {
 std::chrono::seconds offset_at(const PosixTz& tz, pipeline::TimePoint at) {
   if (!tz.has_dst) return seconds{tz.std_offset};
   // Into [1970, 2370): same calendar, same answer, and no overflow in the civil-date arithmetic.
-  std::int64_t t = at.time_since_epoch().count() % kCycle;
+  std::int64_t t = std::chrono::floor<seconds>(at).time_since_epoch().count() % kCycle;
   if (t < 0) t += kCycle;
   const int year = static_cast<int>(std::chrono::year_month_day{std::chrono::floor<days>(pipeline::TimePoint{seconds{t}})}.year());
   // The latest transition at or before t. Rule times may reach 167h either way, so look back two
@@ -386,7 +386,8 @@ std::shared_ptr<const Zone> parse_tzif(std::string_view bytes) {
 
 std::chrono::seconds offset_at(const Zone& zone, pipeline::TimePoint at) {
   if (zone.times.empty()) return zone.footer ? offset_at(*zone.footer, at) : seconds{zone.initial};
-  const std::int64_t t = zone.leaps.empty() ? at.time_since_epoch().count() : to_file_time(zone, at.time_since_epoch().count());
+  const std::int64_t at_s = std::chrono::floor<seconds>(at).time_since_epoch().count();
+  const std::int64_t t = zone.leaps.empty() ? at_s : to_file_time(zone, at_s);
   if (t < zone.times.front()) return seconds{zone.initial};
   if (t > zone.times.back() && zone.footer) return offset_at(*zone.footer, at);
   const auto next = std::upper_bound(zone.times.begin(), zone.times.end(), t);

@@ -106,7 +106,7 @@ struct World {
   }
 
   // Moves the clock, firing due timers in time order.
-  void advance(seconds d) {
+  void advance(std::chrono::milliseconds d) {
     TimePoint until = now + d;
     for (;;) {
       std::sort(timers.begin(), timers.end(), [](const Job& a, const Job& b) { return *a.at < *b.at; });

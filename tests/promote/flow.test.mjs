@@ -85,7 +85,7 @@ function mergeJobs(db, runId, stage) {
 test("dev -> qa -> prod: a named check, a soak, approvals with refusals, a hold; one PR per stage, run succeeded", { skip: SKIP, timeout: 120_000 }, async (t) => {
   const started = Date.now();
   const bugs = []; // tollgate misbehaviour found along the way, failed at the end (see the report)
-  const { admin, info, tollgate, bot, alice } = await startWorld(t, { pipeline: PIPELINE, envRepos: ["env-dev", "env-qa", "env-prod"] });
+  const { admin, info, tollgate, bot } = await startWorld(t, { pipeline: PIPELINE, envRepos: ["env-dev", "env-qa", "env-prod"] });
   const api = info.api_url;
   const db = tollgate.db;
   const why = (e) => {
@@ -274,5 +274,4 @@ test("dev -> qa -> prod: a named check, a soak, approvals with refusals, a hold;
   assert.deepEqual(unfinished, [], "every side effect is done");
   t.diagnostic(`flow took ${Date.now() - started} ms`);
   assert.deepEqual(bugs, [], `tollgate bugs found in this flow:\n- ${bugs.join("\n- ")}`);
-  void alice;
 });

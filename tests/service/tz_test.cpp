@@ -471,7 +471,7 @@ TEST_CASE("tz: hand-built TZif files", "[tz]") {
   }
   SECTION("slim: few transitions, then the footer") {
     // One transition in 2020 to CET; from then on the rule.
-    const std::int64_t t2020 = utc(2020, 1, 1).time_since_epoch().count();
+    const std::int64_t t2020 = std::chrono::floor<seconds>(utc(2020, 1, 1)).time_since_epoch().count();
     dir.write("Slim", make_tzif('4', {t2020}, {1}, {{3208, false}, {3600, false}}, "CET-1CEST,M3.5.0,M10.5.0/3"));
     const TzDatabase db{dir.path.string()};
     CHECK(db.utc_offset("Slim", utc(2019, 7, 1)) == seconds{3208});
@@ -484,9 +484,9 @@ TEST_CASE("tz: hand-built TZif files", "[tz]") {
 TEST_CASE("tz: agrees with glibc (date) on random instants", "[tz]") {
   const TzDatabase db;
   std::mt19937_64 rng{42};
-  const std::int64_t from = utc(1970, 1, 1).time_since_epoch().count();
-  const std::int64_t to = utc(2037, 12, 31).time_since_epoch().count();
-  const std::int64_t far = utc(2200, 12, 31).time_since_epoch().count();
+  const std::int64_t from = std::chrono::floor<seconds>(utc(1970, 1, 1)).time_since_epoch().count();
+  const std::int64_t to = std::chrono::floor<seconds>(utc(2037, 12, 31)).time_since_epoch().count();
+  const std::int64_t far = std::chrono::floor<seconds>(utc(2200, 12, 31)).time_since_epoch().count();
   std::vector<std::int64_t> epochs;
   for (int k = 0; k < 50; ++k) epochs.push_back(from + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(to - from)));
   for (int k = 0; k < 20; ++k) epochs.push_back(to + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(far - to)));
