@@ -406,6 +406,78 @@ struct EngineService::Impl {
   }
 
   // ------------------------------------------------------------------------------------------
+  // Pipeline file checks: a PR that changes .tollgate.yaml gets a check run (a status on hosts
+  // without check runs) with every problem annotated on its line.
+
+  // false: the host API is unavailable (retry later).
+  bool check_pipeline_file(EngineHost& host, const webhooks::Event& event) {
+    const auto* pr = std::get_if<webhooks::PullRequestEvent>(&event.payload);
+    if (!pr || (pr->action != webhooks::PullRequestEvent::Action::opened &&
+                pr->action != webhooks::PullRequestEvent::Action::head_changed)) {
+      return true;
+    }
+    if (pr->pr.head_ref.rfind("tollgate/", 0) == 0 || pr->pr.head_sha.empty()) return true;  // its own promotion PRs
+    const host::RepoRef repo{owner_of(event.repo), name_of(event.repo)};
+    auto transient = [](const host::HostError& e) {
+      return e.kind == host::HostError::Kind::transient || e.kind == host::HostError::Kind::rate_limited;
+    };
+    auto files = host.api->list_changed_files(repo, pr->pr.number);
+    if (!files) {
+      if (transient(files.error())) return false;
+      log::warn("cannot list a PR's files for the pipeline file check",
+                {{"repo", event.repo}, {"pr", pr->pr.number}, {"error", files.error().message}});
+      return true;
+    }
+    const bool touched = std::any_of(files->begin(), files->end(), [&](const host::ChangedFile& f) {
+      return f.filename == options.pipeline_file || f.previous_filename == options.pipeline_file;
+    });
+    if (!touched) return true;
+    auto text = host.api->read_file(repo, options.pipeline_file, pr->pr.head_sha);
+    if (!text) {
+      if (transient(text.error())) return false;
+      log::warn("cannot read the pipeline file for its check", {{"repo", event.repo}, {"error", text.error().message}});
+      return true;
+    }
+    host::CheckReport report;
+    report.name = "tollgate/pipeline-file";
+    if (!*text) {
+      report.title = options.pipeline_file + " removed: merges no longer start runs";
+      report.summary = "This pull request deletes `" + options.pipeline_file + "`.";
+    } else {
+      pipeline::ValidateOptions vo;
+      vo.read_file = [&host, &repo, &pr](const std::string& path) -> tl::expected<std::string, std::string> {
+        auto f = host.api->read_file(repo, path, pr->pr.head_sha);
+        if (!f) return tl::unexpected("cannot read " + path + ": " + f.error().message);
+        if (!*f) return tl::unexpected(path + " does not exist in this commit");
+        return **f;
+      };
+      const auto loaded = pipeline::load_pipeline(**text, options.pipeline_file, vo);
+      report.success = loaded.ok();
+      if (loaded.ok()) {
+        const auto n = loaded.file ? loaded.file->pipelines.size() : 0;
+        report.title = options.pipeline_file + " is valid: " + std::to_string(n) + (n == 1 ? " pipeline" : " pipelines");
+        report.summary = "No problems found.";
+      } else {
+        const auto n = loaded.problems.size();
+        report.title = std::to_string(n) + (n == 1 ? " problem" : " problems") + " in " + options.pipeline_file;
+        for (const auto& d : loaded.problems) {
+          report.summary += "- `" + pipeline::format_text(d) + "`\n";
+          report.annotations.push_back({d.file.empty() ? options.pipeline_file : d.file, d.pos.line, d.pos.column, d.message});
+        }
+      }
+    }
+    auto published = host.api->publish_check(repo, pr->pr.head_sha, report);
+    if (!published) {
+      if (transient(published.error())) return false;
+      log::warn("cannot publish the pipeline file check", {{"repo", event.repo}, {"error", published.error().message}});
+      return true;
+    }
+    log::info("pipeline file checked", {{"repo", event.repo}, {"pr", pr->pr.number}, {"sha", pr->pr.head_sha},
+                                        {"problems", report.annotations.size()}});
+    return true;
+  }
+
+  // ------------------------------------------------------------------------------------------
   // Comments and reviews: the author's permission, and the teams the gates ask about.
 
   bool fill_actor_facts(sqlite::Db& rdb, const std::string& host_name, EngineHost& host, EngineEvent& ee) {
@@ -534,6 +606,7 @@ struct EngineService::Impl {
       if (!body) {
         log::error("delivery body cannot be read", {{"delivery", row.id}, {"error", body.error()}});
       } else if (auto event = webhooks::normalize(host.kind, row.event, json::parse(*body, nullptr, false)); event && *event) {
+        if (!check_pipeline_file(host, **event)) return false;
         auto ee = translate(**event, host.bot_login);
         if (ee.needs_actor_facts && !fill_actor_facts(rdb, row.host, host, ee)) return false;
         if (ee.trigger) {

@@ -243,6 +243,71 @@ HostResult<void> GitHubHost::set_commit_status(const RepoRef& repo, const std::s
   return api_.send("POST", repo_path(repo) + "/statuses/" + pct(sha), text, true, {201});
 }
 
+HostResult<void> GitHubHost::publish_check(const RepoRef& repo, const std::string& sha, const CheckReport& report) {
+  // One result per check name and commit: a completed run of this check on this commit (a
+  // redelivered webhook, a crash after the request) is the result already. The same file at the
+  // same commit validates the same way.
+  std::int64_t existing = 0;
+  auto found = api_.call("GET", repo_path(repo) + "/commits/" + pct(sha) + "/check-runs?check_name=" + pct(report.name), nullptr,
+                         false, {200});
+  if (!found) return tl::unexpected(found.error());
+  if (const json j = json::parse(found->body, nullptr, false); j.is_object()) {
+    if (auto runs = j.find("check_runs"); runs != j.end() && runs->is_array()) {
+      for (const auto& r : *runs) {
+        if (str(r, "name") != report.name || !r.contains("id") || !r["id"].is_number_integer()) continue;
+        if (str(r, "status") == "completed") return {};
+        existing = r["id"].get<std::int64_t>();  // left in progress by an interrupted publish
+        break;
+      }
+    }
+  }
+  // The API takes at most 50 annotations per request, and appends those of each update: the run
+  // is created in progress with the first 50, updated with the rest, then completed.
+  auto page = [&](std::size_t& next) {
+    json annotations = json::array();
+    for (; next < report.annotations.size() && annotations.size() < 50; ++next) {
+      const auto& a = report.annotations[next];
+      json item = {{"path", a.path}, {"start_line", a.line}, {"end_line", a.line}, {"annotation_level", "failure"}, {"message", a.message}};
+      if (a.column > 0) {
+        item["start_column"] = a.column;
+        item["end_column"] = a.column;
+      }
+      annotations.push_back(std::move(item));
+    }
+    return annotations;
+  };
+  const json output_head = {{"title", report.title}, {"summary", report.summary}};
+  std::size_t next = existing == 0 ? 0 : report.annotations.size();
+  while (true) {
+    json output = output_head;
+    output["annotations"] = page(next);
+    const bool last = next >= report.annotations.size();
+    json body = {{"output", output}};
+    if (last) {
+      body["status"] = "completed";
+      body["conclusion"] = report.success ? "success" : "failure";
+    } else {
+      body["status"] = "in_progress";
+    }
+    if (existing == 0) {
+      body["name"] = report.name;
+      body["head_sha"] = sha;
+      const std::string text = body.dump();
+      auto res = api_.call("POST", repo_path(repo) + "/check-runs", &text, false, {201});
+      if (!res) return tl::unexpected(res.error());
+      const json created = json::parse(res->body, nullptr, false);
+      if (!created.is_object() || !created.contains("id") || !created["id"].is_number_integer())
+        return tl::unexpected(parse_error("create check run"));
+      existing = created["id"].get<std::int64_t>();
+    } else {
+      const std::string text = body.dump();
+      auto res = api_.call("PATCH", repo_path(repo) + "/check-runs/" + std::to_string(existing), &text, true, {200});
+      if (!res) return tl::unexpected(res.error());
+    }
+    if (last) return {};
+  }
+}
+
 HostResult<Checks> GitHubHost::get_checks(const RepoRef& repo, const std::string& ref) {
   Checks out;
   auto status = api_.call("GET", repo_path(repo) + "/commits/" + pct(ref) + "/status?per_page=100", nullptr, false, {200});

@@ -53,6 +53,8 @@ class GitHubHost final : public Host {
 
   [[nodiscard]] HostResult<Repository> get_repository(const RepoRef& repo) override;
   [[nodiscard]] HostResult<std::string> current_user() override;
+  // A check run (annotations in pages of 50); an earlier one of the same name on the sha is updated.
+  [[nodiscard]] HostResult<void> publish_check(const RepoRef& repo, const std::string& sha, const CheckReport& report) override;
   [[nodiscard]] HostResult<std::optional<PullRequest>> find_pull_request(const RepoRef& repo, const std::string& head_branch) override;
   [[nodiscard]] HostResult<PullRequest> create_pull_request(const RepoRef& repo, const NewPullRequest& pr) override;
   [[nodiscard]] HostResult<PullRequest> update_pull_request(const RepoRef& repo, std::int64_t number, const PullRequestUpdate& update) override;

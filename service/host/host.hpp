@@ -122,6 +122,24 @@ struct ChangedFile {
   std::string previous_filename{};
 };
 
+// A problem to show on a line of a file in a check's results.
+struct Annotation {
+  std::string path{};
+  int line = 1;
+  int column = 0;  // 0: the whole line
+  std::string message{};
+};
+
+// The result of a check tollgate runs on a commit (the pipeline file check): a GitHub check run
+// with annotations, a commit status (with the summary as its description) on other hosts.
+struct CheckReport {
+  std::string name{};        // check run name / status context
+  bool success = true;
+  std::string title{};       // one line
+  std::string summary{};     // Markdown
+  std::vector<Annotation> annotations{};
+};
+
 // A repository as the host describes it: where to clone it and its default branch.
 struct Repository {
   std::string full_name{};
@@ -138,6 +156,9 @@ class Host {
   [[nodiscard]] virtual HostResult<Repository> get_repository(const RepoRef& repo);
   // The login of the account the token belongs to (tollgate's own account on the host).
   [[nodiscard]] virtual HostResult<std::string> current_user();
+  // Publishes `report` on `sha`, replacing an earlier report of the same name (idempotent).
+  // Default: a commit status named report.name whose description is the title.
+  [[nodiscard]] virtual HostResult<void> publish_check(const RepoRef& repo, const std::string& sha, const CheckReport& report);
 
   [[nodiscard]] virtual HostResult<std::optional<PullRequest>> find_pull_request(const RepoRef& repo, const std::string& head_branch) = 0;
   // Idempotent: an open PR for the head branch is returned instead of a second one.

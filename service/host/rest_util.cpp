@@ -13,6 +13,14 @@ HostResult<Repository> Host::get_repository(const RepoRef& repo) {
   return tl::unexpected(HostError{HostError::Kind::other, 0, "this host cannot describe " + repo.owner + "/" + repo.name});
 }
 
+HostResult<void> Host::publish_check(const RepoRef& repo, const std::string& sha, const CheckReport& report) {
+  CommitStatus status;
+  status.state = report.success ? "success" : "failure";
+  status.context = report.name;
+  status.description = report.title.size() > 140 ? report.title.substr(0, 137) + "..." : report.title;
+  return set_commit_status(repo, sha, status);
+}
+
 HostResult<std::string> Host::current_user() {
   return tl::unexpected(HostError{HostError::Kind::other, 0, "this host cannot name the token's user"});
 }

@@ -102,3 +102,61 @@ test("a dropped webhook delays a run but never strands it: resync reads the PR a
   const resynced = sql(tollgate.db, "SELECT COUNT(*) AS n FROM jobs WHERE kind = 'resync_pr' AND state = 'done'")[0].n;
   assert.ok(resynced >= 1, "a resync_pr job ran");
 });
+
+test("a PR that changes .tollgate.yaml gets a check run: problems annotated on their lines, then success once fixed", { skip: SKIP, timeout: 120_000 }, async (t) => {
+  const { admin, info, tollgate, bot } = await startWorld(t, { pipeline: PIPELINE_ONE_STAGE });
+  // Check runs need write access to the application repository (GitHub: checks: write).
+  await admin("PUT", "/repos/acme/app/collaborators/tollgate-bot", { permission: "write" });
+  // A typo'd key (`edit:`, so the stage also lacks `edits`) and a bad duration: three problems.
+  const broken = PIPELINE_ONE_STAGE.replace("        edits:", "        edit:").replace("checks: none", "checks: none\n          soak: 5 minutes");
+  const brokenLines = broken.split("\n");
+  const typoLine = brokenLines.findIndex((l) => l.includes("edit:")) + 1;
+  const stageLine = brokenLines.findIndex((l) => l.includes("- name: dev")) + 1;
+  const soakLine = brokenLines.findIndex((l) => l.includes("soak:")) + 1;
+  const commit = await admin("POST", "/repos/acme/app/commits", { branch: "pipeline", from: "main", files: { ".tollgate.yaml": broken }, user: "alice" });
+  await admin("POST", "/repos/acme/app/pulls", { head: "pipeline", base: "main", title: "Change the pipeline", user: "alice" });
+  const checkRuns = async (sha) => {
+    const res = await fetch(`${info.api_url}/repos/acme/app/commits/${sha}/check-runs`, { headers: { authorization: `Bearer ${bot.token}` } });
+    return (await res.json()).check_runs.filter((c) => c.name === "tollgate/pipeline-file");
+  };
+  const [failed] = await eventually("the pipeline file check on the broken commit", async () => {
+    const runs = await checkRuns(commit.sha);
+    return runs.length ? runs : null;
+  }).catch((e) => {
+    throw new Error(`${e.message}\n${diagnose(tollgate)}`);
+  });
+  assert.equal(failed.status, "completed");
+  assert.equal(failed.conclusion, "failure");
+  assert.match(failed.output.title, /^3 problems in \.tollgate\.yaml$/);
+  const annotations = await (await fetch(`${info.api_url}/repos/acme/app/check-runs/${failed.id}/annotations`, {
+    headers: { authorization: `Bearer ${bot.token}` },
+  })).json();
+  if (Array.isArray(annotations)) {
+    assert.deepEqual(annotations.map((a) => a.start_line).sort((a, b) => a - b), [stageLine, typoLine, soakLine].sort((a, b) => a - b));
+    assert.ok(annotations.every((a) => a.path === ".tollgate.yaml" && a.annotation_level === "failure"));
+  } else {
+    assert.equal(failed.output.annotations_count, 3);
+  }
+  assert.match(failed.output.summary, new RegExp(`\\.tollgate\\.yaml:${typoLine}:\\d+: .*edit`));
+
+  // The fix is pushed to the PR: the new head gets a passing check; the old one keeps its result.
+  const fixed = await admin("POST", "/repos/acme/app/commits", {
+    branch: "pipeline",
+    files: { ".tollgate.yaml": PIPELINE_ONE_STAGE.replace("checks: none", "checks: none\n          soak: 5m") },
+    user: "alice",
+  });
+  const [passed] = await eventually("the pipeline file check on the fixed commit", async () => {
+    const runs = await checkRuns(fixed.sha);
+    return runs.length ? runs : null;
+  });
+  assert.equal(passed.conclusion, "success");
+  assert.match(passed.output.title, /is valid: 1 pipeline/);
+  assert.equal((await checkRuns(commit.sha)).length, 1, "one check run per commit");
+  // A PR that does not touch the file gets none.
+  const other = await admin("POST", "/repos/acme/app/commits", { branch: "other", from: "main", files: { "src/app.txt": "v3\n" }, user: "alice" });
+  await admin("POST", "/repos/acme/app/pulls", { head: "other", base: "main", title: "Code only", user: "alice" });
+  await eventually("the code-only PR to be consumed", () =>
+    sql(tollgate.db, "SELECT COUNT(*) AS n FROM consumed")[0].n >= 4,
+  );
+  assert.deepEqual(await checkRuns(other.sha), []);
+});
