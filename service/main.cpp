@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "service/audit_command.hpp"
 #include "service/inbox_command.hpp"
 #include "service/serve_command.hpp"
 #include "service/validate_command.hpp"
@@ -46,6 +47,25 @@ int main(int argc, char** argv) {
   bool no_body = false;
   inbox->add_flag("--no-body", no_body, "Leave the bodies out");
 
+  tollgate::cli::AuditArgs rargs, aargs;
+  auto* runs = app.add_subcommand("runs", "Print the promotion runs as JSON lines (stages, PRs, status)");
+  auto* runs_config = runs->add_option("--config,-c", rargs.config, "Service configuration naming the database")
+                          ->default_str("tollgate.yaml");
+  runs->add_option("--database", rargs.database, "The database file itself")->excludes(runs_config);
+  runs->add_option("--run", rargs.run, "Only this run");
+  runs->add_option("--status", rargs.status, "Only runs in this status")
+      ->check(CLI::IsMember({"queued", "running", "succeeded", "failed", "aborted", "superseded"}));
+  std::int64_t runs_limit = -1;
+  auto* runs_limit_opt = runs->add_option("--limit", runs_limit, "Only the newest N")->check(CLI::PositiveNumber);
+  auto* audit = app.add_subcommand("audit", "Print the audit log as JSON lines: every transition, command and approval with actor, time and reason");
+  auto* audit_config = audit->add_option("--config,-c", aargs.config, "Service configuration naming the database")
+                           ->default_str("tollgate.yaml");
+  audit->add_option("--database", aargs.database, "The database file itself")->excludes(audit_config);
+  audit->add_option("--run", aargs.run, "Only this run's entries");
+  audit->add_flag("--jobs", aargs.jobs, "Also the side effects (jobs) with their outcome");
+  std::int64_t audit_limit = -1;
+  auto* audit_limit_opt = audit->add_option("--limit", audit_limit, "Only the newest N")->check(CLI::PositiveNumber);
+
   auto* version = app.add_subcommand("version", "Print the version");
 
   try {
@@ -68,6 +88,14 @@ int main(int argc, char** argv) {
     if (*limit_opt) iargs.limit = limit;
     iargs.with_body = !no_body;
     return tollgate::cli::run_inbox(iargs, std::cout, std::cerr);
+  }
+  if (*runs) {
+    if (*runs_limit_opt) rargs.limit = runs_limit;
+    return tollgate::cli::run_runs(rargs, std::cout, std::cerr);
+  }
+  if (*audit) {
+    if (*audit_limit_opt) aargs.limit = audit_limit;
+    return tollgate::cli::run_audit(aargs, std::cout, std::cerr);
   }
   if (*version) {
     std::cout << "tollgate " << TOLLGATE_VERSION << "\n";

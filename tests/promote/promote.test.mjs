@@ -5,9 +5,10 @@
 //
 //   TOLLGATE_BIN=build/service/tollgate node --test tests/promote/
 import { test } from "node:test";
+import { spawnSync } from "node:child_process";
 import assert from "node:assert/strict";
 
-import { SKIP, diagnose, eventually, fileAt, mergeSourceChange, pulls, sql, startWorld } from "./world.mjs";
+import { BIN, SKIP, diagnose, eventually, fileAt, mergeSourceChange, pulls, sql, startWorld } from "./world.mjs";
 
 const PIPELINE_ONE_STAGE = `version: 1
 pipelines:
@@ -65,6 +66,24 @@ test("a merged PR promotes the change to dev: branch pushed, PR opened and merge
   // Every job finished; none failed.
   const jobs = sql(tollgate.db, "SELECT kind, state, last_error FROM jobs WHERE state <> 'done'");
   assert.deepEqual(jobs.filter((j) => j.kind !== "timer"), [], "every side effect is done");
+
+  // The same story from the command line: `tollgate runs` and `tollgate audit --jobs`.
+  const cli = (...args) => {
+    const r = spawnSync(BIN, [...args, "--database", tollgate.db], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  };
+  const [listed] = cli("runs", "--status", "succeeded");
+  assert.equal(listed.id, run.id);
+  assert.deepEqual(listed.stages, [{ name: "dev", status: "promoted", pr: prs[0].number }]);
+  const lines = cli("audit", "--run", run.id, "--jobs");
+  const entries = lines.filter((l) => "seq" in l);
+  assert.equal(entries.length, audit.length);
+  assert.ok(entries.every((e) => e.run === run.id && typeof e.at === "number" && e.actor));
+  const effects = lines.filter((l) => "job" in l);
+  for (const kind of ["prepare_branch", "open_pr", "merge_pr", "set_commit_status", "upsert_sticky_comment"]) {
+    assert.ok(effects.some((e) => e.kind === kind && e.state === "done"), `audit --jobs lists a done ${kind}: ${JSON.stringify(effects)}`);
+  }
 });
 
 const PIPELINE_MANUAL = PIPELINE_ONE_STAGE.replace("merge: auto", "merge: manual");
