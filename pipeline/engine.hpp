@@ -109,6 +109,7 @@ struct SourceFacts {
   std::string sha{};
   std::int64_t pr = 0;
   std::string author{};  // the source PR's author (the pusher for a push trigger)
+  std::string title{};   // the source PR's title (empty for a push)
   friend bool operator==(const SourceFacts&, const SourceFacts&) = default;
 };
 

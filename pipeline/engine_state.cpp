@@ -190,7 +190,8 @@ void to_json(json& j, const RunState& r) {
         {"branch", r.source.branch},
         {"sha", r.source.sha},
         {"pr", r.source.pr},
-        {"author", r.source.author}}},
+        {"author", r.source.author},
+        {"title", r.source.title}}},
       {"release", release},
       {"created_at", time_json(r.created_at)},
       {"finished_at", opt_time(r.finished_at)},
@@ -206,7 +207,7 @@ void from_json(const json& j, RunState& r) {
   r.status = enum_from<RunStatus>(j.at("status"), kRunNames);
   const json& s = j.at("source");
   r.source = {s.at("repo").get<std::string>(), s.at("branch").get<std::string>(), s.at("sha").get<std::string>(),
-              s.at("pr").get<std::int64_t>(), s.at("author").get<std::string>()};
+              s.at("pr").get<std::int64_t>(), s.at("author").get<std::string>(), s.value("title", std::string{})};
   for (const auto& kv : j.at("release"))
     r.release.emplace_back(kv.at(0).get<std::string>(), kv.at(1).get<std::string>());
   r.created_at = time_from(j.at("created_at"));

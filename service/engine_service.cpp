@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <set>
 
@@ -204,7 +205,11 @@ struct EngineService::Impl {
     const pipeline::Pipeline* def = pipeline_of(**rec, holder);
     if (!def) return {};
     const auto step = pipeline::apply(*def, (*rec)->state, input, context_for((*rec)->host));
-    if (step.run == (*rec)->state && step.transitions.empty() && step.jobs.empty()) return {};
+    if (step.run == (*rec)->state && step.transitions.empty() && step.jobs.empty()) {
+      // An ended run (commands like /retry and /rollback still reach it through the engine).
+      if (pipeline::is_terminal((*rec)->state.status)) return audit_late_pr_event(db, **rec, *def, input, key);
+      return {};
+    }
     auto saved = runs::save_step(db, **rec, step, key, now_ms(), runs::stage_repos(*def));
     if (!saved) return saved.error();
     if (scheduled && saved->scheduled > 0) *scheduled = true;
@@ -213,6 +218,42 @@ struct EngineService::Impl {
       return start_next_queued(db, **rec, key, scheduled);
     }
     return {};
+  }
+
+  // A person merged a PR of a run that had already ended (e.g. a superseded run's PR, merged
+  // before tollgate closed it): the environment changed outside the run, which the engine no
+  // longer acts on. The run's audit log records it, so the change is not invisible. (Closing such
+  // a PR changes nothing and is not recorded.)
+  std::string audit_late_pr_event(sqlite::Db& db, const runs::RunRecord& rec, const pipeline::Pipeline& def,
+                                  const pipeline::Input& input, const std::string& key) {
+    const auto* merged = std::get_if<pipeline::PrMerged>(&input);
+    if (!merged || merged->by_tollgate) return {};
+    const std::int64_t pr = merged->pr;
+    const std::string& repo = merged->repo;
+    for (const auto& st : rec.state.stages) {
+      const auto* sd = def.stage(st.name);
+      if (!sd || (st.pr != pr && st.revert_pr != pr) || !same_repo(sd->repo, repo)) continue;
+      pipeline::Step step;
+      step.run = rec.state;
+      const std::string status = pipeline::to_string(st.status);
+      const std::string& who = merged->by;
+      step.transitions.push_back({st.name, status, status, who.empty() ? std::string("unknown") : who,
+                                  "PR #" + std::to_string(pr) + " merged" + (who.empty() ? "" : " by @" + who) + " after the run was " +
+                                      pipeline::to_string(rec.state.status) + ": the environment changed outside the run"});
+      auto saved = runs::save_step(db, rec, step, key, now_ms(), runs::stage_repos(def));
+      if (!saved) return saved.error();
+      log::warn("a PR of an ended run was merged", {{"run", rec.id}, {"stage", st.name}, {"pr", pr}, {"by", who}});
+      return {};
+    }
+    return {};
+  }
+
+  static bool same_repo(const std::string& a, const std::string& b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+    }
+    return true;
   }
 
   // concurrency: queue — when a run ends, the oldest queued run of its pipeline starts.
@@ -306,6 +347,22 @@ struct EngineService::Impl {
       match = pipeline::match_triggers(*file, full);
     }
     for (const auto& why : match.skipped) log::info("pipeline not started", {{"repo", trigger.repo}, {"reason", why}});
+    // Who wrote the change (allow_author: false depends on it) and its title. GitLab's merge
+    // hook names the author only by id: then the merge request itself is read.
+    std::string author = source_author(event);
+    std::string title = source_title(event);
+    if (!match.pipelines.empty() && trigger.pr > 0 && (author.empty() || title.empty())) {
+      auto pr = host.api->get_pull_request(host::RepoRef{owner_of(trigger.repo), name_of(trigger.repo)}, trigger.pr);
+      if (!pr) {
+        const auto kind = pr.error().kind;
+        if (kind == host::HostError::Kind::transient || kind == host::HostError::Kind::rate_limited) return Fetch::retry;
+        log::error("cannot read the source PR: no run started (its author decides who may approve)",
+                   {{"repo", trigger.repo}, {"pr", trigger.pr}, {"error", pr.error().message}});
+        return Fetch::none;
+      }
+      if (author.empty()) author = pr->author;
+      if (title.empty()) title = pr->title;
+    }
     for (const auto& name : match.pipelines) {
       const pipeline::Pipeline* def = nullptr;
       for (const auto& p : file->pipelines) {
@@ -315,7 +372,7 @@ struct EngineService::Impl {
       NewRun run;
       run.pipeline = name;
       run.definition = **text;
-      run.source = pipeline::SourceFacts{trigger.repo, trigger.event.branch, trigger.sha, trigger.pr, source_author(event)};
+      run.source = pipeline::SourceFacts{trigger.repo, trigger.event.branch, trigger.sha, trigger.pr, author, title};
       json vars = {{"source",
                     {{"host", host_name},
                      {"repo", trigger.repo},
@@ -323,7 +380,7 @@ struct EngineService::Impl {
                      {"sha", trigger.sha},
                      {"short_sha", trigger.sha.substr(0, 7)},
                      {"pr", trigger.pr},
-                     {"pr_title", source_title(event)},
+                     {"pr_title", title},
                      {"pr_url", host.pr_url ? host.pr_url(trigger.repo, trigger.pr) : std::string{}},
                      {"author", run.source.author}}},
                    {"pipeline", {{"name", name}}}};
@@ -360,6 +417,12 @@ struct EngineService::Impl {
       }
       if (!def) continue;
       const auto cx = context_for(host);
+      auto in_flight = runs::in_flight_runs(db, host, nr.source.repo, nr.pipeline);
+      if (!in_flight) return in_flight.error();
+      // Runs are ordered by creation (supersede: older runs give way): a new run is created after
+      // every run in flight, even within the same millisecond.
+      pipeline::TimePoint created = cx.now;
+      for (const auto& r : *in_flight) created = std::max(created, r.state.created_at + std::chrono::milliseconds(1));
       runs::RunRecord rec;
       rec.id = id;
       rec.host = host;
@@ -367,16 +430,13 @@ struct EngineService::Impl {
       rec.pipeline = nr.pipeline;
       rec.definition = nr.definition;
       rec.definition_sha = nr.source.sha;
-      rec.state = pipeline::make_run(*def, id, nr.source, nr.release, cx.now);
-      rec.created_at = now_ms();
+      rec.state = pipeline::make_run(*def, id, nr.source, nr.release, created);
+      rec.created_at = created;
       rec.updated_at = rec.created_at;
       if (auto in = runs::insert_run(db, rec); !in) return in.error();
-      auto in_flight = runs::in_flight_runs(db, host, rec.repo, rec.pipeline);
-      if (!in_flight) return in_flight.error();
       std::vector<pipeline::RunState> others;
       std::vector<const runs::RunRecord*> other_recs;
       for (const auto& r : *in_flight) {
-        if (r.id == id) continue;
         others.push_back(r.state);
         other_recs.push_back(&r);
       }
@@ -739,6 +799,7 @@ struct EngineService::Impl {
         cx.bot_login = host.bot_login;
         cx.public_url = options.public_url;
         cx.host_name = (*rec)->host;
+        cx.source_pr_title = (*rec)->state.source.title;
         log::info("job started", {{"job", cj.id}, {"kind", pipeline::to_string(cj.job.kind)}, {"run", cj.run_id},
                                   {"stage", cj.job.stage}, {"attempt", cj.attempts}});
         outcome = execute(cj.job, cx);
@@ -880,6 +941,21 @@ EngineService::EngineService(EngineServiceOptions options, Inbox& inbox, std::ma
 EngineService::~EngineService() { stop(); }
 
 void EngineService::start() {
+  // One process serves a SQLite database: jobs still leased were leased by a process that is gone.
+  // Their runs would otherwise wait out the lease (side effects are idempotent: running them again
+  // is safe).
+  std::int64_t released = 0;
+  const auto err = impl_->inbox.transact_sync([&released](sqlite::Db& db) -> std::string {
+    auto n = runs::release_leases(db);
+    if (!n) return n.error();
+    released = *n;
+    return {};
+  });
+  if (!err.empty()) {
+    log::error("cannot release the jobs of an earlier process", {{"error", err}});
+  } else if (released > 0) {
+    log::info("jobs of an earlier process released", {{"jobs", released}});
+  }
   impl_->events_thread = std::thread([this] { impl_->events_loop(); });
   for (unsigned i = 0; i < std::max(1U, impl_->options.workers); ++i) {
     impl_->worker_threads.emplace_back([this, i] { impl_->worker_loop(i + 1); });

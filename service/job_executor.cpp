@@ -555,7 +555,8 @@ std::string status_comment(const Job& job, const Target& t, const ExecContext& c
   if (t.st) {
     // The stage's current text, not the job's: an older revision executed late shows the latest.
     if (!t.st->status_description.empty()) summary = t.st->status_description;
-    summary = std::string(pipeline::to_string(t.st->status)) + (summary.empty() ? "" : " — " + summary);
+    const std::string status = pipeline::to_string(t.st->status);
+    summary = summary.empty() || summary == status ? status : status + " — " + summary;
     if (t.sd) gates = gate_rows(*t.sd, *t.st);
   }
   vars["status"] = {{"summary", summary}, {"gates", gates}, {"state", t.st ? t.st->status_state : job.state}};
@@ -629,6 +630,14 @@ ExecOutcome run_merge(const Job& job, const ExecContext& cx) {
         moved.sha = pr->head_sha;
         moved.message = one_line(what + ": the head is now " + pr->head_sha.substr(0, 7));
         return report(std::move(moved));
+      }
+      if (pr && (pr->mergeable_state == "dirty" || pr->mergeable == std::optional<bool>{false})) {
+        // A conflict with the base branch does not go away by waiting on checks: the stage fails
+        // with the reason (a person resolves it, then /retry).
+        JobResult conflict = result_of(job, O::terminal);
+        conflict.message = one_line(what + ": the promotion PR conflicts with " + (pr->base_ref.empty() ? "its base" : pr->base_ref) +
+                                    (m->message.empty() ? "" : " (" + m->message + ")"));
+        return report(std::move(conflict));
       }
       JobResult refused = result_of(job, O::not_mergeable);
       refused.message = one_line(what + ": " + (pr && pr->state == "closed" && !pr->merged ? "the PR is closed"

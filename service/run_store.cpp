@@ -484,6 +484,15 @@ tl::expected<bool, std::string> fail_job(sqlite::Db& db, std::int64_t id, std::s
                    "failing job " + std::to_string(id), [&](sqlite::Stmt& s) { s.bind(3, error).bind(4, ms(now)); });
 }
 
+tl::expected<std::int64_t, std::string> release_leases(sqlite::Db& db) {
+  auto q = db.prepare(
+      "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_until = NULL, attempts = MAX(attempts - 1, 0) "
+      "WHERE state = 'leased'");
+  if (!q) return tl::unexpected("cannot release job leases: " + q.error().message);
+  if (auto r = q->step(); !r) return tl::unexpected("cannot release job leases: " + r.error().message);
+  return static_cast<std::int64_t>(db.changes());
+}
+
 tl::expected<std::optional<Instant>, std::string> next_due(sqlite::Db& db) {
   const std::string what = "finding the next due job";
   auto s = prepare(db,

@@ -138,6 +138,10 @@ struct Claim {
                                                         Instant due_at, std::string_view error);
 [[nodiscard]] tl::expected<bool, std::string> fail_job(sqlite::Db& db, std::int64_t id, std::string_view owner,
                                                        std::string_view error, Instant now);
+// At start, when one process serves the database (SQLite): every leased job belongs to a process
+// that is gone (killed, crashed) and goes back to pending at once instead of after its lease, with
+// that attempt not counted (a crash is not the job's failure). Returns how many.
+[[nodiscard]] tl::expected<std::int64_t, std::string> release_leases(sqlite::Db& db);
 // When claim_jobs may next have something: the earliest due_at of a pending job not held back by
 // per-run order, or lease_until of a leased job. Nothing: no pending or leased job.
 [[nodiscard]] tl::expected<std::optional<Instant>, std::string> next_due(sqlite::Db& db);

@@ -145,7 +145,11 @@ HostResult<PullRequest> GitHubHost::update_pull_request(const RepoRef& repo, std
     }
   }
   if (!u.reviewers.empty()) {
-    const std::string text = json{{"reviewers", u.reviewers}}.dump();
+    // Teams ("@org/team") are requested by slug.
+    const auto who = rest::split_reviewers(u.reviewers);
+    json request{{"reviewers", who.users}};
+    if (!who.teams.empty()) request["team_reviewers"] = who.teams;
+    const std::string text = request.dump();
     auto sent = api_.send("POST", path + "/requested_reviewers", text, true, {201});  // adding twice is harmless
     if (!sent) return tl::unexpected(sent.error());
   }

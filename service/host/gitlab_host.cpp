@@ -230,7 +230,9 @@ HostResult<PullRequest> GitLabHost::create_pull_request(const RepoRef& repo, con
     return update_pull_request(repo, open->front().number, *extras);
   }
   std::vector<std::int64_t> reviewer_ids;
-  for (const auto& login : spec.reviewers) {
+  // GitLab has no team reviewers: "@group/subgroup" entries are left out (approval rules are
+  // where GitLab puts teams).
+  for (const auto& login : rest::split_reviewers(spec.reviewers).users) {
     auto id = user_id(login);
     if (!id) return tl::unexpected(id.error());
     if (!*id) return tl::unexpected(HostError{HostError::Kind::validation, 0, "gitlab: reviewer '" + login + "' is not a user"});
@@ -273,7 +275,7 @@ HostResult<PullRequest> GitLabHost::update_pull_request(const RepoRef& repo, std
     if (auto r = mr.find("reviewers"); r != mr.end() && r->is_array())
       for (const auto& user : *r)
         if (auto id = user.is_object() ? int_field(user, "id") : std::nullopt) ids.push_back(*id);
-    for (const auto& login : u.reviewers) {
+    for (const auto& login : rest::split_reviewers(u.reviewers).users) {
       auto id = user_id(login);
       if (!id) return tl::unexpected(id.error());
       if (!*id) return tl::unexpected(HostError{HostError::Kind::validation, 0, "gitlab: reviewer '" + login + "' is not a user"});

@@ -239,4 +239,17 @@ HostResult<std::vector<json>> Client::get_list(const std::string& path, const Ho
   return items;
 }
 
+ReviewerSplit split_reviewers(const std::vector<std::string>& reviewers) {
+  ReviewerSplit out;
+  for (const auto& r : reviewers) {
+    if (r.size() > 1 && r[0] == '@') {
+      const auto slash = r.find('/');
+      out.teams.push_back(slash == std::string::npos ? r.substr(1) : r.substr(slash + 1));
+    } else {
+      out.users.push_back(r);
+    }
+  }
+  return out;
+}
+
 }  // namespace tollgate::service::host::rest

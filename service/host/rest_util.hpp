@@ -47,6 +47,13 @@ using nlohmann::json;
 
 [[nodiscard]] std::string_view method_name(MergeMethod m);  // merge | squash | rebase
 
+// Reviewers as the pipeline file names them: logins, and teams as "@org/team".
+struct ReviewerSplit {
+  std::vector<std::string> users;
+  std::vector<std::string> teams;  // the team's slug / name, without "@org/"
+};
+[[nodiscard]] ReviewerSplit split_reviewers(const std::vector<std::string>& reviewers);
+
 // Whether `pr` is a better match for a head branch than `best`: an open one wins, then the newest.
 [[nodiscard]] bool better_match(const PullRequest& pr, const std::optional<PullRequest>& best);
 

@@ -661,3 +661,29 @@ TEST_CASE("jobs round-trip through JSON; a malformed stored job is failed, not c
   CHECK(keys(*c).empty());  // reply:2 was behind it when the claim looked
   CHECK(keys(claim(s.db, kT0, "w1")) == std::vector<std::string>{"reply:2"});
 }
+
+TEST_CASE("at start, the leases of a process that is gone are released at once, the attempt not counted", "[run_store]") {
+  Store s;
+  Run a(s.db, "ra");
+  REQUIRE(s.db.exec("DELETE FROM jobs"));
+  const TimePoint t = kT0;
+  schedule(s.db, a, {job(JobKind::timer, "timer:a:1", t), job(JobKind::timer, "timer:a:2", t)}, "k1");
+  auto c = claim(s.db, t, "old-process:1", 5min, 1);
+  REQUIRE(c.jobs.size() == 1);
+  CHECK(c.jobs[0].attempts == 1);
+  // The process is killed; a new one starts long before the lease would run out.
+  auto released = runs::release_leases(s.db);
+  REQUIRE(released);
+  CHECK(*released == 1);
+  auto again = claim(s.db, t + 1s, "new-process:1", 5min, 2);
+  CHECK(keys(again) == std::vector<std::string>{"timer:a:1", "timer:a:2"});
+  REQUIRE(again.jobs.size() == 2);
+  CHECK(again.jobs[0].attempts == 1);  // the killed attempt does not count against the job
+  // The old owner can no longer finish it.
+  auto stale = runs::complete_job(s.db, again.jobs[0].id, "old-process:1", t + 2s);
+  REQUIRE(stale);
+  CHECK_FALSE(*stale);
+  auto none = runs::release_leases(s.db);
+  REQUIRE(none);
+  CHECK(*none == 2);  // the new process's own leases, were it to restart now
+}
