@@ -669,7 +669,12 @@ struct EngineService::Impl {
         if (!check_pipeline_file(host, **event)) return false;
         auto ee = translate(**event, host.bot_login);
         if (ee.needs_actor_facts && !fill_actor_facts(rdb, row.host, host, ee)) return false;
-        if (ee.trigger) {
+        // tollgate's own promotion PRs (branches tollgate/...) never start runs: their merges are
+        // inputs of the runs that opened them, and reading .tollgate.yaml in an environment
+        // repository would cost an API call per promotion for nothing.
+        const auto* pr_event = std::get_if<webhooks::PullRequestEvent>(&(*event)->payload);
+        const bool own_branch = pr_event && pr_event->pr.head_ref.rfind("tollgate/", 0) == 0;
+        if (ee.trigger && !own_branch) {
           if (prepare_trigger(row.host, host, *ee.trigger, **event, new_runs) == Fetch::retry) return false;
         }
         inputs = std::move(ee.inputs);

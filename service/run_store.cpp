@@ -67,11 +67,13 @@ using nlohmann::json;
 constexpr std::string_view kRunColumns =
     "id, host, repo, pipeline, definition, definition_sha, state, created_at, updated_at, finished_at";
 
-// A non-timer job waits while an earlier non-timer job of its run is unfinished. The terms match
-// the partial index jobs_open_by_run.
+// A non-timer job waits while an earlier non-timer job of the same stage of its run is unfinished
+// (a stage's statuses and comments land in the order scheduled). Stages do not wait for each
+// other: the next stage's push does not queue behind the last status update of a merged PR. The
+// terms match the partial index jobs_open_by_run.
 constexpr std::string_view kInRunOrder =
     "(j.kind = 'timer' OR NOT EXISTS (SELECT 1 FROM jobs e WHERE e.run_id = j.run_id AND e.id < j.id "
-    "AND e.state IN ('pending', 'leased') AND e.kind <> 'timer'))";
+    "AND e.state IN ('pending', 'leased') AND e.kind <> 'timer' AND e.stage = j.stage))";
 
 std::string describe(const sqlite::Error& e) { return e.message + " (sqlite code " + std::to_string(e.code) + ")"; }
 

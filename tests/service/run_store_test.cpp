@@ -687,3 +687,18 @@ TEST_CASE("at start, the leases of a process that is gone are released at once, 
   REQUIRE(none);
   CHECK(*none == 2);  // the new process's own leases, were it to restart now
 }
+
+TEST_CASE("stages do not wait for each other's side effects", "[run_store]") {
+  Store s;
+  Run a(s.db, "ra");
+  REQUIRE(s.db.exec("DELETE FROM jobs"));
+  const TimePoint t = kT0;
+  Job dev_status = job(JobKind::set_commit_status, "status:dev");
+  Job dev_sticky = job(JobKind::upsert_sticky_comment, "sticky:dev");
+  Job qa_prepare = job(JobKind::prepare_branch, "prepare:qa");
+  qa_prepare.stage = "qa";
+  schedule(s.db, a, {dev_status, dev_sticky, qa_prepare}, "k1");
+  // dev's status is in flight: dev's comment waits for it, qa's push does not.
+  CHECK(keys(claim(s.db, t, "w1", 30s, 1)) == std::vector<std::string>{"status:dev"});
+  CHECK(keys(claim(s.db, t, "w2", 30s, 5)) == std::vector<std::string>{"prepare:qa"});
+}
