@@ -50,26 +50,12 @@ tl::expected<RevertResult, Error> GitWriter::revert(const RevertRequest& req) {
   auto lock = mirror_lock(mirror_path.string());
   std::lock_guard guard(*lock);
 
-  bool created = false;
-  auto repo = open_mirror(mirror_path, name, created);
-  if (!repo) return tl::unexpected(repo.error());
-
   const Remote remote{*url, req.url, req.credentials, options_, counters_, http_.get()};
-  auto heads = fetch_branches(repo->get(), remote, req.base_branch, req.target_branch);
-  if (!heads) {
-    if (created) {
-      repo->reset();
-      std::error_code ec;
-      std::filesystem::remove_all(mirror_path, ec);
-    }
-    return tl::unexpected(heads.error());
-  }
-  // As in promote(): the target ref lives in the mirror only for this call.
-  struct ForgetTarget {
-    git_repository* repo;
-    std::string ref;
-    ~ForgetTarget() { git_reference_remove(repo, ref.c_str()); }
-  } forget_target{repo->get(), "refs/heads/" + req.target_branch};
+  auto mirror = open_and_fetch(mirror_path, name, remote, req.base_branch, req.target_branch);
+  if (!mirror) return tl::unexpected(mirror.error());
+  auto* repo = &mirror->repo;
+  const auto* heads = &mirror->heads;
+  const ForgetBranch forget_target(repo->get(), req.target_branch);
 
   auto fail = [&](const char* what, int rc) {
     return tl::unexpected(Error{ErrorKind::other, "repo '" + name + "': " + what + ": " + lg::error_message(rc)});

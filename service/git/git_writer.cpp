@@ -120,30 +120,12 @@ tl::expected<PromotionResult, Error> GitWriter::promote(const PromotionRequest& 
   auto lock = mirror_lock(mirror_path.string());
   std::lock_guard guard(*lock);
 
-  bool created = false;
-  auto repo = open_mirror(mirror_path, name, created);
-  if (!repo) return tl::unexpected(repo.error());
-
   const Remote remote{*url, req.url, req.credentials, options_, counters_, http_.get()};
-  auto heads = fetch_branches(repo->get(), remote, req.base_branch, req.target_branch);
-  if (!heads) {
-    // A mirror made for a repository that turns out not to exist (or not to be ours) would stay
-    // behind empty forever.
-    if (created) {
-      repo->reset();
-      std::error_code ec;
-      std::filesystem::remove_all(mirror_path, ec);
-    }
-    return tl::unexpected(heads.error());
-  }
-
-  // The target branch lives in the mirror only for this call: kept, one ref per run would pile up
-  // and every later fetch would offer them all to the host as "have"s. Its objects stay.
-  struct ForgetTarget {
-    git_repository* repo;
-    std::string ref;
-    ~ForgetTarget() { git_reference_remove(repo, ref.c_str()); }
-  } forget_target{repo->get(), "refs/heads/" + req.target_branch};
+  auto mirror = open_and_fetch(mirror_path, name, remote, req.base_branch, req.target_branch);
+  if (!mirror) return tl::unexpected(mirror.error());
+  auto* repo = &mirror->repo;
+  const auto* heads = &mirror->heads;
+  const ForgetBranch forget_target(repo->get(), req.target_branch);
 
   auto fail = [&](const char* what, int rc) {
     return tl::unexpected(Error{ErrorKind::other, "repo '" + name + "': " + what + ": " + lg::error_message(rc)});

@@ -457,4 +457,24 @@ tl::expected<lg::Repository, Error> open_mirror(const std::filesystem::path& pat
   return lg::Repository(raw);
 }
 
+tl::expected<FetchedMirror, Error> open_and_fetch(const std::filesystem::path& path, const std::string& name,
+                                                  const Remote& remote, const std::string& base_branch,
+                                                  const std::string& target_branch) {
+  bool created = false;
+  auto repo = open_mirror(path, name, created);
+  if (!repo) return tl::unexpected(repo.error());
+  auto heads = fetch_branches(repo->get(), remote, base_branch, target_branch);
+  if (!heads) {
+    if (created) {
+      repo->reset();
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+    return tl::unexpected(heads.error());
+  }
+  return FetchedMirror{std::move(*repo), *heads};
+}
+
+ForgetBranch::~ForgetBranch() { git_reference_remove(repo, ref.c_str()); }
+
 }  // namespace tollgate::git

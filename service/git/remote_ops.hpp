@@ -56,4 +56,27 @@ struct RemoteHeads {
 [[nodiscard]] tl::expected<lg::Repository, Error> open_mirror(const std::filesystem::path& path,
                                                               const std::string& name, bool& created);
 
+// A mirror ready for one promotion or revert: opened (created if need be) with `base_branch`
+// (and `target_branch`, when the host has it) fetched. A mirror created for a repository that turns
+// out not to exist (or not to be ours) is removed again rather than left behind empty forever.
+struct FetchedMirror {
+  lg::Repository repo;
+  RemoteHeads heads;
+};
+[[nodiscard]] tl::expected<FetchedMirror, Error> open_and_fetch(const std::filesystem::path& path, const std::string& name,
+                                                                const Remote& remote, const std::string& base_branch,
+                                                                const std::string& target_branch);
+
+// Removes refs/heads/<branch> from the mirror when it goes out of scope. The target branch lives
+// in the mirror only for one call: kept, one ref per run would pile up and every later fetch would
+// offer them all to the host as "have"s. Its objects stay.
+struct ForgetBranch {
+  git_repository* repo;
+  std::string ref;
+  ForgetBranch(git_repository* r, const std::string& branch) : repo(r), ref("refs/heads/" + branch) {}
+  ForgetBranch(const ForgetBranch&) = delete;
+  ForgetBranch& operator=(const ForgetBranch&) = delete;
+  ~ForgetBranch();
+};
+
 }  // namespace tollgate::git
