@@ -127,6 +127,30 @@ struct EngineService::Impl {
   std::atomic<std::uint64_t> events{0}, runs_started{0}, jobs_done{0}, jobs_retried{0}, jobs_failed{0};
   std::int64_t cursor = 0;  // the last delivery consumed in order (events thread)
 
+  // Gauges for /metrics, refreshed by the events thread (at most once a second).
+  mutable std::mutex gauges_mutex;
+  std::map<std::string, std::int64_t> job_gauges, run_gauges;
+  std::chrono::steady_clock::time_point gauges_at{};
+
+  void refresh_gauges(sqlite::Db& rdb) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - gauges_at < std::chrono::seconds(1)) return;
+    gauges_at = now;
+    auto jobs = runs::job_counts(rdb);
+    std::map<std::string, std::int64_t> by_status;
+    for (const char* st : {"queued", "running", "succeeded", "failed", "aborted", "superseded"}) by_status[st] = 0;
+    if (auto q = rdb.prepare("SELECT status, COUNT(*) FROM runs GROUP BY status")) {
+      while (true) {
+        auto row = q->step();
+        if (!row || !*row) break;
+        by_status[q->text(0)] = q->int64(1);
+      }
+    }
+    std::lock_guard lock(gauges_mutex);
+    if (jobs) job_gauges = std::move(*jobs);
+    run_gauges = std::move(by_status);
+  }
+
   std::mutex defs_mutex;
   std::map<std::string, std::shared_ptr<const pipeline::PipelineFile>, std::less<>> defs;  // by text
 
@@ -907,6 +931,7 @@ struct EngineService::Impl {
         if (wake.wait_for(lock, std::chrono::seconds(5), [&] { return stopping; })) return;
         continue;
       }
+      refresh_gauges(*rdb);
       if (!sleep_until(seen, std::chrono::steady_clock::now() + options.idle_poll)) return;
     }
   }
@@ -994,6 +1019,27 @@ std::size_t EngineService::run_due_jobs(const std::string& owner) {
   std::size_t n = 0;
   while (impl_->run_one_job(*rdb, owner)) ++n;
   return n;
+}
+
+std::string EngineService::metrics_text() const {
+  std::string out;
+  {
+    std::lock_guard lock(impl_->gauges_mutex);
+    out += "# HELP tollgate_runs Promotion runs by status.\n# TYPE tollgate_runs gauge\n";
+    for (const auto& [status, n] : impl_->run_gauges) out += "tollgate_runs{status=\"" + status + "\"} " + std::to_string(n) + "\n";
+    out += "# HELP tollgate_jobs Engine jobs (side effects and timers) by state.\n# TYPE tollgate_jobs gauge\n";
+    for (const auto& [state, n] : impl_->job_gauges) out += "tollgate_jobs{state=\"" + state + "\"} " + std::to_string(n) + "\n";
+  }
+  const auto s = stats();
+  auto counter = [&out](const char* name, const char* help, std::uint64_t v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " " + std::to_string(v) + "\n";
+  };
+  counter("tollgate_engine_events_total", "Normalised deliveries the engine consumed.", s.events);
+  counter("tollgate_runs_started_total", "Runs started by merges and pushes.", s.runs_started);
+  counter("tollgate_jobs_done_total", "Jobs finished.", s.jobs_done);
+  counter("tollgate_jobs_retried_total", "Job attempts that failed and will be retried.", s.jobs_retried);
+  counter("tollgate_jobs_failed_total", "Jobs that failed for good.", s.jobs_failed);
+  return out;
 }
 
 EngineStats EngineService::stats() const {

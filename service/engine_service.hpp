@@ -89,6 +89,9 @@ class EngineService {
   std::size_t run_due_jobs(const std::string& owner);
 
   [[nodiscard]] EngineStats stats() const;
+  // Prometheus text: runs by status and jobs by state (counted at most once a second, off the
+  // caller's thread), and the engine's counters.
+  [[nodiscard]] std::string metrics_text() const;
 
  private:
   struct Impl;

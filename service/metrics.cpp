@@ -94,6 +94,7 @@ std::string Metrics::render(std::optional<std::int64_t> inbox_depth) const {
         << "# TYPE tollgate_inbox_depth gauge\n"
         << "tollgate_inbox_depth " << *inbox_depth << "\n";
   }
+  for (const auto& source : sources_) out << source();
   return out.str();
 }
 

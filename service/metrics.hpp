@@ -2,6 +2,7 @@
 // Prometheus metrics of the intake, rendered in the text exposition format for GET /metrics.
 #include <array>
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -9,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 namespace tollgate::service {
 
@@ -25,6 +27,10 @@ class Metrics {
   // `inbox_depth`: deliveries waiting to be processed, read at scrape time.
   [[nodiscard]] std::string render(std::optional<std::int64_t> inbox_depth) const;
 
+  // More metrics, appended to render()'s (the promotion engine's); set before serving. Must be
+  // cheap: it runs on an I/O thread.
+  void add_source(std::function<std::string()> source) { sources_.push_back(std::move(source)); }
+
   static constexpr std::array<double, 12> kBuckets{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
                                                    0.05,   0.1,   0.25,  0.5,   1.0,  2.5};
 
@@ -40,6 +46,7 @@ class Metrics {
   std::uint64_t latency_count_ = 0;
   double latency_sum_ = 0;
   std::uint64_t refused_ = 0;
+  std::vector<std::function<std::string()>> sources_;
 };
 
 }  // namespace tollgate::service

@@ -158,6 +158,7 @@ int run_serve(const std::string& config_path, unsigned threads) {
   engine_options.engine.merge_retry = secs(config->engine.merge_retry);
   engine_options.engine.probe_interval = secs(config->engine.probe_interval);
   EngineService engine(engine_options, **inbox, clients.engine, &writer);
+  metrics.add_source([&engine] { return engine.metrics_text(); });
   normalizer.on_recorded([&engine] { engine.nudge(); });
   normalizer.start(**inbox);
   engine.start();

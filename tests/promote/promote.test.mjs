@@ -69,6 +69,12 @@ test("a merged PR promotes the change to dev: branch pushed, PR opened and merge
   const jobs = sql(tollgate.db, "SELECT kind, state, last_error FROM jobs WHERE state <> 'done'");
   assert.deepEqual(jobs.filter((j) => j.kind !== "timer"), [], "every side effect is done");
 
+  // /metrics counts runs by status and jobs by state (refreshed about once a second).
+  await eventually("/metrics to show the succeeded run", async () => {
+    const text = await (await fetch(`http://127.0.0.1:${tollgate.port}/metrics`)).text();
+    return /^tollgate_runs\{status="succeeded"\} 1$/m.test(text) && /^tollgate_jobs_done_total [1-9]/m.test(text) && /^tollgate_jobs\{state="done"\} [1-9]/m.test(text);
+  });
+
   // The same story from the command line: `tollgate runs` and `tollgate audit --jobs`.
   const cli = (...args) => {
     const r = spawnSync(BIN, [...args, "--database", tollgate.db], { encoding: "utf8" });
