@@ -1007,20 +1007,6 @@ void EngineService::stop() {
   impl_->worker_threads.clear();
 }
 
-std::size_t EngineService::drain_events() {
-  auto rdb = sqlite::Db::open(impl_->options.database);
-  if (!rdb) return 0;
-  return impl_->drain_events(*rdb, nullptr);
-}
-
-std::size_t EngineService::run_due_jobs(const std::string& owner) {
-  auto rdb = sqlite::Db::open(impl_->options.database);
-  if (!rdb) return 0;
-  std::size_t n = 0;
-  while (impl_->run_one_job(*rdb, owner)) ++n;
-  return n;
-}
-
 std::string EngineService::metrics_text() const {
   std::string out;
   {

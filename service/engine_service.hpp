@@ -83,11 +83,6 @@ class EngineService {
   void nudge();  // new normalised deliveries, or new jobs
   void stop();   // finishes the job or event in hand
 
-  // Synchronous steps, for tests: consume the normalised deliveries there are (returns how many),
-  // and run the jobs due now (returns how many ran).
-  std::size_t drain_events();
-  std::size_t run_due_jobs(const std::string& owner);
-
   [[nodiscard]] EngineStats stats() const;
   // Prometheus text: runs by status and jobs by state (counted at most once a second, off the
   // caller's thread), and the engine's counters.
