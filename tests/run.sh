@@ -48,9 +48,23 @@ fuzz() {  # fuzz NAME SEED_DIR [libFuzzer flags...]
   local name=$1 seeds=$2
   shift 2
   step "fuzzing $name for ${fuzz_seconds}s"
+  local out rc=0
+  out=$(mktemp)
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     "build-fuzz/tests/$name" "$seeds" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix=build-fuzz/fuzz-artifacts/ "$@" 2>&1 | tail -n 8
+    -print_final_stats=1 -artifact_prefix=build-fuzz/fuzz-artifacts/ "$@" > "$out" 2>&1 || rc=$?
+  if [ "$rc" != 0 ]; then
+    # The report and the input that caused it (hex, so it can be replayed from the CI log alone).
+    grep -v -E '^#[0-9]+\s+(NEW|REDUCE|pulse|INITED)' "$out" | tail -n 60
+    for a in $(grep -o 'Test unit written to [^ ]*' "$out" | awk '{print $NF}'); do
+      echo "crashing input $a:"; od -An -tx1 -v "$a" | head -n 200
+    done
+    rm -f "$out"
+    echo "fuzzing $name: FAILED (exit $rc)"
+    return "$rc"
+  fi
+  tail -n 8 "$out"
+  rm -f "$out"
   echo "fuzzing $name: ${fuzz_seconds}s without a crash"
 }
 mkdir -p "$corpus/pipeline" "$corpus/webhooks"

@@ -28,7 +28,7 @@ Actor user(const Node& u) {
 Event event_for(const Node& root) {
   Event e;
   e.host = HostKind::github;
-  e.repo = root.object("repository").string("full_name");
+  e.repo = root.object("repository").repo_path("full_name");
   return e;
 }
 

@@ -44,7 +44,7 @@ Actor user(const Node& u) {
 Event event_for(const Node& root) {
   Event e;
   e.host = HostKind::gitlab;
-  e.repo = root.object("project").string("path_with_namespace");
+  e.repo = root.object("project").repo_path("path_with_namespace");
   return e;
 }
 

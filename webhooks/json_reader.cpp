@@ -177,6 +177,17 @@ std::string Node::commit_id(std::string_view key) const {
   return s;
 }
 
+std::string Node::repo_path(std::string_view key) const {
+  std::string s = string(key);
+  if (value_ == nullptr || reader_->failed()) return s;
+  auto slash = s.find('/');
+  if (slash == std::string::npos || slash == 0 || s.back() == '/') {
+    fail(key, "expected a repository path such as 'owner/name', got " + quote(s));
+    return {};
+  }
+  return s;
+}
+
 std::string Node::optional_commit_id(std::string_view key) const {
   std::string s = optional_string(key);
   if (!s.empty() && !is_commit_id(s)) {

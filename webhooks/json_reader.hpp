@@ -38,6 +38,7 @@ class Node {
   [[nodiscard]] std::int64_t positive_integer(std::string_view key) const;  // numbers and ids
   [[nodiscard]] bool boolean(std::string_view key) const;
   [[nodiscard]] std::string commit_id(std::string_view key) const;  // 40 or 64 hex digits
+  [[nodiscard]] std::string repo_path(std::string_view key) const;  // "owner/name", "group/sub/name"
 
   // Optional members: missing or null give an empty value; a wrong type still fails.
   [[nodiscard]] Node optional_object(std::string_view key) const;

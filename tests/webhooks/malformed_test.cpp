@@ -175,6 +175,16 @@ TEST_CASE("malformed fields are reported with their path", "[webhooks][malformed
           R"([{"op": "replace", "path": "/state", "value": 1}])", "state: expected a string"},
       Row{HostKind::gitea, "push", "gitea:push-event.json",
           R"([{"op": "replace", "path": "/pusher", "value": {"id": 1}}])", "pusher.username: missing"},
+      // Found by fuzz_webhooks: an empty full_name used to give an event for repository "".
+      Row{HostKind::gitea, "status", "gitea:status-event.json",
+          R"([{"op": "replace", "path": "/repository/full_name", "value": ""}])",
+          "repository.full_name: expected a repository path such as 'owner/name', got ''"},
+      Row{HostKind::github, "pull_request", "example:pull_request:0",
+          R"([{"op": "replace", "path": "/repository/full_name", "value": "Codertocat/"}])",
+          "repository.full_name: expected a repository path such as 'owner/name', got 'Codertocat/'"},
+      Row{HostKind::gitlab, "Push Hook", "gitlab:push-event.json",
+          R"([{"op": "replace", "path": "/project/path_with_namespace", "value": "diaspora"}])",
+          "project.path_with_namespace: expected a repository path such as 'owner/name', got 'diaspora'"},
   }));
   INFO(to_string(host) << " " << type << " " << from << " " << patch);
   json payload = source(from).patch(json::parse(patch));
