@@ -60,14 +60,16 @@ void Machine::publish(StageState& st, const std::string& state, const std::strin
          .pr = st.pr,
          .sha = st.head_sha,
          .state = state,
-         .text = description});
+         .text = description,
+         .seq = st.sticky_rev});
   }
   job({.kind = JobKind::upsert_sticky_comment,
        .key = key({"sticky", st.name, std::to_string(st.sticky_rev)}),
        .stage = st.name,
        .repo = repo,
        .pr = st.pr,
-       .text = description});
+       .text = description,
+       .seq = st.sticky_rev});
 }
 
 void Machine::move(StageState& st, StageStatus to, const std::string& actor, const std::string& reason) {

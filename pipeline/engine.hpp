@@ -263,7 +263,7 @@ struct Job {
   std::string timer{};            // timer: its name
   std::optional<TimePoint> at{};  // timer: when; other jobs: not before
   int step = 0;
-  int seq = 0;
+  int seq = 0;  // verify_probe, merge_pr; set_commit_status / upsert_sticky_comment: the stage's sticky_rev
   int attempt = 0;
   friend bool operator==(const Job&, const Job&) = default;
 };

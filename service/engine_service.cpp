@@ -116,6 +116,7 @@ struct EngineService::Impl {
   Inbox& inbox;
   std::map<std::string, EngineHost> hosts;
   git::GitWriter* writer;
+  StickyCache sticky;  // the workers' status comments: updated without listing the PR's comments
 
   std::mutex mutex;
   std::condition_variable wake;
@@ -829,6 +830,7 @@ struct EngineService::Impl {
         cx.public_url = options.public_url;
         cx.host_name = (*rec)->host;
         cx.source_pr_title = (*rec)->state.source.title;
+        cx.sticky = &sticky;
         log::info("job started", {{"job", cj.id}, {"kind", pipeline::to_string(cj.job.kind)}, {"run", cj.run_id},
                                   {"stage", cj.job.stage}, {"attempt", cj.attempts}});
         outcome = execute(cj.job, cx);

@@ -328,6 +328,49 @@ json gate_rows(const pipeline::Stage& sd, const pipeline::StageState& st) {
 // ---------------------------------------------------------------------------------------------
 // Public helpers
 
+namespace {
+std::string pr_id(const std::string& host, const std::string& repo, std::int64_t pr) {
+  return host + '\n' + repo + '#' + std::to_string(pr);
+}
+}  // namespace
+
+void StickyCache::opened(const std::string& host, const std::string& repo, std::int64_t pr) {
+  std::lock_guard lock(mu_);
+  if (opened_.size() >= kMaxEntries) opened_.clear();
+  opened_.insert(pr_id(host, repo, pr));
+}
+
+host::StickyHint StickyCache::hint(const std::string& host, const std::string& repo, std::int64_t pr, const std::string& key,
+                                   std::size_t text_hash, bool& unchanged) const {
+  const std::string id = pr_id(host, repo, pr);
+  std::lock_guard lock(mu_);
+  host::StickyHint out;
+  unchanged = false;
+  if (auto it = comments_.find(id + '\n' + key); it != comments_.end()) {
+    out.comment_id = it->second.id;
+    unchanged = it->second.text_hash == text_hash;
+  } else {
+    out.new_pr = opened_.contains(id);
+  }
+  return out;
+}
+
+void StickyCache::stored(const std::string& host, const std::string& repo, std::int64_t pr, const std::string& key,
+                         std::int64_t comment_id, std::size_t text_hash) {
+  std::string id = pr_id(host, repo, pr);
+  std::lock_guard lock(mu_);
+  // Whatever happened, the PR is no longer one nothing was posted on.
+  opened_.erase(id);
+  id += '\n';
+  id += key;
+  if (comment_id <= 0) {
+    comments_.erase(id);
+    return;
+  }
+  if (comments_.size() >= kMaxEntries) comments_.clear();
+  comments_[id] = Entry{comment_id, text_hash};
+}
+
 std::string run_url(const std::string& public_url, const std::string& run_id) {
   std::string base = public_url;
   while (!base.empty() && base.back() == '/') base.pop_back();
@@ -518,17 +561,25 @@ ExecOutcome run_open_pr(const Job& job, const ExecContext& cx) {
   spec.draft = sd.pr.draft;
   spec.labels = sd.pr.labels;
   spec.reviewers = sd.pr.reviewers;
+  spec.looked_up = true;  // just now, above
   // Idempotent too (host.hpp): an open PR for the head branch is returned instead of a second one.
   auto created = cx.host.create_pull_request(t->repo, spec);
   if (!created) return report_failure(job, classify(created.error(), "opening the PR for '" + branch + "'"));
   if (created->number <= 0) return report_failure(job, {true, "opening the PR for '" + branch + "': no PR number in the answer"});
+  if (created->created && cx.sticky) cx.sticky->opened(cx.host_name, t->repo_name, created->number);
   return done_with(*created);
 }
+
+// A status or status comment of an older revision, when the stage has published a newer one since:
+// the newer revision's job is queued (publish schedules both with each revision) and publishes the
+// latest text, so this one is skipped. seq 0: a job stored before revisions were recorded on jobs.
+bool superseded(const Job& job, const Target& t) { return job.seq > 0 && t.st && t.st->sticky_rev > job.seq; }
 
 ExecOutcome run_set_status(const Job& job, const ExecContext& cx) {
   auto t = target_of(job, cx, false);
   if (!t) return failed(t.error());
   if (job.sha.empty()) return failed({false, "set_commit_status: no commit"});
+  if (superseded(job, *t) && t->st->head_sha == job.sha) return done();
   host::CommitStatus s;
   s.context = status_context(job.stage);
   s.state = job.state;
@@ -570,9 +621,22 @@ ExecOutcome run_sticky(const Job& job, const ExecContext& cx) {
   auto t = target_of(job, cx, false);
   if (!t) return failed(t.error());
   if (job.pr <= 0) return failed({false, "upsert_sticky_comment: no PR"});
+  if (superseded(job, *t) && t->st->pr == job.pr) return done();
   const std::string key = status_comment_key(cx.def.name, job.stage, cx.run.id);
-  auto r = cx.host.upsert_sticky_comment(t->repo, job.pr, key, status_comment(job, *t, cx));
-  if (!r) return failed(classify(r.error(), "updating the status comment on #" + std::to_string(job.pr)));
+  const std::string text = status_comment(job, *t, cx);
+  const std::size_t text_hash = std::hash<std::string>{}(text);
+  host::StickyHint hint;
+  if (cx.sticky) {
+    bool unchanged = false;
+    hint = cx.sticky->hint(cx.host_name, t->repo_name, job.pr, key, text_hash, unchanged);
+    if (unchanged) return done();
+  }
+  auto r = cx.host.upsert_sticky_comment(t->repo, job.pr, key, text, hint);
+  if (!r) {
+    if (cx.sticky) cx.sticky->stored(cx.host_name, t->repo_name, job.pr, key, 0, 0);  // list next time
+    return failed(classify(r.error(), "updating the status comment on #" + std::to_string(job.pr)));
+  }
+  if (cx.sticky) cx.sticky->stored(cx.host_name, t->repo_name, job.pr, key, r->id, text_hash);
   return done();
 }
 

@@ -17,8 +17,11 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "pipeline/engine.hpp"
@@ -27,6 +30,33 @@
 #include "service/host/host.hpp"
 
 namespace tollgate::service {
+
+// What this process knows of its status comments, to spare the host a listing of the PR's comments
+// before each update (host::StickyHint): the PRs it opened itself, and the id and text of each
+// comment it posted or edited. Only a hint: lost with the process (the next update then lists as
+// usual), and a comment deleted since is found missing by the edit. Shared by the job workers.
+class StickyCache {
+ public:
+  // `pr` was opened by this process just now: no comment on it can hold a marker yet.
+  void opened(const std::string& host, const std::string& repo, std::int64_t pr);
+  // The hint for updating `key` on `pr` to a text whose hash is `text_hash`; `unchanged` is set
+  // when the comment was last written with that very text by this process.
+  [[nodiscard]] host::StickyHint hint(const std::string& host, const std::string& repo, std::int64_t pr, const std::string& key,
+                                      std::size_t text_hash, bool& unchanged) const;
+  // The comment for `key` on `pr` is `comment_id` and holds the text hashed `text_hash`; 0 forgets it.
+  void stored(const std::string& host, const std::string& repo, std::int64_t pr, const std::string& key, std::int64_t comment_id,
+              std::size_t text_hash);
+
+ private:
+  struct Entry {
+    std::int64_t id = 0;
+    std::size_t text_hash = 0;
+  };
+  static constexpr std::size_t kMaxEntries = 50000;  // then forgotten wholesale (each miss costs one listing)
+  mutable std::mutex mu_;
+  std::unordered_set<std::string> opened_;
+  std::unordered_map<std::string, Entry> comments_;
+};
 
 struct ExecContext {
   const pipeline::Pipeline& def;  // the definition the run is pinned to
@@ -47,6 +77,7 @@ struct ExecContext {
   std::string source_pr_title{};                  // `source.pr_title`, when the service knows it
   std::vector<std::string> source_changed_files{};  // `source.changed_files`
   git::Identity identity{};                      // author and committer of promotion commits
+  StickyCache* sticky = nullptr;                 // optional: status comments updated without listing
 };
 
 struct ExecOutcome {

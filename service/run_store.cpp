@@ -67,13 +67,28 @@ using nlohmann::json;
 constexpr std::string_view kRunColumns =
     "id, host, repo, pipeline, definition, definition_sha, state, created_at, updated_at, finished_at";
 
+// The stage's published status (commit status and status comment): what people see, not what moves
+// the promotion on.
+#define TOLLGATE_COSMETIC "('set_commit_status', 'upsert_sticky_comment')"
+
 // A non-timer job waits while an earlier non-timer job of the same stage of its run is unfinished
-// (a stage's statuses and comments land in the order scheduled). Stages do not wait for each
-// other: the next stage's push does not queue behind the last status update of a merged PR. The
-// terms match the partial index jobs_open_by_run.
+// (a stage's statuses and comments land in the order scheduled), except that a job that moves the
+// promotion on (push, open, merge, ...) does not wait for status updates: a merge does not queue
+// behind "merging" being shown, and the status job of that revision, superseded by "promoted"
+// by the time it runs, is skipped (job_executor). Stages do not wait for each other: the next
+// stage's push does not queue behind the last status update of a merged PR. The terms match the
+// partial index jobs_open_by_run.
 constexpr std::string_view kInRunOrder =
     "(j.kind = 'timer' OR NOT EXISTS (SELECT 1 FROM jobs e WHERE e.run_id = j.run_id AND e.id < j.id "
-    "AND e.state IN ('pending', 'leased') AND e.kind <> 'timer' AND e.stage = j.stage))";
+    "AND e.state IN ('pending', 'leased') AND e.kind <> 'timer' AND e.stage = j.stage "
+    "AND (j.kind IN " TOLLGATE_COSMETIC " OR e.kind NOT IN " TOLLGATE_COSMETIC ")))";
+
+// Claim order: due time, then id, with status updates counted as due one second later, so that when
+// the workers are busy the promotions move first and a burst of status revisions collapses into the
+// latest (each worker claims one job at a time: this only decides who goes first).
+constexpr std::string_view kClaimOrder =
+    "j.due_at + CASE WHEN j.kind IN " TOLLGATE_COSMETIC " THEN 1000 ELSE 0 END, j.id";
+#undef TOLLGATE_COSMETIC
 
 std::string describe(const sqlite::Error& e) { return e.message + " (sqlite code " + std::to_string(e.code) + ")"; }
 
@@ -416,7 +431,7 @@ tl::expected<Claim, std::string> claim_jobs(sqlite::Db& db, Instant now, std::st
   auto due = prepare(db,
                      "SELECT id, key, run_id, job, due_at, attempts, COALESCE(last_error, '') FROM jobs j "
                      "WHERE ((j.state = 'pending' AND j.due_at <= ?1) OR (j.state = 'leased' AND j.lease_until <= ?1)) "
-                     "AND " + std::string(kInRunOrder) + " ORDER BY j.due_at, j.id LIMIT ?2",
+                     "AND " + std::string(kInRunOrder) + " ORDER BY " + std::string(kClaimOrder) + " LIMIT ?2",
                      what);
   if (!due) return tl::unexpected(due.error());
   due->bind(1, ms(now)).bind(2, static_cast<std::int64_t>(limit));

@@ -124,10 +124,12 @@ struct Claim {
 };
 
 // Leases up to `limit` due jobs to `owner` until now + lease: pending jobs due by now and leased
-// jobs whose lease ran out (a crashed worker's), by due_at then id; attempts + 1.
+// jobs whose lease ran out (a crashed worker's), by due_at then id, status updates (commit status,
+// status comment) counted as due a second later; attempts + 1.
 // Per-stage order: a job other than a timer is not claimed while an earlier one (lower id, not a
 // timer) of the same stage of the same run is unfinished (pending or leased), so a stage's side
-// effects happen in the order the engine scheduled them, retries included. Different stages, and
+// effects happen in the order the engine scheduled them, retries included; except that jobs that
+// move the stage on do not wait for status updates. Different stages, and
 // timers, are claimed regardless.
 [[nodiscard]] tl::expected<Claim, std::string> claim_jobs(sqlite::Db& db, Instant now, std::string_view owner,
                                                           std::chrono::milliseconds lease, std::size_t limit);

@@ -130,7 +130,8 @@ HostResult<std::vector<std::int64_t>> GiteaHost::label_ids(const RepoRef& repo, 
 
 HostResult<PullRequest> GiteaHost::create_pull_request(const RepoRef& repo, const NewPullRequest& spec) {
   // Find before create: a PR from an earlier attempt (or a lost response) is reused.
-  auto open = open_pulls_for(repo, spec.head);
+  HostResult<std::vector<PullRequest>> open = std::vector<PullRequest>{};
+  if (!spec.looked_up) open = open_pulls_for(repo, spec.head);
   if (!open) return tl::unexpected(open.error());
   PullRequest pr;
   if (!open->empty()) {
@@ -158,9 +159,12 @@ HostResult<PullRequest> GiteaHost::create_pull_request(const RepoRef& repo, cons
     auto created = pull_from(json::parse(res->body, nullptr, false));
     if (!created) return tl::unexpected(created.error());
     pr = std::move(*created);
+    pr.created = true;
   }
   if (spec.reviewers.empty()) return pr;
-  return update_pull_request(repo, pr.number, PullRequestUpdate{.reviewers = spec.reviewers});
+  auto updated = update_pull_request(repo, pr.number, PullRequestUpdate{.reviewers = spec.reviewers});
+  if (updated) updated->created = pr.created;
+  return updated;
 }
 
 HostResult<PullRequest> GiteaHost::update_pull_request(const RepoRef& repo, std::int64_t number, const PullRequestUpdate& u) {
@@ -250,10 +254,10 @@ HostResult<MergeResult> GiteaHost::merge_pull_request(const RepoRef& repo, std::
 }
 
 HostResult<Comment> GiteaHost::upsert_sticky_comment(const RepoRef& repo, std::int64_t number, const std::string& key,
-                                                     const std::string& text) {
+                                                     const std::string& text, const StickyHint& hint) {
   const std::string comments = repo_path(repo) + "/issues/" + std::to_string(number) + "/comments";
   return rest::upsert_sticky(
-      key, text, options_.create_attempts,
+      key, text, options_.create_attempts, hint,
       {.list = [&] { return api_.get_list(comments, bad_answer("comments", "not a list")); },
        .read = [](const json& c) { return comment_from(c, "comment"); },
        .edit = [&](std::int64_t id, const std::string& body) {

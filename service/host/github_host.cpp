@@ -90,7 +90,8 @@ HostResult<std::optional<PullRequest>> GitHubHost::find_pull_request(const RepoR
 
 HostResult<PullRequest> GitHubHost::create_pull_request(const RepoRef& repo, const NewPullRequest& spec) {
   // Find before create: a PR from an earlier attempt (or a lost response) is reused.
-  auto existing = find_pull_request(repo, spec.head);
+  HostResult<std::optional<PullRequest>> existing = std::optional<PullRequest>{};
+  if (!spec.looked_up) existing = find_pull_request(repo, spec.head);
   if (!existing) return tl::unexpected(existing.error());
   PullRequest pr;
   if (*existing && (*existing)->state == "open") {
@@ -111,11 +112,14 @@ HostResult<PullRequest> GitHubHost::create_pull_request(const RepoRef& repo, con
       const json j = json::parse(res->body, nullptr, false);
       if (!j.is_object()) return tl::unexpected(parse_error("create pull request"));
       pr = pr_from(j);
+      pr.created = true;
     }
   }
   const auto extras = rest::follow_up(spec);
   if (!extras) return pr;
-  return update_pull_request(repo, pr.number, *extras);
+  auto updated = update_pull_request(repo, pr.number, *extras);
+  if (updated) updated->created = pr.created;
+  return updated;
 }
 
 HostResult<PullRequest> GitHubHost::update_pull_request(const RepoRef& repo, std::int64_t number, const PullRequestUpdate& u) {
@@ -215,11 +219,11 @@ HostResult<MergeResult> GitHubHost::merge_pull_request(const RepoRef& repo, std:
 }
 
 HostResult<Comment> GitHubHost::upsert_sticky_comment(const RepoRef& repo, std::int64_t number, const std::string& key,
-                                                      const std::string& text) {
+                                                      const std::string& text, const StickyHint& hint) {
   const std::string comments = repo_path(repo) + "/issues/" + std::to_string(number) + "/comments";
   auto comment_from = [](const json& c) { return Comment{int_field(c, "id").value_or(0), str(c, "body"), rest::str_in(c, "user", "login")}; };
   return rest::upsert_sticky(
-      key, text, options_.create_attempts,
+      key, text, options_.create_attempts, hint,
       {.list = [&] { return api_.get_list(comments + "?per_page=" + std::to_string(options_.per_page), parse_error("list comments")); },
        .read = [&](const json& c) -> HostResult<Comment> { return comment_from(c); },
        .edit = [&](std::int64_t id, const std::string& body) {

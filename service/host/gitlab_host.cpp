@@ -222,7 +222,8 @@ HostResult<std::optional<PullRequest>> GitLabHost::find_pull_request(const RepoR
 
 HostResult<PullRequest> GitLabHost::create_pull_request(const RepoRef& repo, const NewPullRequest& spec) {
   // Find before create: an MR from an earlier attempt (or a lost response) is reused.
-  auto open = list_merge_requests(repo, spec.head, "opened");
+  HostResult<std::vector<PullRequest>> open = std::vector<PullRequest>{};
+  if (!spec.looked_up) open = list_merge_requests(repo, spec.head, "opened");
   if (!open) return tl::unexpected(open.error());
   if (!open->empty()) {
     const auto extras = rest::follow_up(spec);
@@ -256,7 +257,9 @@ HostResult<PullRequest> GitLabHost::create_pull_request(const RepoRef& repo, con
     if (again->empty()) return tl::unexpected(res.error());
     return again->front();
   }
-  return mr_from(json::parse(res->body, nullptr, false));
+  auto created = mr_from(json::parse(res->body, nullptr, false));
+  if (created) created->created = true;
+  return created;
 }
 
 HostResult<PullRequest> GitLabHost::update_pull_request(const RepoRef& repo, std::int64_t number, const PullRequestUpdate& u) {
@@ -356,10 +359,10 @@ HostResult<MergeResult> GitLabHost::merge_pull_request(const RepoRef& repo, std:
 }
 
 HostResult<Comment> GitLabHost::upsert_sticky_comment(const RepoRef& repo, std::int64_t number, const std::string& key,
-                                                      const std::string& text) {
+                                                      const std::string& text, const StickyHint& hint) {
   const std::string notes = mr_path(repo, number) + "/notes";
   return rest::upsert_sticky(
-      key, text, options_.create_attempts,
+      key, text, options_.create_attempts, hint,
       {.list = [&] {
          return api_.get_list(notes + "?sort=asc&order_by=created_at&per_page=" + std::to_string(options_.per_page),
                               bad_answer("notes", "not a list"));

@@ -38,8 +38,9 @@ class GitLabHost final : public Host {
   [[nodiscard]] HostResult<PullRequest> get_pull_request(const RepoRef& repo, std::int64_t number) override;
   [[nodiscard]] HostResult<MergeResult> merge_pull_request(const RepoRef& repo, std::int64_t number, const std::string& expected_head_sha,
                                                            MergeMethod method, const std::string& commit_title = {}) override;
+  using Host::upsert_sticky_comment;
   [[nodiscard]] HostResult<Comment> upsert_sticky_comment(const RepoRef& repo, std::int64_t number, const std::string& key,
-                                                          const std::string& body) override;
+                                                          const std::string& body, const StickyHint& hint) override;
   [[nodiscard]] HostResult<void> add_reaction(const RepoRef& repo, std::int64_t number, std::int64_t comment_id,
                                              const std::string& content) override;
   [[nodiscard]] HostResult<void> set_commit_status(const RepoRef& repo, const std::string& sha, const CommitStatus& status) override;

@@ -50,6 +50,7 @@ struct PullRequest {
   std::string mergeable_state{};
   std::string merge_commit_sha{};
   std::string merged_by{};  // login of who merged it, when merged and the host says
+  bool created = false;     // create_pull_request: this call opened it (the host answered 201)
   std::vector<std::string> labels{};
 };
 
@@ -61,6 +62,9 @@ struct NewPullRequest {
   bool draft = false;
   std::vector<std::string> labels{};
   std::vector<std::string> reviewers{};
+  // The caller looked for a PR with this head just now and found none open: create_pull_request
+  // then posts without looking again (a refusal because one exists is still resolved by a lookup).
+  bool looked_up = false;
 };
 
 struct PullRequestUpdate {
@@ -148,6 +152,15 @@ struct Repository {
   std::string default_branch{};
 };
 
+// What the caller knows of a sticky comment, to save listing the PR's comments: its id from an
+// earlier upsert (edited directly; when it is gone, the upsert goes on as without a hint), or that
+// the PR was opened moments ago by tollgate itself, so no comment can hold the marker yet (posted
+// directly; a post that fails transiently is looked for before the next one, as always).
+struct StickyHint {
+  std::int64_t comment_id = 0;
+  bool new_pr = false;
+};
+
 class Host {
  public:
   virtual ~Host() = default;
@@ -170,7 +183,11 @@ class Host {
                                                                    MergeMethod method, const std::string& commit_title = {}) = 0;
   // The comment holding `<!-- tollgate:KEY -->` is edited in place, or created once.
   [[nodiscard]] virtual HostResult<Comment> upsert_sticky_comment(const RepoRef& repo, std::int64_t number, const std::string& key,
-                                                                  const std::string& body) = 0;
+                                                                  const std::string& body, const StickyHint& hint) = 0;
+  [[nodiscard]] HostResult<Comment> upsert_sticky_comment(const RepoRef& repo, std::int64_t number, const std::string& key,
+                                                          const std::string& body) {
+    return upsert_sticky_comment(repo, number, key, body, StickyHint{});
+  }
   // `number` is the PR the comment is on (GitLab addresses a note through its merge request).
   [[nodiscard]] virtual HostResult<void> add_reaction(const RepoRef& repo, std::int64_t number, std::int64_t comment_id,
                                                      const std::string& content) = 0;

@@ -144,11 +144,24 @@ std::optional<PullRequestUpdate> follow_up(const NewPullRequest& spec) {
   return extras;
 }
 
-HostResult<Comment> upsert_sticky(const std::string& key, const std::string& text, int attempts, const StickyComments& comments) {
+HostResult<Comment> upsert_sticky(const std::string& key, const std::string& text, int attempts, const StickyHint& hint,
+                                  const StickyComments& comments) {
   const std::string marker = sticky_marker(key);
   const std::string full = text.find(marker) != std::string::npos ? text : marker + "\n" + text;
+  if (hint.comment_id > 0) {
+    auto edited = comments.edit(hint.comment_id, full);
+    if (edited) return Comment{hint.comment_id, full, {}};
+    // Deleted since (or never ours to edit): find it or post it as without the hint.
+    if (edited.error().kind != HostError::Kind::not_found) return tl::unexpected(edited.error());
+  }
   HostError last{HostError::Kind::other, 0, "sticky comment: no attempt"};
   for (int round = 0; round < std::max(attempts, 1); ++round) {
+    if (round == 0 && hint.new_pr && hint.comment_id <= 0) {
+      auto posted = comments.post(full);
+      if (posted || posted.error().kind != HostError::Kind::transient) return posted;
+      last = posted.error();
+      continue;
+    }
     auto items = comments.list();
     if (!items) return tl::unexpected(items.error());
     for (const auto& item : *items) {

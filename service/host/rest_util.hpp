@@ -81,7 +81,9 @@ struct StickyComments {
 // The comment holding sticky_marker(key), edited to `text` in place, or posted once: each of up to
 // `attempts` rounds finds before it posts, so a post whose answer was lost is found; only a
 // transient failure of the post starts another round.
-[[nodiscard]] HostResult<Comment> upsert_sticky(const std::string& key, const std::string& text, int attempts, const StickyComments& comments);
+// `hint` (host.hpp) can save the listing.
+[[nodiscard]] HostResult<Comment> upsert_sticky(const std::string& key, const std::string& text, int attempts, const StickyHint& hint,
+                                                const StickyComments& comments);
 
 // How one host's REST API differs on the wire.
 struct Dialect {

@@ -99,6 +99,7 @@ TEST_CASE("a Gitea pull request is created once, with label IDs, reviewers and t
     auto pr = t.gt.create_pull_request(repo, spec);
     REQUIRE(pr);
     CHECK(pr->number == 3);
+    CHECK(pr->created);  // kept through the follow-up request for reviewers
     const auto sent = t.server.last("POST", pulls);
     CHECK(sent["body"] == json{{"head", head}, {"base", "main"}, {"title", "WIP: Promote payments v2 to dev"}, {"body", "Release v2"}, {"labels", {11, 12}}});
     CHECK(sent["headers"]["authorization"] == "token ***");
@@ -110,6 +111,7 @@ TEST_CASE("a Gitea pull request is created once, with label IDs, reviewers and t
     auto pr = t.gt.create_pull_request(repo, promotion());
     REQUIRE(pr);
     CHECK(pr->number == 3);
+    CHECK_FALSE(pr->created);
     CHECK(t.server.count("POST", pulls) == 0);
     CHECK(t.server.requests().size() == 1);
   }

@@ -44,11 +44,26 @@ TEST_CASE("a promotion PR is found by head branch + created once + updated + rea
   CHECK(pr->base_ref == "main");
   CHECK(pr->labels == std::vector<std::string>{"promotion"});
 
+  CHECK(pr->created);
+
   // A second create (a re-run job) finds the first PR instead of opening another.
   auto again = gh->create_pull_request(w.repo, promotion("tollgate/payments/dev/1"));
   REQUIRE(again);
   CHECK(again->number == pr->number);
+  CHECK_FALSE(again->created);
   CHECK(w.count_requests("POST", "/pulls") == 1);
+
+  // The caller says it just looked and found none (wrongly here, as after a lost answer): no
+  // lookup first, and GitHub's 422 "already exists" still ends in the one PR.
+  const int gets = w.count_requests("GET", "/pulls");
+  auto spec = promotion("tollgate/payments/dev/1");
+  spec.looked_up = true;
+  auto blind = gh->create_pull_request(w.repo, spec);
+  REQUIRE(blind);
+  CHECK(blind->number == pr->number);
+  CHECK_FALSE(blind->created);
+  CHECK(w.count_requests("POST", "/pulls") == 2);
+  CHECK(w.count_requests("GET", "/pulls") == gets + 1);  // only the lookup after the 422
 
   auto found = gh->find_pull_request(w.repo, "tollgate/payments/dev/1");
   REQUIRE(found);
@@ -169,6 +184,27 @@ TEST_CASE("comments + reactions + statuses + checks + reviews + permissions + te
     auto bad = gh->add_reaction(w.repo, pr->number, first->id, "party");
     REQUIRE_FALSE(bad);
     CHECK(bad.error().kind == host::HostError::Kind::validation);
+  }
+
+  SECTION("hints spare the listing: posted at once on a new PR, edited at once by id, a stale id found again") {
+    auto first = gh->upsert_sticky_comment(w.repo, pr->number, "run-1", "v1", host::StickyHint{.new_pr = true});
+    REQUIRE(first);
+    CHECK(w.count_requests("GET", "/comments") == 0);
+    CHECK(w.count_requests("POST", "/comments") == 1);
+    auto second = gh->upsert_sticky_comment(w.repo, pr->number, "run-1", "v2", host::StickyHint{.comment_id = first->id});
+    REQUIRE(second);
+    CHECK(second->id == first->id);
+    CHECK(w.count_requests("GET", "/comments") == 0);
+    CHECK(w.count_requests("PATCH", "/comments/" + std::to_string(first->id)) == 1);
+    // An id that is gone (404): the comment is looked for by its marker and edited, not posted again.
+    auto third = gh->upsert_sticky_comment(w.repo, pr->number, "run-1", "v3", host::StickyHint{.comment_id = first->id + 1000});
+    REQUIRE(third);
+    CHECK(third->id == first->id);
+    CHECK(w.count_requests("GET", "/comments") == 1);
+    CHECK(w.count_requests("POST", "/comments") == 1);
+    auto listed = gh->upsert_sticky_comment(w.repo, pr->number, "run-1", "v3");
+    REQUIRE(listed);
+    CHECK(listed->body.find("v3") != std::string::npos);
   }
 
   SECTION("commit statuses and check runs make up the checks") {

@@ -103,6 +103,7 @@ TEST_CASE("a GitLab merge request is created once, with labels, reviewer IDs and
     REQUIRE(pr);
     CHECK(pr->number == 7);
     CHECK(pr->state == "open");
+    CHECK(pr->created);
     const auto sent = t.server.last("POST", mrs);
     CHECK(sent["body"]["source_branch"] == head);
     CHECK(sent["body"]["target_branch"] == "main");
@@ -119,6 +120,7 @@ TEST_CASE("a GitLab merge request is created once, with labels, reviewer IDs and
     auto plain = t.gl.create_pull_request(repo, promotion());
     REQUIRE(plain);
     CHECK(plain->number == 7);
+    CHECK_FALSE(plain->created);
     CHECK(t.server.count("POST", mrs) == 0);
     CHECK(t.server.count("PUT", mr7) == 0);
 

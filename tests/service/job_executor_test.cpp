@@ -101,6 +101,7 @@ class FakeHost final : public host::Host {
     p.author = bot;
     repo(r).prs.push_back(p);
     if (lost("create")) return tl::unexpected(transient());
+    p.created = true;  // this answer only: the stored PR is not "just created" for later lookups
     return p;
   }
   std::map<std::string, host::Repository> described;  // what get_repository answers
@@ -143,12 +144,26 @@ class FakeHost final : public host::Host {
     if (lost("merge")) return tl::unexpected(transient());
     return host::MergeResult{host::MergeOutcome::merged, p->merge_commit_sha, {}};
   }
+  int sticky_lists = 0;  // upserts that had to look through the PR's comments
   host::HostResult<host::Comment> upsert_sticky_comment(const host::RepoRef& r, std::int64_t n, const std::string& key,
-                                                        const std::string& text) override {
+                                                        const std::string& text, const host::StickyHint& hint) override {
     if (auto e = injected("sticky")) return tl::unexpected(*e);
     const std::string marker = host::sticky_marker(key);
     const std::string full = text.find(marker) != std::string::npos ? text : marker + "\n" + text;
     auto& list = repo(r).comments[n];
+    // The hint is trusted the way the hosts' clients trust it (rest::upsert_sticky): an id is
+    // edited if it still exists; "new PR" posts without looking.
+    if (hint.comment_id > 0) {
+      for (auto& c : list)
+        if (c.id == hint.comment_id) {
+          c.body = full;
+          return c;
+        }
+    } else if (hint.new_pr) {
+      list.push_back({next_comment++, full, bot});
+      return list.back();
+    }
+    ++sticky_lists;
     for (auto& c : list) {
       if (c.body.find(marker) == std::string::npos) continue;
       c.body = full;
@@ -561,6 +576,105 @@ TEST_CASE("upsert_sticky_comment: one status comment, edited in place, with the 
   REQUIRE(comments.size() == 1);
   CHECK(comments[0].body.find("| approvals | 1/1 | @carol |") != std::string::npos);
   CHECK(comments[0].body.find("gates passed") != std::string::npos);
+}
+
+TEST_CASE("a status or status comment of a revision superseded since is skipped: the newer one publishes", "[job_executor]") {
+  World w;
+  auto n = w.open_pr_at(kHead);
+  w.dev().status_state = "success";
+  w.dev().status_description = "promoted";
+  w.dev().sticky_rev = 3;  // revision 2 was "merging", 3 "promoted"
+  Job status = job_of(JobKind::set_commit_status, n);
+  status.sha = kHead;
+  status.state = "pending";
+  status.text = "merging";
+  status.seq = 2;
+  Job sticky = job_of(JobKind::upsert_sticky_comment, n);
+  sticky.text = "merging";
+  sticky.seq = 2;
+  CHECK(execute(status, w.cx()).kind == ExecOutcome::Kind::done);
+  CHECK(execute(sticky, w.cx()).kind == ExecOutcome::Kind::done);
+  CHECK(w.env().statuses[kHead].empty());
+  CHECK(w.env().comments[n].empty());
+
+  SECTION("the latest revision publishes") {
+    status.seq = sticky.seq = 3;
+    CHECK(execute(status, w.cx()).kind == ExecOutcome::Kind::done);
+    CHECK(execute(sticky, w.cx()).kind == ExecOutcome::Kind::done);
+    CHECK(w.env().statuses[kHead]["tollgate/dev"].description == "promoted");
+    REQUIRE(w.env().comments[n].size() == 1);
+  }
+  SECTION("jobs stored without a revision (seq 0), and a status for another head, still publish") {
+    status.seq = sticky.seq = 0;
+    CHECK(execute(status, w.cx()).kind == ExecOutcome::Kind::done);
+    CHECK(execute(sticky, w.cx()).kind == ExecOutcome::Kind::done);
+    CHECK(w.env().statuses[kHead].size() == 1);
+    CHECK(w.env().comments[n].size() == 1);
+    Job old = status;
+    old.seq = 2;
+    old.sha = kOtherHead;
+    CHECK(execute(old, w.cx()).kind == ExecOutcome::Kind::done);
+    CHECK(w.env().statuses[kOtherHead].size() == 1);
+  }
+}
+
+TEST_CASE("status comments: with the process's cache, a PR it opened is commented on and updated without listing", "[job_executor]") {
+  World w;
+  service::StickyCache cache;
+  auto cx = [&] {
+    auto c = w.cx();
+    c.sticky = &cache;
+    return c;
+  };
+  w.env().branches[w.dev().branch] = kHead;
+  Job open = job_of(JobKind::open_pr);
+  open.text = w.dev().branch;
+  open.sha = kHead;
+  const auto n = result(execute(open, cx())).pr;
+  w.dev().pr = n;
+  w.dev().head_sha = kHead;
+  w.dev().status = pipeline::StageStatus::open;
+  w.dev().status_state = "pending";
+  w.dev().status_description = "merging";
+
+  Job sticky = job_of(JobKind::upsert_sticky_comment, n);
+  CHECK(execute(sticky, cx()).kind == ExecOutcome::Kind::done);  // posted at once
+  CHECK(execute(sticky, cx()).kind == ExecOutcome::Kind::done);  // the same text: nothing sent
+  w.dev().status_description = "promoted";
+  CHECK(execute(sticky, cx()).kind == ExecOutcome::Kind::done);  // edited by id
+  CHECK(w.host.sticky_lists == 0);
+  REQUIRE(w.env().comments[n].size() == 1);
+  CHECK(w.env().comments[n][0].body.find("promoted") != std::string::npos);
+
+  SECTION("a comment deleted since is posted again after a look") {
+    w.env().comments[n].clear();
+    w.dev().status_description = "verifying";
+    CHECK(execute(sticky, cx()).kind == ExecOutcome::Kind::done);
+    CHECK(w.host.sticky_lists == 1);
+    REQUIRE(w.env().comments[n].size() == 1);
+    CHECK(w.env().comments[n][0].body.find("verifying") != std::string::npos);
+  }
+  SECTION("a failed update is looked for next time (its post may have landed)") {
+    w.host.fail_next["sticky"].push_back(FakeHost::transient());
+    w.dev().status_description = "verifying";
+    CHECK(execute(sticky, cx()).kind == ExecOutcome::Kind::retry);
+    CHECK(execute(sticky, cx()).kind == ExecOutcome::Kind::done);
+    CHECK(w.host.sticky_lists == 1);
+    CHECK(w.env().comments[n].size() == 1);
+  }
+  SECTION("a PR found open (not opened by this call) is listed before the first comment") {
+    World other;
+    service::StickyCache fresh;
+    other.env().branches[other.dev().branch] = kHead;
+    other.host.create_pull_request({"acme", "env-dev"}, {.head = other.dev().branch, .base = "main", .title = "t"});
+    auto c = other.cx();
+    c.sticky = &fresh;
+    const auto m = result(execute(open, c)).pr;
+    other.dev().pr = m;
+    other.dev().status = pipeline::StageStatus::open;
+    CHECK(execute(job_of(JobKind::upsert_sticky_comment, m), c).kind == ExecOutcome::Kind::done);
+    CHECK(other.host.sticky_lists == 1);
+  }
 }
 
 TEST_CASE("reply: one reply per answered comment however often it runs", "[job_executor]") {

@@ -698,7 +698,34 @@ TEST_CASE("stages do not wait for each other's side effects", "[run_store]") {
   Job qa_prepare = job(JobKind::prepare_branch, "prepare:qa");
   qa_prepare.stage = "qa";
   schedule(s.db, a, {dev_status, dev_sticky, qa_prepare}, "k1");
-  // dev's status is in flight: dev's comment waits for it, qa's push does not.
-  CHECK(keys(claim(s.db, t, "w1", 30s, 1)) == std::vector<std::string>{"status:dev"});
-  CHECK(keys(claim(s.db, t, "w2", 30s, 5)) == std::vector<std::string>{"prepare:qa"});
+  // qa's push goes first (status updates count as due a second later), then dev's status; dev's
+  // comment waits for that status, qa's push did not wait for either.
+  CHECK(keys(claim(s.db, t, "w1", 30s, 1)) == std::vector<std::string>{"prepare:qa"});
+  CHECK(keys(claim(s.db, t, "w2", 30s, 5)) == std::vector<std::string>{"status:dev"});
+  CHECK(keys(claim(s.db, t, "w3", 30s, 5)).empty());
+}
+
+TEST_CASE("a stage's status updates do not hold its promotion back, and keep their own order", "[run_store]") {
+  Store s;
+  Run a(s.db, "ra");
+  REQUIRE(s.db.exec("DELETE FROM jobs"));
+  const TimePoint t = kT0;
+  // publish("merging") then the merge, as the engine schedules them when the gates pass.
+  schedule(s.db, a,
+           {job(JobKind::set_commit_status, "status:1"), job(JobKind::upsert_sticky_comment, "sticky:1"),
+            job(JobKind::merge_pr, "merge:1")},
+           "k1");
+  // The merge first; the status of that revision next; its comment after the status.
+  auto merge = claim(s.db, t, "w1", 30s, 1);
+  CHECK(keys(merge) == std::vector<std::string>{"merge:1"});
+  auto status = claim(s.db, t, "w2", 30s, 5);
+  CHECK(keys(status) == std::vector<std::string>{"status:1"});
+  CHECK(keys(claim(s.db, t, "w3", 30s, 5)).empty());
+  // A status update scheduled after a job that moves the stage on waits for that job.
+  schedule(s.db, a, {job(JobKind::set_commit_status, "status:2")}, "k2");
+  REQUIRE(runs::complete_job(s.db, status.jobs.at(0).id, "w2", t));
+  CHECK(keys(claim(s.db, t, "w3", 30s, 5)) == std::vector<std::string>{"sticky:1"});
+  CHECK(keys(claim(s.db, t, "w4", 30s, 5)).empty());  // status:2 is behind merge:1 (and sticky:1)
+  REQUIRE(runs::complete_job(s.db, merge.jobs.at(0).id, "w1", t));
+  CHECK(keys(claim(s.db, t, "w5", 30s, 5)).empty());  // ... and still behind sticky:1
 }
