@@ -152,6 +152,11 @@ function rssKb(pid, key) {
     return null;
   }
 }
+// "POST /repos/{repo}/pulls/{n}/merge": a host request with its repository, numbers and commit ids
+// taken out.
+function requestKind(r) {
+  return `${r.method} ${r.path.replace(/\?.*$/, "").replace(/\/repos\/acme\/[^/]+/, "/repos/{repo}").replace(/\/\d+(?=\/|$)/g, "/{n}").replace(/\/[0-9a-f]{40}/g, "/{sha}")}`;
+}
 function cpuMs(pid, children = false) {
   try {
     const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
@@ -267,7 +272,7 @@ async function latency({ runs, workers }) {
     // What tollgate does per stage (for the report): API requests by kind over the whole phase.
     const byKind = {};
     for (const r of requests) {
-      const k = `${r.method} ${r.path.replace(/\?.*$/, "").replace(/\/repos\/acme\/[^/]+/, "/repos/{repo}").replace(/\/\d+(?=\/|$)/g, "/{n}").replace(/\/[0-9a-f]{40}/g, "/{sha}")}`;
+      const k = requestKind(r);
       byKind[k] = (byKind[k] ?? 0) + 1;
     }
     const res = {
@@ -323,6 +328,9 @@ async function throughput({ apps, workers, timeoutMs, floor }) {
   try {
     const { child, info, admin, bot } = await host(t);
     const hostCpu = () => (cpuMs(child.pid, true) ?? 0) + (cpuMs(info.lighttpd_pid, true) ?? 0);
+    // The host's CPU split: its Node process (REST API, webhooks) and the git processes lighttpd runs.
+    const hostSplit = () => ({ node: cpuMs(child.pid) ?? 0, git: (cpuMs(info.lighttpd_pid, true) ?? 0) + (cpuMs(child.pid, true) ?? 0) - (cpuMs(child.pid) ?? 0) });
+    const splitSince = (a) => { const b = hostSplit(); return { node_s: +((b.node - a.node) / 1000).toFixed(1), git_s: +((b.git - a.git) / 1000).toFixed(1) }; };
     const tSetup = Date.now();
     for (const s of STAGES) {
       await admin("POST", "/repos", {
@@ -370,10 +378,12 @@ async function throughput({ apps, workers, timeoutMs, floor }) {
       await admin("PUT", "/webhook", { url: `http://127.0.0.1:${sink.address().port}/`, secret: WEBHOOK_SECRET, ping: false });
       await admin("DELETE", "/requests");
       const h0 = hostCpu();
+      const s0 = hostSplit();
       const load = loadSampler();
       const f = await floorRun({ info, bot, names, workers, tag });
       f.load_avg = load();
       f.host_cpu_s = +((hostCpu() - h0) / 1000).toFixed(1);
+      f.host_cpu_split = splitSince(s0);
       f.api_requests = (await admin("GET", "/requests")).length;
       await admin("PUT", "/webhook", { url: null, ping: false });
       return f;
@@ -388,6 +398,7 @@ async function throughput({ apps, workers, timeoutMs, floor }) {
     const rssIdle = rssKb(tollgate.proc.pid, "VmRSS");
     const cpu0 = cpuMs(tollgate.proc.pid);
     const hostCpu0 = hostCpu();
+    const split0 = hostSplit();
     const load = loadSampler();
     const T0 = Date.now();
     await Promise.all(merges.map((d) => admin("POST", `/deliveries/${d.id}/redeliver`)));
@@ -399,8 +410,16 @@ async function throughput({ apps, workers, timeoutMs, floor }) {
       }
     });
     const T1 = sql(tollgate.db, "SELECT MAX(finished_at) AS t FROM runs")[0].t;
+    // Status updates give way to promotions when the workers are busy, so some finish after the
+    // runs: wait for every side effect (not the leftover resync timers) to be done, and say when.
+    while (sql(tollgate.db, "SELECT COUNT(*) AS n FROM jobs WHERE state IN ('pending', 'leased') AND kind <> 'timer'")[0].n > 0) {
+      if (Date.now() - T0 > timeoutMs) break;
+      await sleep(200);
+    }
+    const Tdrained = sql(tollgate.db, "SELECT MAX(finished_at) AS t FROM jobs WHERE kind <> 'timer'")[0].t;
     const cpu1 = cpuMs(tollgate.proc.pid);
     const hostCpu1 = hostCpu();
+    const split1 = splitSince(split0);
     const loadAvg = load();
     const peakRss = rssKb(tollgate.proc.pid, "VmHWM");
     const wallS = (T1 - T0) / 1000;
@@ -443,13 +462,18 @@ async function throughput({ apps, workers, timeoutMs, floor }) {
     for (const [pr, n] of Object.entries(mergesOk)) if (n > 1) problems.push(`${pr}: merged ${n} times`);
     const totalMerges = Object.values(mergesOk).reduce((a, b) => a + b, 0);
     if (totalMerges !== apps * 3) problems.push(`${totalMerges} successful merges, expected ${apps * 3}`);
-    // Comments: no PR carries the same body twice.
+    // Comments: every merged PR carries one status comment, showing the stage promoted; no PR
+    // carries the same body twice.
     let comments = 0;
-    for (const key of Object.keys(commentPosts)) {
+    const commented = new Set(Object.keys(commentPosts));
+    for (const merged of Object.keys(mergesOk)) {
+      const key = merged.replace("/pulls/", "/issues/");
       const list = await api(info, bot.token, "GET", `/repos/acme/${key}/comments?per_page=100`);
       comments += list.length;
       const bodies = list.map((c) => c.body);
       if (new Set(bodies).size !== bodies.length) problems.push(`${key}: duplicate comments`);
+      const status = bodies.filter((b) => b.includes("<!-- tollgate:status "));
+      if (status.length !== 1 || !/promoted/.test(status[0])) problems.push(`${key}: ${status.length} status comments${status.length ? `, the first saying ${JSON.stringify(status[0].slice(0, 200))}` : ""}${commented.has(key) ? "" : " (none posted)"}`);
     }
     // The environments hold each run's release.
     await pool(names, 8, async (a) => {
@@ -472,12 +496,21 @@ async function throughput({ apps, workers, timeoutMs, floor }) {
       tollgate: {
         seconds: +wallS.toFixed(2),
         stages_per_min: +rate.toFixed(1),
+        // until the last status update was done too
+        drained_seconds: +((Tdrained - T0) / 1000).toFixed(2),
+        drained_stages_per_min: +((apps * STAGES.length) / ((Tdrained - T0) / 60000)).toFixed(1),
         peak_rss_kb: peakRss,
         idle_rss_kb: rssIdle,
         cpu_s: +((cpu1 - cpu0) / 1000).toFixed(1),
         host_cpu_s: +((hostCpu1 - hostCpu0) / 1000).toFixed(1),
+        host_cpu_split: split1,
         load_avg: loadAvg,
         api_requests: requests.length,
+        api_requests_per_stage: (() => {
+          const m = {};
+          for (const r of requests) m[requestKind(r)] = (m[requestKind(r)] ?? 0) + 1;
+          return Object.fromEntries(Object.entries(m).map(([k, v]) => [k, +(v / (apps * STAGES.length)).toFixed(2)]));
+        })(),
         api_errors: apiErrors,
         comments,
         jobs: jobStats,
@@ -494,6 +527,7 @@ async function throughput({ apps, workers, timeoutMs, floor }) {
       const stagesPerMin = (f[0].stages_per_min + f[1].stages_per_min) / 2;
       result.floor = { stages_per_min: +stagesPerMin.toFixed(1), seconds: +((f[0].seconds + f[1].seconds) / 2).toFixed(2) };
       result.ratio = +(result.tollgate.stages_per_min / stagesPerMin).toFixed(3);
+      result.ratio_drained = +(result.tollgate.drained_stages_per_min / stagesPerMin).toFixed(3);
       log(`throughput: floor after: ${result.floor_after.seconds} s: ${result.floor_after.stages_per_min} stages/min; tollgate / mean floor = ${result.ratio}`);
     }
     return result;

@@ -7,7 +7,8 @@ import fs from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 
-const HTTP_BACKEND = "/usr/lib/git-core/git-http-backend";
+// GITHOST_HTTP_BACKEND: another CGI in its place (a wrapper that measures it, for benchmarks).
+const HTTP_BACKEND = process.env.GITHOST_HTTP_BACKEND || "/usr/lib/git-core/git-http-backend";
 
 function freePort() {
   return new Promise((resolve, reject) => {
