@@ -116,7 +116,7 @@ struct EngineService::Impl {
   Inbox& inbox;
   std::map<std::string, EngineHost> hosts;
   git::GitWriter* writer;
-  StickyCache sticky;  // the workers' status comments: updated without listing the PR's comments
+  HostHints hints;  // what the workers just did on the host, to spare it lookups
 
   std::mutex mutex;
   std::condition_variable wake;
@@ -830,7 +830,7 @@ struct EngineService::Impl {
         cx.public_url = options.public_url;
         cx.host_name = (*rec)->host;
         cx.source_pr_title = (*rec)->state.source.title;
-        cx.sticky = &sticky;
+        cx.hints = &hints;
         log::info("job started", {{"job", cj.id}, {"kind", pipeline::to_string(cj.job.kind)}, {"run", cj.run_id},
                                   {"stage", cj.job.stage}, {"attempt", cj.attempts}});
         outcome = execute(cj.job, cx);

@@ -334,13 +334,24 @@ std::string pr_id(const std::string& host, const std::string& repo, std::int64_t
 }
 }  // namespace
 
-void StickyCache::opened(const std::string& host, const std::string& repo, std::int64_t pr) {
+void HostHints::branch_created(const std::string& host, const std::string& repo, const std::string& branch) {
+  std::lock_guard lock(mu_);
+  if (created_branches_.size() >= kMaxEntries) created_branches_.clear();
+  created_branches_.insert(host + '\n' + repo + '\n' + branch);
+}
+
+bool HostHints::take_created_branch(const std::string& host, const std::string& repo, const std::string& branch) {
+  std::lock_guard lock(mu_);
+  return created_branches_.erase(host + '\n' + repo + '\n' + branch) > 0;
+}
+
+void HostHints::opened(const std::string& host, const std::string& repo, std::int64_t pr) {
   std::lock_guard lock(mu_);
   if (opened_.size() >= kMaxEntries) opened_.clear();
   opened_.insert(pr_id(host, repo, pr));
 }
 
-host::StickyHint StickyCache::hint(const std::string& host, const std::string& repo, std::int64_t pr, const std::string& key,
+host::StickyHint HostHints::hint(const std::string& host, const std::string& repo, std::int64_t pr, const std::string& key,
                                    std::size_t text_hash, bool& unchanged) const {
   const std::string id = pr_id(host, repo, pr);
   std::lock_guard lock(mu_);
@@ -355,7 +366,7 @@ host::StickyHint StickyCache::hint(const std::string& host, const std::string& r
   return out;
 }
 
-void StickyCache::stored(const std::string& host, const std::string& repo, std::int64_t pr, const std::string& key,
+void HostHints::stored(const std::string& host, const std::string& repo, std::int64_t pr, const std::string& key,
                          std::int64_t comment_id, std::size_t text_hash) {
   std::string id = pr_id(host, repo, pr);
   std::lock_guard lock(mu_);
@@ -489,6 +500,7 @@ ExecOutcome run_prepare(const Job& job, const ExecContext& cx) {
   auto res = cx.writer->promote(req);
   if (!res) return report_failure(job, classify(res.error()));
   if (res->outcome == git::Outcome::unchanged) return report(result_of(job, O::no_change));
+  if (res->created_branch && cx.hints) cx.hints->branch_created(cx.host_name, t->repo_name, branch);
   JobResult ok = result_of(job, O::ok);
   ok.sha = res->commit;
   return report(std::move(ok));
@@ -541,10 +553,14 @@ ExecOutcome run_open_pr(const Job& job, const ExecContext& cx) {
     ok.sha = !pr.head_sha.empty() ? pr.head_sha : job.sha;
     return report(std::move(ok));
   };
-  // Looked up first: a re-execution finds the PR the first one opened (even if merged since).
-  auto existing = existing_pr(*t, branch, cx);
-  if (!existing) return report_failure(job, existing.error());
-  if (*existing) return done_with(**existing);
+  // Looked up first: a re-execution finds the PR the first one opened (even if merged since) —
+  // unless this process created the branch moments ago and this is the first open for it, when
+  // there can be no earlier one (HostHints; taken now, so a retry of this job looks).
+  if (!(cx.hints && cx.hints->take_created_branch(cx.host_name, t->repo_name, branch))) {
+    auto existing = existing_pr(*t, branch, cx);
+    if (!existing) return report_failure(job, existing.error());
+    if (*existing) return done_with(**existing);
+  }
 
   auto base = base_branch(sd, cx);
   if (!base) return report_failure(job, base.error());
@@ -566,7 +582,7 @@ ExecOutcome run_open_pr(const Job& job, const ExecContext& cx) {
   auto created = cx.host.create_pull_request(t->repo, spec);
   if (!created) return report_failure(job, classify(created.error(), "opening the PR for '" + branch + "'"));
   if (created->number <= 0) return report_failure(job, {true, "opening the PR for '" + branch + "': no PR number in the answer"});
-  if (created->created && cx.sticky) cx.sticky->opened(cx.host_name, t->repo_name, created->number);
+  if (created->created && cx.hints) cx.hints->opened(cx.host_name, t->repo_name, created->number);
   return done_with(*created);
 }
 
@@ -626,17 +642,17 @@ ExecOutcome run_sticky(const Job& job, const ExecContext& cx) {
   const std::string text = status_comment(job, *t, cx);
   const std::size_t text_hash = std::hash<std::string>{}(text);
   host::StickyHint hint;
-  if (cx.sticky) {
+  if (cx.hints) {
     bool unchanged = false;
-    hint = cx.sticky->hint(cx.host_name, t->repo_name, job.pr, key, text_hash, unchanged);
+    hint = cx.hints->hint(cx.host_name, t->repo_name, job.pr, key, text_hash, unchanged);
     if (unchanged) return done();
   }
   auto r = cx.host.upsert_sticky_comment(t->repo, job.pr, key, text, hint);
   if (!r) {
-    if (cx.sticky) cx.sticky->stored(cx.host_name, t->repo_name, job.pr, key, 0, 0);  // list next time
+    if (cx.hints) cx.hints->stored(cx.host_name, t->repo_name, job.pr, key, 0, 0);  // list next time
     return failed(classify(r.error(), "updating the status comment on #" + std::to_string(job.pr)));
   }
-  if (cx.sticky) cx.sticky->stored(cx.host_name, t->repo_name, job.pr, key, r->id, text_hash);
+  if (cx.hints) cx.hints->stored(cx.host_name, t->repo_name, job.pr, key, r->id, text_hash);
   return done();
 }
 

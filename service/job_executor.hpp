@@ -31,12 +31,19 @@
 
 namespace tollgate::service {
 
-// What this process knows of its status comments, to spare the host a listing of the PR's comments
-// before each update (host::StickyHint): the PRs it opened itself, and the id and text of each
-// comment it posted or edited. Only a hint: lost with the process (the next update then lists as
-// usual), and a comment deleted since is found missing by the edit. Shared by the job workers.
-class StickyCache {
+// What this process has just done on the host, to spare it lookups. Only hints: lost with the
+// process (the next execution then looks as usual). Shared by the job workers.
+//  - Status comments (host::StickyHint): the PRs it opened itself, and the id and text of each
+//    comment it posted or edited (a comment deleted since is found missing by the edit).
+//  - Branches its prepare_branch created on the host (they did not exist before the push): the
+//    first open_pr for such a branch needs no lookup for a PR from an earlier execution, since
+//    there was none; taken on use, so any later execution looks.
+class HostHints {
  public:
+  void branch_created(const std::string& host, const std::string& repo, const std::string& branch);
+  // Whether `branch` was created by this process and not yet opened; forgets it either way.
+  [[nodiscard]] bool take_created_branch(const std::string& host, const std::string& repo, const std::string& branch);
+
   // `pr` was opened by this process just now: no comment on it can hold a marker yet.
   void opened(const std::string& host, const std::string& repo, std::int64_t pr);
   // The hint for updating `key` on `pr` to a text whose hash is `text_hash`; `unchanged` is set
@@ -55,6 +62,7 @@ class StickyCache {
   static constexpr std::size_t kMaxEntries = 50000;  // then forgotten wholesale (each miss costs one listing)
   mutable std::mutex mu_;
   std::unordered_set<std::string> opened_;
+  std::unordered_set<std::string> created_branches_;
   std::unordered_map<std::string, Entry> comments_;
 };
 
@@ -77,7 +85,7 @@ struct ExecContext {
   std::string source_pr_title{};                  // `source.pr_title`, when the service knows it
   std::vector<std::string> source_changed_files{};  // `source.changed_files`
   git::Identity identity{};                      // author and committer of promotion commits
-  StickyCache* sticky = nullptr;                 // optional: status comments updated without listing
+  HostHints* hints = nullptr;                 // optional: fewer lookups (see HostHints)
 };
 
 struct ExecOutcome {

@@ -195,6 +195,7 @@ tl::expected<PromotionResult, Error> GitWriter::promote(const PromotionRequest& 
   if (!pushed) return tl::unexpected(pushed.error());
   result.outcome = Outcome::pushed;
   result.commit = lg::to_hex(commit_id);
+  result.created_branch = !heads->target;
   return result;
 }
 

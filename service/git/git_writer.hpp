@@ -90,6 +90,7 @@ struct PromotionResult {
   Outcome outcome = Outcome::unchanged;
   std::string base_commit;    // the base branch tip the change was built on
   std::string commit;         // the target branch tip (empty when unchanged)
+  bool created_branch = false;  // pushed: the target branch did not exist on the host before
   std::vector<std::string> changed_files;  // paths whose contents the edits changed
 };
 

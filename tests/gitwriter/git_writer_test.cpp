@@ -193,7 +193,9 @@ TEST_CASE("a promotion after the base branch moved is rebuilt on the new base", 
       f.server.commit("acme", "env-dev", "main", {{"README.md", "environment dev, moved\n"}}, "someone else");
   auto second = f.writer.promote(f.request("v1.1.0"));
   REQUIRE(second.has_value());
+  CHECK(first->created_branch);
   CHECK(second->outcome == Outcome::pushed);
+  CHECK_FALSE(second->created_branch);  // rebuilt: the branch was there (and so may be its PR)
   CHECK(second->base_commit == moved);
   CHECK(second->commit != first->commit);
   const std::string target = "refs/heads/tollgate/payments/dev/1";

@@ -620,10 +620,10 @@ TEST_CASE("a status or status comment of a revision superseded since is skipped:
 
 TEST_CASE("status comments: with the process's cache, a PR it opened is commented on and updated without listing", "[job_executor]") {
   World w;
-  service::StickyCache cache;
+  service::HostHints cache;
   auto cx = [&] {
     auto c = w.cx();
-    c.sticky = &cache;
+    c.hints = &cache;
     return c;
   };
   w.env().branches[w.dev().branch] = kHead;
@@ -664,11 +664,11 @@ TEST_CASE("status comments: with the process's cache, a PR it opened is commente
   }
   SECTION("a PR found open (not opened by this call) is listed before the first comment") {
     World other;
-    service::StickyCache fresh;
+    service::HostHints fresh;
     other.env().branches[other.dev().branch] = kHead;
     other.host.create_pull_request({"acme", "env-dev"}, {.head = other.dev().branch, .base = "main", .title = "t"});
     auto c = other.cx();
-    c.sticky = &fresh;
+    c.hints = &fresh;
     const auto m = result(execute(open, c)).pr;
     other.dev().pr = m;
     other.dev().status = pipeline::StageStatus::open;
@@ -878,6 +878,35 @@ TEST_CASE("prepare_branch pushes the rendered edits once; a second execution fin
     same.run.release = {{"version", "v1.0.0"}};
     CHECK(result(execute(same.prepare_job(), same.cx())).outcome == O::no_change);
     CHECK(same.server.rev_parse("acme", "env-dev", "tollgate/payments/dev/r1").empty());
+  }
+}
+
+TEST_CASE("open_pr right after this process created the branch opens without a lookup; any later execution looks", "[job_executor][git]") {
+  GitWorld w;
+  service::HostHints hints;
+  auto cx = [&] {
+    auto c = w.cx();
+    c.hints = &hints;
+    return c;
+  };
+  Job prepare = w.prepare_job();
+  const auto pushed = result(execute(prepare, cx()));
+  REQUIRE(pushed.outcome == O::ok);
+  w.host.head_of = [&](const std::string& branch) { return w.server.rev_parse("acme", "env-dev", branch); };
+  Job open = job_of(JobKind::open_pr);
+  open.text = prepare.text;
+  open.sha = pushed.sha;
+  CHECK(result(execute(open, cx())).pr == 1);
+  CHECK(w.host.calls["find"] == 0);
+  // Executed again (its result lost): it looks, and finds the PR.
+  CHECK(result(execute(open, cx())).pr == 1);
+  CHECK(w.host.calls["find"] == 1);
+  CHECK(w.env().prs.size() == 1);
+
+  SECTION("a branch that was already on the host (prepare executed again) is looked for") {
+    REQUIRE(result(execute(prepare, cx())).outcome == O::ok);  // up to date: not created
+    CHECK(result(execute(open, cx())).pr == 1);
+    CHECK(w.host.calls["find"] == 2);
   }
 }
 
