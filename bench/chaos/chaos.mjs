@@ -173,6 +173,7 @@ export async function runChaos(t, opts = {}) {
   let killed = 0;
   let killsWhileLeased = 0;
   let killsWithWorkPending = 0;
+  let killsAimed = 0;
   const killDelays = [];
   await start();
   while (killed < kills) {
@@ -182,9 +183,22 @@ export async function runChaos(t, opts = {}) {
       merges.push(merged.sha);
       log(`merge ${i + 1}/${runCount}: ${merged.sha.slice(0, 7)}`);
     }
+    // Every other kill, on average, is aimed: it waits (up to maxDelay) for a job to start and
+    // lands 0-20 ms into it, so that kills hit side effects in flight however fast the jobs are;
+    // the others come at a random moment.
+    const aimed = random() < 0.5;
     const delay = Math.round(minDelay + random() * (maxDelay - minDelay));
-    killDelays.push(delay);
-    await sleep(delay);
+    const into = Math.round(random() * 20);
+    const began = Date.now();
+    if (aimed) {
+      const seen = tollgate.logs.length;
+      while (Date.now() - began < maxDelay && !tollgate.logs.slice(seen).some((l) => l.msg === "job started")) await sleep(2);
+      await sleep(into);
+    } else {
+      await sleep(delay);
+    }
+    killDelays.push(Date.now() - began);
+    if (aimed) killsAimed += 1;
     tollgate.kill("SIGKILL");
     await tollgate.exit;
     killed += 1;
@@ -295,6 +309,7 @@ export async function runChaos(t, opts = {}) {
     redelivered,
     kills_while_job_leased: killsWhileLeased,
     kills_with_side_effects_pending: killsWithWorkPending,
+    kills_aimed_at_a_job: killsAimed,
     kill_delay_ms: killDelays.length ? { min: Math.min(...killDelays), max: Math.max(...killDelays) } : null,
     chaos_ms: chaosMs,
     settle_ms: settledMs,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Crash-safety benchmark: the end-to-end promotion flow (source merges in acme/app → acme/env-dev →
 # acme/env-qa, auto merge, concurrency: queue) against the test Git host while `tollgate serve` is
-# killed with SIGKILL KILLS times, 50–600 ms after each start, and restarted on the same directory;
+# killed with SIGKILL KILLS times, 50–600 ms after each start (about half of the kills aimed 0–20 ms into a job that just started), and restarted on the same directory;
 # then the same with 20% of host API calls failing (502, connection resets, secondary rate limits).
 # Webhook deliveries that failed while tollgate was down are redelivered after each restart (same
 # GUID, as GitHub's "Redeliver" does). Prints figures (kills, runs, time, redeliveries, faults fired)

@@ -1,6 +1,7 @@
 // Crash safety (issue acceptance): the end-to-end flow — source merges in acme/app, each promoted
 // to acme/env-dev then acme/env-qa (auto merge, `checks: none`, `concurrency: queue`) — while
-// `tollgate serve` is killed with SIGKILL at random moments (50–600 ms after each start) and
+// `tollgate serve` is killed with SIGKILL at random moments (50–600 ms after each start, or, for
+// about half of the kills, 0–20 ms after a job started) and
 // restarted on the same directory. Every run must complete with exactly one PR per stage and run,
 // merged exactly once (the host's request log), no duplicate tollgate-bot comments, an audit log
 // numbered 1..n without gaps, and no failed job; the second test adds 20% failing host calls
