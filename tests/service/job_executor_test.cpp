@@ -237,6 +237,7 @@ struct World {
   pipeline::RunState run = run_of(def);
   git::GitWriter* writer = nullptr;
   std::function<std::string(const std::string&)> clone_url = [](const std::string& r) { return "https://git.invalid/" + r; };
+  service::HostHints* hints = nullptr;  // set: the process's memory of what it did (tests of HostHints)
 
   ExecContext cx() {
     return ExecContext{.def = def,
@@ -248,7 +249,8 @@ struct World {
                        .credentials = {.username = "tollgate", .token = "s3cret-token"},
                        .bot_login = "tollgate",
                        .public_url = "https://tollgate.example/",
-                       .host_name = "github"};
+                       .host_name = "github",
+                       .hints = hints};
   }
   pipeline::StageState& dev() { return *run.stage("dev"); }
   FakeHost::Repo& env() { return host.repos["acme/env-dev"]; }
@@ -621,11 +623,8 @@ TEST_CASE("a status or status comment of a revision superseded since is skipped:
 TEST_CASE("status comments: with the process's cache, a PR it opened is commented on and updated without listing", "[job_executor]") {
   World w;
   service::HostHints cache;
-  auto cx = [&] {
-    auto c = w.cx();
-    c.hints = &cache;
-    return c;
-  };
+  w.hints = &cache;
+  auto cx = [&] { return w.cx(); };
   w.env().branches[w.dev().branch] = kHead;
   Job open = job_of(JobKind::open_pr);
   open.text = w.dev().branch;
@@ -884,11 +883,8 @@ TEST_CASE("prepare_branch pushes the rendered edits once; a second execution fin
 TEST_CASE("open_pr right after this process created the branch opens without a lookup; any later execution looks", "[job_executor][git]") {
   GitWorld w;
   service::HostHints hints;
-  auto cx = [&] {
-    auto c = w.cx();
-    c.hints = &hints;
-    return c;
-  };
+  w.hints = &hints;
+  auto cx = [&] { return w.cx(); };
   Job prepare = w.prepare_job();
   const auto pushed = result(execute(prepare, cx()));
   REQUIRE(pushed.outcome == O::ok);
