@@ -457,9 +457,33 @@ tl::expected<lg::Repository, Error> open_mirror(const std::filesystem::path& pat
   return lg::Repository(raw);
 }
 
+std::size_t remove_stale_locks(const std::filesystem::path& mirror) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(mirror, ec)) return 0;
+  std::vector<fs::path> stale;
+  auto collect = [&](const fs::path& p) {
+    if (p.extension() == ".lock" && fs::is_regular_file(p, ec)) stale.push_back(p);
+  };
+  for (fs::directory_iterator it(mirror, ec), end; !ec && it != end; it.increment(ec)) collect(it->path());
+  if (fs::is_directory(mirror / "refs", ec)) {
+    for (fs::recursive_directory_iterator it(mirror / "refs", ec), end; !ec && it != end; it.increment(ec)) collect(it->path());
+  }
+  std::size_t removed = 0;
+  for (const auto& p : stale) removed += fs::remove(p, ec) ? 1 : 0;
+  return removed;
+}
+
 tl::expected<FetchedMirror, Error> open_and_fetch(const std::filesystem::path& path, const std::string& name,
                                                   const Remote& remote, const std::string& base_branch,
                                                   const std::string& target_branch) {
+  // The caller holds the mirror's lock and the data directory has one process: a lock file found
+  // now was left by a process killed mid-update, and would refuse every later fetch (libgit2:
+  // "failed to lock file ... for writing").
+  if (const auto removed = remove_stale_locks(path); removed > 0) {
+    log::warn("git mirror: stale lock files removed (left by a process killed mid-update)",
+              {{"repo", name}, {"files", removed}});
+  }
   bool created = false;
   auto repo = open_mirror(path, name, created);
   if (!repo) return tl::unexpected(repo.error());

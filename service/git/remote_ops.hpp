@@ -56,6 +56,10 @@ struct RemoteHeads {
 [[nodiscard]] tl::expected<lg::Repository, Error> open_mirror(const std::filesystem::path& path,
                                                               const std::string& name, bool& created);
 
+// Removes the `*.lock` files of a mirror (top level and under refs/): only while no one else can be
+// using it (the caller holds its lock; one process per data directory). Returns how many.
+std::size_t remove_stale_locks(const std::filesystem::path& mirror);
+
 // A mirror ready for one promotion or revert: opened (created if need be) with `base_branch`
 // (and `target_branch`, when the host has it) fetched. A mirror created for a repository that turns
 // out not to exist (or not to be ours) is removed again rather than left behind empty forever.

@@ -466,3 +466,28 @@ TEST_CASE("logs name the repository and never the token", "[gitwriter]") {
   CHECK(log.find("wr0ng-t0ken") == std::string::npos);
   CHECK(log.find("tollgate:") == std::string::npos);  // user:password
 }
+
+TEST_CASE("lock files left in the mirror by a process killed mid-update do not block later promotions", "[gitwriter]") {
+  Fixture f;
+  auto first = f.writer.promote(f.request("v1.1.0"));
+  REQUIRE(first.has_value());
+  f.server.commit("acme", "env-dev", "main", {{"README.md", "environment dev, moved\n"}}, "someone else");
+  std::vector<std::filesystem::path> mirrors;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(f.tmp.path / "data"))
+    if (e.path().filename() == "HEAD" && e.path().parent_path().extension() == ".git") mirrors.push_back(e.path().parent_path());
+  REQUIRE(mirrors.size() == 1);
+  // What a SIGKILL during a fetch's ref update (or a packed-refs rewrite) leaves behind; libgit2
+  // then refuses every later update of that ref ("failed to lock file ... for writing").
+  const auto main_lock = mirrors[0] / "refs/heads/main.lock";
+  const auto packed_lock = mirrors[0] / "packed-refs.lock";
+  std::filesystem::create_directories(main_lock.parent_path());
+  std::ofstream(main_lock) << "0000000000000000000000000000000000000000\n";
+  std::ofstream(packed_lock) << "";
+  auto second = f.writer.promote(f.request("v1.2.0"));
+  INFO((second ? std::string("ok") : second.error().message));
+  REQUIRE(second.has_value());
+  CHECK(second->outcome == Outcome::pushed);
+  CHECK_FALSE(std::filesystem::exists(main_lock));
+  CHECK_FALSE(std::filesystem::exists(packed_lock));
+}
+
