@@ -9,6 +9,7 @@
 //   TOLLGATE_BIN=build/service/tollgate KILLS=200 RUNS=40 FAULTS=0,1 SEED=7 node bench/chaos/chaos.mjs
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -154,6 +155,8 @@ export async function runChaos(t, opts = {}) {
 
   let tollgate = null;
   let starts = 0;
+  // Every start's log, in order: a failed pass is diagnosed from them (the script writes them out).
+  const serverLogs = [];
   let redelivered = 0;
   const start = async () => {
     tollgate = await startTollgate(t, dir);
@@ -201,6 +204,7 @@ export async function runChaos(t, opts = {}) {
     if (aimed) killsAimed += 1;
     tollgate.kill("SIGKILL");
     await tollgate.exit;
+    serverLogs.push(`=== start ${starts} (pid ${tollgate.proc.pid}), killed\n${tollgate.stderr}`);
     killed += 1;
     // Did the kill land on work in flight (a job leased, or a side effect still pending)?
     const inFlight = sql(tollgate.db, "SELECT state, lease_owner FROM jobs WHERE state IN ('leased','pending') AND kind <> 'timer'");
@@ -319,7 +323,8 @@ export async function runChaos(t, opts = {}) {
     failed_invariants: invariants.filter((i) => !i.ok).length,
     invariants: invariants.length,
   };
-  return { figures, invariants, tollgate, dir };
+  serverLogs.push(`=== start ${starts} (pid ${tollgate.proc.pid}), still running\n${tollgate.stderr}`);
+  return { figures, invariants, tollgate, dir, serverLogs };
 }
 
 // As a script (bench/chaos/run.sh): prints figures and every invariant; exit 1 when one breaks.
@@ -331,7 +336,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   try {
     for (const faults of (env.FAULTS ?? "0,1").split(",").map((f) => f === "1")) {
       console.log(`\n== ${env.KILLS ?? 200} kills, ${env.RUNS ?? "KILLS/5"} runs, host faults ${faults ? "20%" : "off"}`);
-      const { figures, invariants } = await runChaos(t, {
+      const { figures, invariants, serverLogs } = await runChaos(t, {
         kills: Number(env.KILLS ?? 200),
         runs: Number(env.RUNS ?? Math.max(1, Math.round(Number(env.KILLS ?? 200) / 5))),
         faults,
@@ -342,6 +347,11 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
       for (const i of invariants) {
         console.log(`  ${i.ok ? "ok  " : "FAIL"} ${i.name}${i.ok ? "" : "\n       " + i.detail.split("\n").join("\n       ")}`);
         if (!i.ok) code = 1;
+      }
+      if (invariants.some((i) => !i.ok)) {
+        const file = path.join(os.tmpdir(), `tollgate-chaos-seed${figures.seed}-faults${faults ? 1 : 0}.log`);
+        fs.writeFileSync(file, serverLogs.join(""));
+        console.log(`  tollgate's logs of this pass (every start, in order): ${file}`);
       }
       for (const fn of hooks.splice(0).reverse()) await fn();
     }
