@@ -43,7 +43,7 @@ tl::expected<std::monostate, Error> validate(const PromotionRequest& req) {
 
 GitWriter::GitWriter(GitWriterOptions options) : options_(std::move(options)) {
   lg::init_once();
-  if (options_.smart_http_push) {
+  if (options_.smart_http) {
     // Retries are the writer's (with_retries): one attempt per call here. A "git/" user agent is
     // what hosts expect of a git client on their smart HTTP endpoints.
     http_ = std::make_unique<service::host::HttpClient>(service::host::HttpClientOptions{
@@ -54,8 +54,12 @@ GitWriter::GitWriter(GitWriterOptions options) : options_(std::move(options)) {
 GitWriter::~GitWriter() = default;
 
 GitWriterStats GitWriter::stats() const {
-  return GitWriterStats{counters_.fetches.load(), counters_.pushes.load(), counters_.credential_requests.load(),
-                        counters_.retries.load()};
+  return GitWriterStats{.fetches = counters_.fetches.load(),
+                        .v2_fetches = counters_.v2_fetches.load(),
+                        .up_to_date_fetches = counters_.up_to_date_fetches.load(),
+                        .pushes = counters_.pushes.load(),
+                        .credential_requests = counters_.credential_requests.load(),
+                        .retries = counters_.retries.load()};
 }
 
 std::shared_ptr<std::mutex> GitWriter::mirror_lock(const std::string& mirror_path) {

@@ -133,13 +133,17 @@ struct GitWriterOptions {
   int max_attempts = 3;            // per network operation, for transient failures only
   std::chrono::milliseconds backoff{250};  // doubled after every failed attempt
   // Push with tollgate's own smart HTTP exchange, sending exactly the objects a promotion adds
-  // (service/git/smart_http.hpp); false: always libgit2's push, which walks the base tree.
-  bool smart_http_push = true;
+  // (service/git/smart_http.hpp), and fetch into an existing mirror with protocol v2, asking only
+  // for the two branches (service/git/upload_pack_v2.hpp); false: always libgit2, which walks the
+  // base tree to push and lists every ref of the repository to fetch.
+  bool smart_http = true;
 };
 
 // Counters for metrics and tests.
 struct GitWriterStats {
   std::uint64_t fetches = 0;
+  std::uint64_t v2_fetches = 0;          // of those, in protocol v2 (service/git/upload_pack_v2.hpp)
+  std::uint64_t up_to_date_fetches = 0;  // of those, the mirror had the tips: no pack was asked for
   std::uint64_t pushes = 0;
   std::uint64_t credential_requests = 0;  // calls of libgit2's credentials callback
   std::uint64_t retries = 0;
@@ -165,6 +169,8 @@ class GitWriter {
   // Internal: updated by service/git's network code; read through stats().
   struct Counters {
     std::atomic<std::uint64_t> fetches{0};
+    std::atomic<std::uint64_t> v2_fetches{0};
+    std::atomic<std::uint64_t> up_to_date_fetches{0};
     std::atomic<std::uint64_t> pushes{0};
     std::atomic<std::uint64_t> credential_requests{0};
     std::atomic<std::uint64_t> retries{0};

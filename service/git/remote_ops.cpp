@@ -2,12 +2,16 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "service/git/smart_http.hpp"
+#include "service/git/upload_pack_v2.hpp"
 #include "service/host/http_client.hpp"
 #include "service/log.hpp"
 
@@ -262,19 +266,19 @@ namespace http = tollgate::service::host;
 
 // A failed HTTP exchange of the smart push as a Failure, with libgit2's wording for statuses
 // ("status code: 503") so both push paths read the same in logs and errors.
-Failure http_failure(const http::HttpError& e, const std::string& repo) {
+Failure http_failure(const http::HttpError& e, const std::string& repo, const char* op = "push") {
   const bool transient = e.kind == http::HttpErrorKind::connect || e.kind == http::HttpErrorKind::timeout ||
                          e.kind == http::HttpErrorKind::reset || e.kind == http::HttpErrorKind::proxy;
-  return {{transient ? ErrorKind::unavailable : ErrorKind::other, "repo '" + repo + "': push: " + e.message}, transient};
+  return {{transient ? ErrorKind::unavailable : ErrorKind::other, "repo '" + repo + "': " + op + ": " + e.message}, transient};
 }
 
-Failure status_failure(int status, const std::string& repo) {
-  if (status == 401) return {{ErrorKind::unauthorized, "repo '" + repo + "': push: the host refused the credentials"}, false};
-  if (status == 403) return {{ErrorKind::unauthorized, "repo '" + repo + "': push: access denied (403)"}, false};
-  if (status == 404) return {{ErrorKind::not_found, "repo '" + repo + "': push: repository not found (404)"}, false};
+Failure status_failure(int status, const std::string& repo, const char* op = "push") {
+  const std::string where = "repo '" + repo + "': " + op + ": ";
+  if (status == 401) return {{ErrorKind::unauthorized, where + "the host refused the credentials"}, false};
+  if (status == 403) return {{ErrorKind::unauthorized, where + "access denied (403)"}, false};
+  if (status == 404) return {{ErrorKind::not_found, where + "repository not found (404)"}, false};
   const bool transient = status == 429 || status >= 500;
-  return {{transient ? ErrorKind::unavailable : ErrorKind::other,
-           "repo '" + repo + "': push: unexpected http status code: " + std::to_string(status)},
+  return {{transient ? ErrorKind::unavailable : ErrorKind::other, where + "unexpected http status code: " + std::to_string(status)},
           transient};
 }
 
@@ -380,6 +384,201 @@ tl::expected<SmartPush, Failure> smart_push_once(git_repository* repo, const Rem
   return SmartPush::pushed;
 }
 
+// Repositories (by URL) whose host said, in this process, whether it speaks protocol v2 with
+// ls-refs and fetch: the capability GET is made once per repository, not per fetch. An odd answer
+// to a v2 request forgets it, so a host that changed its mind is asked again.
+class ProtocolCache {
+ public:
+  std::optional<bool> v2(const std::string& url) {
+    std::lock_guard lock(mutex_);
+    auto it = known_.find(url);
+    return it == known_.end() ? std::nullopt : std::optional<bool>(it->second);
+  }
+  void set(const std::string& url, bool v2) {
+    std::lock_guard lock(mutex_);
+    known_[url] = v2;
+  }
+  void forget(const std::string& url) {
+    std::lock_guard lock(mutex_);
+    known_.erase(url);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, bool> known_;
+};
+
+ProtocolCache& protocol_cache() {
+  static ProtocolCache cache;
+  return cache;
+}
+
+bool is_redirect(int status) { return status >= 300 && status < 400; }
+
+// A status that says the host is not taking this request as git's protocol v2 (rather than
+// refusing us or being down): libgit2's v0 fetch is tried instead.
+bool protocol_refused(int status) { return is_redirect(status) || status == 400 || status == 406 || status == 415; }
+
+// One attempt at a protocol v2 fetch (service/git/upload_pack_v2.hpp) into a mirror that already
+// holds the base branch: ls-refs for exactly the two branches, then — only when the mirror lacks
+// one of their tips — one fetch with the mirror's base tip as "have" and "done". nullopt: hand this
+// fetch to libgit2 (a new mirror, a host without v2, an answer that is not v2's).
+tl::expected<std::optional<RemoteHeads>, Failure> smart_fetch_once(git_repository* repo, const Remote& r,
+                                                                   const std::string& base_branch,
+                                                                   const std::string& target_branch) {
+  const std::string name = r.url.full_name();
+  const auto t0 = Clock::now();
+  const std::string base_ref = "refs/heads/" + base_branch;
+  const std::string target_ref = "refs/heads/" + target_branch;
+  // A new mirror is filled by libgit2, which streams a whole repository's pack to disk; this path
+  // holds the pack in memory and is for the small increments after that.
+  git_oid local_base{};
+  if (git_reference_name_to_id(&local_base, repo, base_ref.c_str()) < 0) return std::nullopt;
+
+  std::string url = r.url_string;
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  auto& cache = protocol_cache();
+  const auto known = cache.v2(url);
+  if (known && !*known) return std::nullopt;
+  const std::string auth = "Basic " + smart::base64(r.credentials.username + ":" + r.credentials.token);
+  if (!known) {
+    http::HttpRequest get{.method = "GET",
+                          .url = url + "/info/refs?service=git-upload-pack",
+                          .headers = {{"Authorization", auth}, {"Accept", "*/*"}, {"Pragma", "no-cache"},
+                                      {"Git-Protocol", "version=2"}},
+                          .conditional = false};
+    auto listed = r.http->request(std::move(get));
+    if (!listed) return tl::unexpected(http_failure(listed.error(), name, "fetch"));
+    if (listed->status != 200) {
+      if (is_redirect(listed->status)) return std::nullopt;
+      return tl::unexpected(status_failure(listed->status, name, "fetch"));
+    }
+    if (listed->header("content-type") != smart::kUploadAdvertisementType) {
+      log::warn("git fetch: not a smart HTTP answer, fetching with libgit2", {{"repo", name}});
+      return std::nullopt;
+    }
+    auto caps = smart::parse_v2_capabilities(listed->body);
+    if (!caps) return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': fetch: " + caps.error()}, false});
+    const bool v2 = *caps && (*caps)->has("ls-refs") && (*caps)->has("fetch");
+    cache.set(url, v2);
+    if (!v2) {
+      log::info("git fetch: the host does not speak protocol v2, fetching with libgit2", {{"repo", name}});
+      return std::nullopt;
+    }
+  }
+  const auto post = [&](std::string body) {
+    return r.http->request(http::HttpRequest{.method = "POST",
+                                             .url = url + "/git-upload-pack",
+                                             .headers = {{"Authorization", auth},
+                                                         {"Content-Type", std::string(smart::kUploadRequestType)},
+                                                         {"Accept", std::string(smart::kUploadResultType)},
+                                                         {"Git-Protocol", "version=2"}},
+                                             .body = std::move(body),
+                                             .retry_safe = true,  // reads only
+                                             .conditional = false,
+                                             .timeout = std::chrono::minutes(5)});
+  };
+  const auto fall_back = [&](const std::string& why) -> tl::expected<std::optional<RemoteHeads>, Failure> {
+    cache.forget(url);
+    log::warn("git fetch: the host's protocol v2 answer is unusable, fetching with libgit2", {{"repo", name}, {"reason", why}});
+    return std::nullopt;
+  };
+  // Returns the body of a usable answer, or what to do instead.
+  using Outcome = tl::expected<std::optional<RemoteHeads>, Failure>;
+  using Answer = tl::expected<std::string, Outcome>;
+  const auto answer_of = [&](const char* what, http::HttpResult result) -> Answer {
+    if (!result) return tl::make_unexpected(Outcome(tl::unexpected(http_failure(result.error(), name, "fetch"))));
+    if (result->status != 200) {
+      if (protocol_refused(result->status)) return tl::make_unexpected(fall_back(std::string(what) + ": http status " + std::to_string(result->status)));
+      return tl::make_unexpected(Outcome(tl::unexpected(status_failure(result->status, name, "fetch"))));
+    }
+    if (result->header("content-type") != smart::kUploadResultType) {
+      return tl::make_unexpected(fall_back(std::string(what) + ": content type '" + result->header("content-type") + "'"));
+    }
+    return std::move(result->body);
+  };
+
+  auto listed_refs = answer_of("ls-refs", post(smart::ls_refs_request({base_ref, target_ref})));
+  if (!listed_refs) return listed_refs.error();
+  auto refs = smart::parse_ls_refs(*listed_refs);
+  if (!refs) return fall_back(refs.error());
+  RemoteHeads out;
+  const auto base_it = refs->find(base_ref);  // exact: a ref-prefix also lists main-2, main/x
+  if (base_it == refs->end()) {
+    return tl::unexpected(
+        Failure{{ErrorKind::not_found, "repo '" + name + "': base branch '" + base_branch + "' not found"}, false});
+  }
+  std::vector<git_oid> tips;
+  if (git_oid_fromstr(&out.base, base_it->second.c_str()) < 0) return fall_back("ls-refs: bad object id");
+  tips.push_back(out.base);
+  if (const auto it = refs->find(target_ref); it != refs->end()) {
+    git_oid id{};
+    if (git_oid_fromstr(&id, it->second.c_str()) < 0) return fall_back("ls-refs: bad object id");
+    out.target = id;
+    tips.push_back(id);
+  }
+
+  git_odb* raw_odb = nullptr;
+  if (int rc = git_repository_odb(&raw_odb, repo); rc < 0) {
+    return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': fetch: " + lg::error_message(rc)}, false});
+  }
+  lg::Owned<git_odb, git_odb_free> odb(raw_odb);
+  std::vector<std::string> wants;
+  for (const auto& id : tips) {
+    std::string hex = lg::to_hex(id);
+    if (git_odb_exists(odb.get(), &id) == 0 && std::find(wants.begin(), wants.end(), hex) == wants.end()) wants.push_back(std::move(hex));
+  }
+  std::size_t pack_bytes = 0;
+  unsigned objects = 0;
+  if (!wants.empty()) {
+    std::vector<std::string> haves{lg::to_hex(local_base)};
+    auto fetched = answer_of("fetch", post(smart::fetch_request(wants, haves)));
+    if (!fetched) return fetched.error();
+    auto pack = smart::parse_fetch_response(*fetched);
+    if (!pack) return fall_back(pack.error());
+    git_odb_writepack* wp = nullptr;
+    git_indexer_progress stats{};
+    int rc = git_odb_write_pack(&wp, odb.get(), nullptr, nullptr);
+    if (rc == 0) {
+      rc = wp->append(wp, pack->pack.data(), pack->pack.size(), &stats);
+      if (rc == 0) rc = wp->commit(wp, &stats);
+      wp->free(wp);
+    }
+    if (rc < 0) return fall_back("the host's pack: " + lg::error_message(rc));
+    for (const auto& id : tips) {
+      if (git_odb_exists(odb.get(), &id) == 0) return fall_back("the host's pack lacks " + lg::to_hex(id));
+    }
+    pack_bytes = pack->pack.size();
+    objects = stats.received_objects;
+  }
+  // As libgit2's fetch leaves them: the mirror's branches at the host's tips.
+  const auto set_ref = [&](const std::string& ref, const git_oid& id) -> tl::expected<void, Failure> {
+    git_reference* raw = nullptr;
+    if (int rc = git_reference_create(&raw, repo, ref.c_str(), &id, 1, "tollgate: fetch"); rc < 0) {
+      return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': fetch: update " + ref + ": " + lg::error_message(rc)}, false});
+    }
+    git_reference_free(raw);
+    return {};
+  };
+  if (auto done = set_ref(base_ref, out.base); !done) return tl::unexpected(done.error());
+  if (out.target) {
+    if (auto done = set_ref(target_ref, *out.target); !done) return tl::unexpected(done.error());
+  }
+  r.counters.fetches.fetch_add(1, std::memory_order_relaxed);
+  r.counters.v2_fetches.fetch_add(1, std::memory_order_relaxed);
+  if (wants.empty()) r.counters.up_to_date_fetches.fetch_add(1, std::memory_order_relaxed);
+  log::info("git fetch", {{"repo", name},
+                          {"host", r.url.host},
+                          {"branch", base_branch},
+                          {"target_exists", out.target.has_value()},
+                          {"objects", objects},
+                          {"bytes", pack_bytes},
+                          {"via", "protocol-v2"},
+                          {"up_to_date", wants.empty()},
+                          {"ms", ms_since(t0)}});
+  return std::optional<RemoteHeads>(out);
+}
+
 // One attempt at fetching every branch (copy sources).
 tl::expected<std::monostate, Failure> fetch_all_once(git_repository* repo, const Remote& r) {
   const std::string name = r.url.full_name();
@@ -413,8 +612,17 @@ tl::expected<std::monostate, Failure> fetch_all_once(git_repository* repo, const
 
 tl::expected<RemoteHeads, Error> fetch_branches(git_repository* repo, const Remote& remote,
                                                 const std::string& base_branch, const std::string& target_branch) {
+  bool use_libgit2 = remote.http == nullptr;
   return with_retries<RemoteHeads>(remote.options, remote.counters, remote.url.full_name(), "fetch",
-                                   [&] { return fetch_once(repo, remote, base_branch, target_branch); });
+                                   [&]() -> tl::expected<RemoteHeads, Failure> {
+                                     if (!use_libgit2) {
+                                       auto smart = smart_fetch_once(repo, remote, base_branch, target_branch);
+                                       if (!smart) return tl::unexpected(smart.error());
+                                       if (*smart) return **smart;
+                                       use_libgit2 = true;
+                                     }
+                                     return fetch_once(repo, remote, base_branch, target_branch);
+                                   });
 }
 
 tl::expected<std::monostate, Error> fetch_all_branches(git_repository* repo, const Remote& remote) {

@@ -26,7 +26,7 @@ struct Remote {
   const Credentials& credentials;
   const GitWriterOptions& options;
   GitWriter::Counters& counters;
-  service::host::HttpClient* http = nullptr;  // pushes speak smart HTTP through it; null: libgit2 pushes
+  service::host::HttpClient* http = nullptr;  // pushes and fetches speak smart HTTP through it; null: libgit2
 };
 
 struct RemoteHeads {

@@ -59,7 +59,7 @@ struct Fixture {
   // `smart_http`: push with tollgate's own receive-pack exchange (the default), or with libgit2's.
   explicit Fixture(bool smart_http = true)
       : writer{GitWriterOptions{.data_dir = tmp.path / "data", .max_attempts = 3,
-                                .backoff = std::chrono::milliseconds(20), .smart_http_push = smart_http}} {
+                                .backoff = std::chrono::milliseconds(20), .smart_http = smart_http}} {
     server.create_repo("acme", "env-dev", {{"apps/payments/values.yaml", kValues},
                                            {"apps/payments/kustomization.yaml", kKustomization},
                                            {"VERSION", kVersion},
@@ -147,6 +147,7 @@ TEST_CASE("a first promotion creates the mirror and pushes one commit on the bas
                            " for-each-ref '--format=%(refname)'") == "refs/heads/main\n");
   CHECK(f.writer.stats().pushes == 1);
   CHECK(f.writer.stats().fetches == 1);
+  CHECK(f.writer.stats().v2_fetches == 0);  // a new mirror is filled by libgit2
 }
 
 TEST_CASE("a re-run of the same promotion pushes nothing", "[gitwriter]") {
@@ -161,6 +162,10 @@ TEST_CASE("a re-run of the same promotion pushes nothing", "[gitwriter]") {
     CHECK(again->outcome == Outcome::up_to_date);
     CHECK(again->commit == first->commit);
     CHECK(f.writer.stats().pushes == 1);
+    // Protocol v2: ls-refs showed the mirror already had both tips, so no pack was asked for.
+    CHECK(f.writer.stats().fetches == 2);
+    CHECK(f.writer.stats().v2_fetches == 1);
+    CHECK(f.writer.stats().up_to_date_fetches == 1);
   }
   SECTION("with a fresh writer and an empty data_dir, as after losing the disk") {
     GitWriter other(GitWriterOptions{.data_dir = f.tmp.path / "data2"});
@@ -204,6 +209,10 @@ TEST_CASE("a promotion after the base branch moved is rebuilt on the new base", 
   CHECK(f.server.show("acme", "env-dev", target, "README.md") == "environment dev, moved\n");
   CHECK(f.server.show("acme", "env-dev", target, "apps/payments/values.yaml") == values_at("v1.1.0"));
   CHECK(f.writer.stats().pushes == 2);
+  // The second fetch (into the mirror the first made) asked for the moved base in protocol v2.
+  CHECK(f.writer.stats().fetches == 2);
+  CHECK(f.writer.stats().v2_fetches == (smart_http ? 1 : 0));
+  CHECK(f.writer.stats().up_to_date_fetches == 0);
 }
 
 TEST_CASE("concurrent writers to one repository both succeed, one after the other", "[gitwriter]") {
