@@ -136,7 +136,7 @@ tl::expected<RevertResult, Error> GitWriter::revert(const RevertRequest& req) {
     return fail("target ref", rc);
   lg::Reference ref(raw_ref);
 
-  auto pushed = push_branch(repo->get(), remote, req.target_branch, commit_id, base_tree.get());
+  auto pushed = push_branch(repo->get(), remote, req.target_branch, commit_id, base_tree.get(), heads);
   if (!pushed) return tl::unexpected(pushed.error());
   result.outcome = Outcome::pushed;
   result.commit = lg::to_hex(commit_id);

@@ -58,6 +58,7 @@ GitWriterStats GitWriter::stats() const {
                         .v2_fetches = counters_.v2_fetches.load(),
                         .up_to_date_fetches = counters_.up_to_date_fetches.load(),
                         .pushes = counters_.pushes.load(),
+                        .pushes_without_advertisement = counters_.pushes_without_advertisement.load(),
                         .credential_requests = counters_.credential_requests.load(),
                         .retries = counters_.retries.load()};
 }
@@ -195,7 +196,7 @@ tl::expected<PromotionResult, Error> GitWriter::promote(const PromotionRequest& 
   }
   lg::Reference ref(raw_ref);
 
-  auto pushed = push_branch(repo->get(), remote, req.target_branch, commit_id, base_tree.get());
+  auto pushed = push_branch(repo->get(), remote, req.target_branch, commit_id, base_tree.get(), heads);
   if (!pushed) return tl::unexpected(pushed.error());
   result.outcome = Outcome::pushed;
   result.commit = lg::to_hex(commit_id);

@@ -145,6 +145,7 @@ struct GitWriterStats {
   std::uint64_t v2_fetches = 0;          // of those, in protocol v2 (service/git/upload_pack_v2.hpp)
   std::uint64_t up_to_date_fetches = 0;  // of those, the mirror had the tips: no pack was asked for
   std::uint64_t pushes = 0;
+  std::uint64_t pushes_without_advertisement = 0;  // of those, smart pushes that skipped the GET
   std::uint64_t credential_requests = 0;  // calls of libgit2's credentials callback
   std::uint64_t retries = 0;
 };
@@ -172,6 +173,7 @@ class GitWriter {
     std::atomic<std::uint64_t> v2_fetches{0};
     std::atomic<std::uint64_t> up_to_date_fetches{0};
     std::atomic<std::uint64_t> pushes{0};
+    std::atomic<std::uint64_t> pushes_without_advertisement{0};
     std::atomic<std::uint64_t> credential_requests{0};
     std::atomic<std::uint64_t> retries{0};
   };

@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -282,14 +283,46 @@ Failure status_failure(int status, const std::string& repo, const char* op = "pu
           transient};
 }
 
-enum class SmartPush { pushed, use_libgit2 };
+enum class SmartPush { pushed, use_libgit2, advertise_first };
+
+// Per repository URL, the receive-pack capabilities its host advertised in this process: with the
+// target branch's value known from the fetch just made, a push can skip the GET.
+class ReceivePackCapabilities {
+ public:
+  std::optional<std::set<std::string, std::less<>>> get(const std::string& url) {
+    std::lock_guard lock(mutex_);
+    auto it = known_.find(url);
+    return it == known_.end() ? std::nullopt : std::optional(it->second);
+  }
+  void set(const std::string& url, std::set<std::string, std::less<>> caps) {
+    std::lock_guard lock(mutex_);
+    known_[url] = std::move(caps);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::set<std::string, std::less<>>> known_;
+};
+
+ReceivePackCapabilities& receive_pack_capabilities() {
+  static ReceivePackCapabilities cache;
+  return cache;
+}
 
 // One attempt at the receive-pack exchange: GET info/refs (the host's current value of the ref),
 // then POST the command and the pack of the new objects. Answers that are not git's smart HTTP
 // (a redirect, another content type, a pack the host could not connect to its objects) hand the
 // push to libgit2.
+//
+// `expected_old` (40 hex digits, or the zero id for a branch the host lacks) is the ref's value on
+// the host as the fetch under the same mirror lock just saw it: with the host's capabilities
+// remembered from an earlier push, the GET is skipped — it makes the host's receive-pack read and
+// send every ref of the repository, ~16 ms of its CPU with 600 loose refs. The host still checks
+// the old value (gitprotocol-pack(5): the update is refused when the ref moved), and anything but
+// a clean success in that mode answers `advertise_first`: the caller redoes the push with the GET.
 tl::expected<SmartPush, Failure> smart_push_once(git_repository* repo, const Remote& r, const std::string& target_branch,
-                                                 const git_oid& commit, const git_tree* parent_tree) {
+                                                 const git_oid& commit, const git_tree* parent_tree,
+                                                 const std::optional<std::string>& expected_old) {
   const std::string name = r.url.full_name();
   auto t0 = Clock::now();
   std::string base = r.url_string;
@@ -299,27 +332,38 @@ tl::expected<SmartPush, Failure> smart_push_once(git_repository* repo, const Rem
   const std::string target_ref = "refs/heads/" + target_branch;
   const std::string new_id = lg::to_hex(commit);
 
-  http::HttpRequest get{.method = "GET",
-                        .url = base + "/info/refs?service=git-receive-pack",
-                        .headers = {{"Authorization", auth}, {"Accept", "*/*"}, {"Pragma", "no-cache"}},
-                        .conditional = false};
-  auto listed = r.http->request(std::move(get));
-  if (!listed) return tl::unexpected(http_failure(listed.error(), name));
-  if (listed->status != 200) {
-    if (listed->status >= 300 && listed->status < 400) return SmartPush::use_libgit2;
-    return tl::unexpected(status_failure(listed->status, name));
-  }
-  if (listed->header("content-type") != smart::kAdvertisementType) {
-    log::warn("git push: not a smart HTTP answer, pushing with libgit2", {{"repo", name}});
-    return SmartPush::use_libgit2;
-  }
-  auto ad = smart::parse_advertisement(listed->body);
-  if (!ad) {
-    return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': push: " + ad.error()}, false});
-  }
-  if (!ad->has("report-status") || !ad->has("ofs-delta")) return SmartPush::use_libgit2;
+  std::optional<std::set<std::string, std::less<>>> caps_known;
+  if (expected_old) caps_known = receive_pack_capabilities().get(base);
+  const bool blind = caps_known.has_value();
   std::string old_id(smart::kZeroId);
-  if (auto it = ad->refs.find(target_ref); it != ad->refs.end()) old_id = it->second;
+  smart::Advertisement ad;
+  if (blind) {
+    old_id = *expected_old;
+    ad.capabilities = std::move(*caps_known);
+  } else {
+    http::HttpRequest get{.method = "GET",
+                          .url = base + "/info/refs?service=git-receive-pack",
+                          .headers = {{"Authorization", auth}, {"Accept", "*/*"}, {"Pragma", "no-cache"}},
+                          .conditional = false};
+    auto listed = r.http->request(std::move(get));
+    if (!listed) return tl::unexpected(http_failure(listed.error(), name));
+    if (listed->status != 200) {
+      if (listed->status >= 300 && listed->status < 400) return SmartPush::use_libgit2;
+      return tl::unexpected(status_failure(listed->status, name));
+    }
+    if (listed->header("content-type") != smart::kAdvertisementType) {
+      log::warn("git push: not a smart HTTP answer, pushing with libgit2", {{"repo", name}});
+      return SmartPush::use_libgit2;
+    }
+    auto parsed = smart::parse_advertisement(listed->body);
+    if (!parsed) {
+      return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': push: " + parsed.error()}, false});
+    }
+    ad = std::move(*parsed);
+    if (!ad.has("report-status") || !ad.has("ofs-delta")) return SmartPush::use_libgit2;
+    receive_pack_capabilities().set(base, ad.capabilities);
+    if (auto it = ad.refs.find(target_ref); it != ad.refs.end()) old_id = it->second;
+  }
   if (old_id == new_id) {
     // An earlier attempt got through but its answer was lost: the host already has it.
     r.counters.pushes.fetch_add(1, std::memory_order_relaxed);
@@ -330,10 +374,10 @@ tl::expected<SmartPush, Failure> smart_push_once(git_repository* repo, const Rem
 
   auto pack = smart::build_pack(repo, commit, parent_tree);
   if (!pack) return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': push: " + pack.error()}, false});
-  const bool sideband = ad->has("side-band-64k");
+  const bool sideband = ad.has("side-band-64k");
   std::vector<std::string> caps{"report-status"};
   if (sideband) caps.emplace_back("side-band-64k");
-  if (ad->has("quiet")) caps.emplace_back("quiet");
+  if (ad.has("quiet")) caps.emplace_back("quiet");
   caps.emplace_back("agent=tollgate");
   http::HttpRequest post{.method = "POST",
                          .url = base + "/git-receive-pack",
@@ -345,13 +389,26 @@ tl::expected<SmartPush, Failure> smart_push_once(git_repository* repo, const Rem
                          .timeout = std::chrono::minutes(5)};
   const std::size_t sent = post.body.size();
   auto answered = r.http->request(std::move(post));
-  if (!answered) return tl::unexpected(http_failure(answered.error(), name));
-  if (answered->status != 200) return tl::unexpected(status_failure(answered->status, name));
+  // Without the GET, any surprise is first met by doing the push the long way.
+  const auto redo = [&](const std::string& why) {
+    log::info("git push: redone with the ref advertisement", {{"repo", name}, {"branch", target_branch}, {"reason", why}});
+    return SmartPush::advertise_first;
+  };
+  if (!answered) {
+    if (blind) return redo(answered.error().message);
+    return tl::unexpected(http_failure(answered.error(), name));
+  }
+  if (answered->status != 200) {
+    if (blind) return redo("http status " + std::to_string(answered->status));
+    return tl::unexpected(status_failure(answered->status, name));
+  }
   auto report = smart::parse_report(answered->body, sideband);
   if (!report) {
+    if (blind) return redo(report.error());
     return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': push: " + report.error()}, false});
   }
   if (!report->fatal.empty()) {
+    if (blind) return redo("the host gave up: " + report->fatal);
     return tl::unexpected(Failure{{ErrorKind::other, "repo '" + name + "': push: the host gave up: " + report->fatal}, false});
   }
   std::optional<std::string> refused;
@@ -360,6 +417,9 @@ tl::expected<SmartPush, Failure> smart_push_once(git_repository* repo, const Rem
     if (ref != target_ref) continue;
     reported = true;
     refused = reason;
+  }
+  if (blind && (report->unpack != "ok" || refused || !reported)) {
+    return redo("unpack " + report->unpack + ", " + refused.value_or(reported ? "ok" : "no status reported"));
   }
   if (report->unpack != "ok" || (refused && refused->find("missing necessary objects") != std::string::npos)) {
     // The host lacks objects the pack leaves out (its base branch was rewritten under us, say):
@@ -374,12 +434,14 @@ tl::expected<SmartPush, Failure> smart_push_once(git_repository* repo, const Rem
     return tl::unexpected(Failure{{ErrorKind::rejected, msg}, false});
   }
   r.counters.pushes.fetch_add(1, std::memory_order_relaxed);
+  if (blind) r.counters.pushes_without_advertisement.fetch_add(1, std::memory_order_relaxed);
   log::info("git push", {{"repo", name},
                          {"host", r.url.host},
                          {"branch", target_branch},
                          {"objects", pack->objects},
                          {"bytes", sent},
                          {"via", "smart-http"},
+                         {"advertisement", !blind},
                          {"ms", ms_since(t0)}});
   return SmartPush::pushed;
 }
@@ -632,12 +694,19 @@ tl::expected<std::monostate, Error> fetch_all_branches(git_repository* repo, con
 
 tl::expected<std::monostate, Error> push_branch(git_repository* repo, const Remote& remote,
                                                 const std::string& target_branch, const git_oid& commit,
-                                                const git_tree* parent_tree) {
+                                                const git_tree* parent_tree, const RemoteHeads* seen) {
   bool use_libgit2 = remote.http == nullptr;
+  // The first attempt may skip the GET (the fetch just saw the branch); a retry asks the host.
+  std::optional<std::string> expected_old;
+  if (seen != nullptr) expected_old = seen->target ? lg::to_hex(*seen->target) : std::string(smart::kZeroId);
   return with_retries<std::monostate>(remote.options, remote.counters, remote.url.full_name(), "push",
                                       [&]() -> tl::expected<std::monostate, Failure> {
                                         if (!use_libgit2) {
-                                          auto smart = smart_push_once(repo, remote, target_branch, commit, parent_tree);
+                                          auto smart = smart_push_once(repo, remote, target_branch, commit, parent_tree, expected_old);
+                                          expected_old.reset();
+                                          if (smart && *smart == SmartPush::advertise_first) {
+                                            smart = smart_push_once(repo, remote, target_branch, commit, parent_tree, std::nullopt);
+                                          }
                                           if (!smart) return tl::unexpected(smart.error());
                                           if (*smart == SmartPush::pushed) return std::monostate{};
                                           use_libgit2 = true;

@@ -47,10 +47,13 @@ struct RemoteHeads {
 // Force-pushes `commit` (the mirror's refs/heads/<target_branch>) to the same ref on the host.
 // `parent_tree` is the tree of its parent, which the host has: with `remote.http`, the pack sent
 // holds only the objects `commit` adds to it (service/git/smart_http.hpp); libgit2's push is the
-// fallback for hosts that answer otherwise than git's smart HTTP protocol describes.
+// fallback for hosts that answer otherwise than git's smart HTTP protocol describes. `seen`: what
+// the fetch under the same mirror lock saw of the branch on the host (RemoteHeads::target); with
+// it, the first attempt may skip the ref advertisement (the host still checks the old value).
 [[nodiscard]] tl::expected<std::monostate, Error> push_branch(git_repository* repo, const Remote& remote,
                                                               const std::string& target_branch, const git_oid& commit,
-                                                              const git_tree* parent_tree);
+                                                              const git_tree* parent_tree,
+                                                              const RemoteHeads* seen = nullptr);
 
 // Opens the bare mirror at `path`, creating it (and its parent folders) when missing.
 [[nodiscard]] tl::expected<lg::Repository, Error> open_mirror(const std::filesystem::path& path,

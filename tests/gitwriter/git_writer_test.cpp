@@ -16,6 +16,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "service/git/remote_ops.hpp"
+#include "service/host/http_client.hpp"
 #include "tests/gitwriter/git_server.hpp"
 
 namespace fs = std::filesystem;
@@ -500,3 +502,53 @@ TEST_CASE("lock files left in the mirror by a process killed mid-update do not b
   CHECK_FALSE(std::filesystem::exists(packed_lock));
 }
 
+
+TEST_CASE("a push skips the ref advertisement when the fetch just saw the branch, and is redone with it when the branch moved meanwhile",
+          "[gitwriter]") {
+  Fixture f;
+  // The first push asks for the advertisement (and the process remembers the host's capabilities);
+  // the next one, to a branch the fetch saw absent, skips it.
+  REQUIRE(f.writer.promote(f.request("v1.1.0", "tollgate/payments/dev/1")).has_value());
+  REQUIRE(f.writer.promote(f.request("v1.2.0", "tollgate/payments/dev/2")).has_value());
+  CHECK(f.writer.stats().pushes == 2);
+  CHECK(f.writer.stats().pushes_without_advertisement == 1);
+  CHECK(f.server.show("acme", "env-dev", "tollgate/payments/dev/2", "apps/payments/values.yaml") == values_at("v1.2.0"));
+
+  // Another mirror fetches while branch 9 does not exist; then the writer creates it on the host;
+  // then the push from the other mirror (its view: absent) is refused by the host and redone.
+  lg::init_once();
+  const std::string url_string = f.server.url("acme", "env-dev");
+  auto url = parse_repo_url(url_string);
+  REQUIRE(url.has_value());
+  const Credentials credentials{.username = "tollgate", .token = "s3cret-token"};
+  const GitWriterOptions options{.data_dir = f.tmp.path / "other", .max_attempts = 1};
+  GitWriter::Counters counters;
+  tollgate::service::host::HttpClient http(tollgate::service::host::HttpClientOptions{.max_attempts = 1});
+  const Remote remote{*url, url_string, credentials, options, counters, &http};
+  auto mirror = open_and_fetch(f.tmp.path / "other" / "env-dev.git", "acme/env-dev", remote, "main", "tollgate/payments/dev/9");
+  REQUIRE(mirror.has_value());
+  REQUIRE_FALSE(mirror->heads.target.has_value());
+  git_commit* raw_base = nullptr;
+  REQUIRE(git_commit_lookup(&raw_base, mirror->repo.get(), &mirror->heads.base) == 0);
+  lg::Commit base(raw_base);
+  git_tree* raw_tree = nullptr;
+  REQUIRE(git_commit_tree(&raw_tree, base.get()) == 0);
+  lg::Tree tree(raw_tree);
+  git_signature* raw_sig = nullptr;
+  REQUIRE(git_signature_now(&raw_sig, "t", "t@example.com") == 0);
+  lg::Signature sig(raw_sig);
+  git_oid mine{};
+  const git_commit* parents[] = {base.get()};
+  REQUIRE(git_commit_create(&mine, mirror->repo.get(), "refs/heads/tollgate/payments/dev/9", sig.get(), sig.get(), nullptr,
+                            "from the other mirror", tree.get(), 1, parents) == 0);
+
+  REQUIRE(f.writer.promote(f.request("v1.9.0", "tollgate/payments/dev/9")).has_value());
+  const std::string theirs = f.server.rev_parse("acme", "env-dev", "refs/heads/tollgate/payments/dev/9");
+  REQUIRE(theirs != lg::to_hex(mine));
+
+  auto pushed = push_branch(mirror->repo.get(), remote, "tollgate/payments/dev/9", mine, tree.get(), &mirror->heads);
+  REQUIRE(pushed.has_value());
+  CHECK(f.server.rev_parse("acme", "env-dev", "refs/heads/tollgate/payments/dev/9") == lg::to_hex(mine));
+  CHECK(counters.pushes == 1);
+  CHECK(counters.pushes_without_advertisement == 0);  // the blind attempt was refused, the redo asked
+}
