@@ -271,6 +271,15 @@ struct HttpClient::Impl {
     }
   }
 
+  struct SlotGuard {
+    Impl* self;
+    HostState* hs;
+    SlotGuard(Impl* s, HostState* h) : self(s), hs(h) {}
+    SlotGuard(const SlotGuard&) = delete;
+    SlotGuard& operator=(const SlotGuard&) = delete;
+    ~SlotGuard() { self->release(*hs); }
+  };
+
   milliseconds backoff(int failures) {
     const auto cap = std::min<std::int64_t>(options.backoff_max.count(),
                                             options.backoff_base.count() << std::min(failures, 20));
@@ -494,8 +503,13 @@ struct HttpClient::Impl {
 
       ++attempts;
       co_await acquire(hs);
-      Exchange x = co_await exchange(*url, hs, req, timeout);
-      release(hs);
+      Exchange x;
+      {
+        // Released however the exchange ends: a slot lost to an exception would leave every later
+        // request to this host waiting in acquire() for ever once max_per_host were lost.
+        const SlotGuard slot{this, &hs};
+        x = co_await exchange(*url, hs, req, timeout);
+      }
 
       if (x.error) {
         if (x.stale && !stale_retried) {  // the server closed an idle connection: not a failure
