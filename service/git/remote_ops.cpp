@@ -304,9 +304,10 @@ class ReceivePackCapabilities {
   std::map<std::string, std::set<std::string, std::less<>>> known_;
 };
 
+// Never destroyed: a worker thread may still push while the process exits.
 ReceivePackCapabilities& receive_pack_capabilities() {
-  static ReceivePackCapabilities cache;
-  return cache;
+  static auto* cache = new ReceivePackCapabilities;
+  return *cache;
 }
 
 // One attempt at the receive-pack exchange: GET info/refs (the host's current value of the ref),
@@ -470,9 +471,10 @@ class ProtocolCache {
   std::map<std::string, bool> known_;
 };
 
+// Never destroyed: a worker thread may still fetch while the process exits.
 ProtocolCache& protocol_cache() {
-  static ProtocolCache cache;
-  return cache;
+  static auto* cache = new ProtocolCache;
+  return *cache;
 }
 
 bool is_redirect(int status) { return status >= 300 && status < 400; }
@@ -549,7 +551,12 @@ tl::expected<std::optional<RemoteHeads>, Failure> smart_fetch_once(git_repositor
   using Outcome = tl::expected<std::optional<RemoteHeads>, Failure>;
   using Answer = tl::expected<std::string, Outcome>;
   const auto answer_of = [&](const char* what, http::HttpResult result) -> Answer {
-    if (!result) return tl::make_unexpected(Outcome(tl::unexpected(http_failure(result.error(), name, "fetch"))));
+    if (!result) {
+      // An answer over the HTTP client's body limit (a large increment held in memory) or not
+      // HTTP: libgit2 streams the pack to disk instead.
+      if (result.error().kind == http::HttpErrorKind::protocol) return tl::make_unexpected(fall_back(std::string(what) + ": " + result.error().message));
+      return tl::make_unexpected(Outcome(tl::unexpected(http_failure(result.error(), name, "fetch"))));
+    }
     if (result->status != 200) {
       if (protocol_refused(result->status)) return tl::make_unexpected(fall_back(std::string(what) + ": http status " + std::to_string(result->status)));
       return tl::make_unexpected(Outcome(tl::unexpected(status_failure(result->status, name, "fetch"))));
