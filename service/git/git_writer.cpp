@@ -1,5 +1,6 @@
 #include "service/git/git_writer.hpp"
 
+#include <functional>
 #include <system_error>
 
 #include "service/git/libgit2.hpp"
@@ -122,8 +123,13 @@ tl::expected<PromotionResult, Error> GitWriter::promote(const PromotionRequest& 
   }
 
   const auto mirror_path = options_.data_dir / "mirrors" / url->mirror_dir();
+  // The branch's stripe first, then the mirror: always in this order.
+  std::lock_guard branch_guard(
+      branch_locks_[std::hash<std::string>{}(mirror_path.string() + '\n' + req.target_branch) % branch_locks_.size()]);
   auto lock = mirror_lock(mirror_path.string());
-  std::lock_guard guard(*lock);
+  // Held from the fetch to the commit; push_branch lets go of it while a smart-HTTP push is on the
+  // wire (it writes nothing into the mirror) and takes it back before returning.
+  std::unique_lock guard(*lock);
 
   const Remote remote{*url, req.url, req.credentials, options_, counters_, http_.get()};
   auto mirror = open_and_fetch(mirror_path, name, remote, req.base_branch, req.target_branch);
@@ -196,7 +202,7 @@ tl::expected<PromotionResult, Error> GitWriter::promote(const PromotionRequest& 
   }
   lg::Reference ref(raw_ref);
 
-  auto pushed = push_branch(repo->get(), remote, req.target_branch, commit_id, base_tree.get(), heads);
+  auto pushed = push_branch(repo->get(), remote, req.target_branch, commit_id, base_tree.get(), heads, &guard);
   if (!pushed) return tl::unexpected(pushed.error());
   result.outcome = Outcome::pushed;
   result.commit = lg::to_hex(commit_id);

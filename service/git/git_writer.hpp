@@ -2,6 +2,7 @@
 // The git writer: turns a stage's edits into one promotion commit on top of an environment
 // repository's base branch and pushes it to tollgate's own branch, through a persistent bare
 // mirror per repository (no clone, no working tree). How it works: docs/git-writer.md.
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -151,8 +152,10 @@ struct GitWriterStats {
 };
 
 // promote() blocks on the network and on the mirror's lock: call it from worker threads, never
-// from the I/O threads. Promotions into one repository run one at a time (a mutex per mirror);
-// different repositories proceed in parallel on their callers' threads. Thread-safe.
+// from the I/O threads. Promotions into one repository fetch and commit one at a time (a mutex per
+// mirror); their smart-HTTP pushes run in parallel, except that promotions of the same target
+// branch run one at a time from fetch to push. Different repositories proceed in parallel on their
+// callers' threads. Thread-safe.
 class GitWriter {
  public:
   explicit GitWriter(GitWriterOptions options);
@@ -188,6 +191,10 @@ class GitWriter {
   std::unique_ptr<service::host::HttpClient> http_;
   std::mutex locks_mutex_;
   std::map<std::string, std::shared_ptr<std::mutex>> locks_;
+  // Promotions of one target branch run one at a time from fetch to push; the mirror's lock is
+  // held only from the fetch to the commit. Striped by a hash of (mirror, branch): two branches
+  // sharing a stripe merely wait for each other.
+  std::array<std::mutex, 64> branch_locks_;
 };
 
 }  // namespace tollgate::git

@@ -701,14 +701,28 @@ tl::expected<std::monostate, Error> fetch_all_branches(git_repository* repo, con
 
 tl::expected<std::monostate, Error> push_branch(git_repository* repo, const Remote& remote,
                                                 const std::string& target_branch, const git_oid& commit,
-                                                const git_tree* parent_tree, const RemoteHeads* seen) {
+                                                const git_tree* parent_tree, const RemoteHeads* seen,
+                                                std::unique_lock<std::mutex>* mirror_guard) {
   bool use_libgit2 = remote.http == nullptr;
+  const auto hold = [&](bool held) {
+    if (mirror_guard == nullptr || mirror_guard->owns_lock() == held) return;
+    if (held) {
+      mirror_guard->lock();
+    } else {
+      mirror_guard->unlock();
+    }
+  };
+  struct HoldAgain {
+    const decltype(hold)& f;
+    ~HoldAgain() { f(true); }
+  } hold_again{hold};
   // The first attempt may skip the GET (the fetch just saw the branch); a retry asks the host.
   std::optional<std::string> expected_old;
   if (seen != nullptr) expected_old = seen->target ? lg::to_hex(*seen->target) : std::string(smart::kZeroId);
   return with_retries<std::monostate>(remote.options, remote.counters, remote.url.full_name(), "push",
                                       [&]() -> tl::expected<std::monostate, Failure> {
                                         if (!use_libgit2) {
+                                          hold(false);
                                           auto smart = smart_push_once(repo, remote, target_branch, commit, parent_tree, expected_old);
                                           expected_old.reset();
                                           if (smart && *smart == SmartPush::advertise_first) {
@@ -718,6 +732,7 @@ tl::expected<std::monostate, Error> push_branch(git_repository* repo, const Remo
                                           if (*smart == SmartPush::pushed) return std::monostate{};
                                           use_libgit2 = true;
                                         }
+                                        hold(true);
                                         return push_once(repo, remote, target_branch);
                                       });
 }

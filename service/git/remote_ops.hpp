@@ -3,6 +3,7 @@
 // with token auth that gives up at the first refusal, refused refs read from
 // push_update_reference, and retries with backoff for transient failures only.
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -50,10 +51,15 @@ struct RemoteHeads {
 // fallback for hosts that answer otherwise than git's smart HTTP protocol describes. `seen`: what
 // the fetch under the same mirror lock saw of the branch on the host (RemoteHeads::target); with
 // it, the first attempt may skip the ref advertisement (the host still checks the old value).
+// `mirror_guard` (held on entry, held again on return): the smart-HTTP attempts and the waits
+// between retries run without it — they only read objects of `repo`, a handle of the caller's
+// own — so other promotions into the repository can fetch meanwhile; libgit2's push, which may
+// write into the mirror, runs with it.
 [[nodiscard]] tl::expected<std::monostate, Error> push_branch(git_repository* repo, const Remote& remote,
                                                               const std::string& target_branch, const git_oid& commit,
                                                               const git_tree* parent_tree,
-                                                              const RemoteHeads* seen = nullptr);
+                                                              const RemoteHeads* seen = nullptr,
+                                                              std::unique_lock<std::mutex>* mirror_guard = nullptr);
 
 // Opens the bare mirror at `path`, creating it (and its parent folders) when missing.
 [[nodiscard]] tl::expected<lg::Repository, Error> open_mirror(const std::filesystem::path& path,

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -551,4 +552,49 @@ TEST_CASE("a push skips the ref advertisement when the fetch just saw the branch
   CHECK(f.server.rev_parse("acme", "env-dev", "refs/heads/tollgate/payments/dev/9") == lg::to_hex(mine));
   CHECK(counters.pushes == 1);
   CHECK(counters.pushes_without_advertisement == 0);  // the blind attempt was refused, the redo asked
+}
+
+TEST_CASE("a push on the wire does not hold up another branch's promotion into the same repository", "[gitwriter]") {
+  Fixture f;
+  // The host's pre-receive hook holds the push of branch 1 until the test opens the gate (and says
+  // when it got there); other branches pass at once.
+  const fs::path entered = f.tmp.path / "entered";
+  const fs::path gate = f.tmp.path / "gate";
+  const fs::path hook = f.server.repo_dir("acme", "env-dev") / "hooks" / "pre-receive";
+  {
+    std::ofstream out(hook);
+    out << "#!/bin/sh\n"
+           "if grep -q ' refs/heads/tollgate/payments/dev/1$'; then\n"
+           "  touch " << tollgate::test::quote(entered.string()) << "\n"
+           "  i=0; while [ ! -e " << tollgate::test::quote(gate.string()) << " ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\n"
+           "fi\n"
+           "exit 0\n";
+  }
+  fs::permissions(hook, fs::perms::owner_all);
+
+  tl::expected<PromotionResult, Error> first = tl::unexpected(Error{});
+  std::jthread held([&] { first = f.writer.promote(f.request("v1.1.0", "tollgate/payments/dev/1")); });
+  for (int i = 0; i < 400 && !fs::exists(entered); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  REQUIRE(fs::exists(entered));  // branch 1's push is on the wire, held by the host
+
+  // Branch 2 fetches, commits and pushes meanwhile; a mirror lock held across the push would keep
+  // it waiting until the gate opens.
+  tl::expected<PromotionResult, Error> second = tl::unexpected(Error{});
+  std::atomic<bool> second_done{false};
+  std::jthread other([&] {
+    second = f.writer.promote(f.request("v1.2.0", "tollgate/payments/dev/2"));
+    second_done = true;
+  });
+  for (int i = 0; i < 400 && !second_done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  const bool finished_while_held = second_done;
+  { std::ofstream open_gate(gate); }
+  held.join();
+  other.join();
+  CHECK(finished_while_held);
+  REQUIRE(first.has_value());
+  REQUIRE(second.has_value());
+  CHECK(first->outcome == Outcome::pushed);
+  CHECK(second->outcome == Outcome::pushed);
+  CHECK(f.server.show("acme", "env-dev", "tollgate/payments/dev/1", "apps/payments/values.yaml") == values_at("v1.1.0"));
+  CHECK(f.server.show("acme", "env-dev", "tollgate/payments/dev/2", "apps/payments/values.yaml") == values_at("v1.2.0"));
 }
