@@ -265,7 +265,7 @@ tl::expected<std::monostate, Failure> push_once(git_repository* repo, const Remo
 
 namespace http = tollgate::service::host;
 
-// A failed HTTP exchange of the smart push as a Failure, with libgit2's wording for statuses
+// A failed smart-HTTP exchange (push or fetch) as a Failure, with libgit2's wording for statuses
 // ("status code: 503") so both push paths read the same in logs and errors.
 Failure http_failure(const http::HttpError& e, const std::string& repo, const char* op = "push") {
   const bool transient = e.kind == http::HttpErrorKind::connect || e.kind == http::HttpErrorKind::timeout ||
@@ -283,32 +283,44 @@ Failure status_failure(int status, const std::string& repo, const char* op = "pu
           transient};
 }
 
-enum class SmartPush { pushed, use_libgit2, advertise_first };
-
-// Per repository URL, the receive-pack capabilities its host advertised in this process: with the
-// target branch's value known from the fetch just made, a push can skip the GET.
-class ReceivePackCapabilities {
+// A fact per repository URL that the host told this process: whether it speaks protocol v2 for
+// fetches, and the capabilities its receive-pack advertised. The holders are never destroyed: a
+// worker thread may still fetch or push while the process exits.
+template <class T>
+class PerUrl {
  public:
-  std::optional<std::set<std::string, std::less<>>> get(const std::string& url) {
+  std::optional<T> get(const std::string& url) {
     std::lock_guard lock(mutex_);
     auto it = known_.find(url);
-    return it == known_.end() ? std::nullopt : std::optional(it->second);
+    return it == known_.end() ? std::nullopt : std::optional<T>(it->second);
   }
-  void set(const std::string& url, std::set<std::string, std::less<>> caps) {
+  void set(const std::string& url, T value) {
     std::lock_guard lock(mutex_);
-    known_[url] = std::move(caps);
+    known_[url] = std::move(value);
+  }
+  void forget(const std::string& url) {
+    std::lock_guard lock(mutex_);
+    known_.erase(url);
   }
 
  private:
   std::mutex mutex_;
-  std::map<std::string, std::set<std::string, std::less<>>> known_;
+  std::map<std::string, T> known_;
 };
 
-// Never destroyed: a worker thread may still push while the process exits.
-ReceivePackCapabilities& receive_pack_capabilities() {
-  static auto* cache = new ReceivePackCapabilities;
-  return *cache;
+// With the target branch's value known from the fetch just made, a push can skip the GET.
+PerUrl<std::set<std::string, std::less<>>>& receive_pack_capabilities() {
+  static auto* known = new PerUrl<std::set<std::string, std::less<>>>;
+  return *known;
 }
+
+// An odd answer to a v2 request forgets the entry, so a host that changed its mind is asked again.
+PerUrl<bool>& speaks_protocol_v2() {
+  static auto* known = new PerUrl<bool>;
+  return *known;
+}
+
+enum class SmartPush { pushed, use_libgit2, advertise_first };
 
 // One attempt at the receive-pack exchange: GET info/refs (the host's current value of the ref),
 // then POST the command and the pack of the new objects. Answers that are not git's smart HTTP
@@ -447,36 +459,6 @@ tl::expected<SmartPush, Failure> smart_push_once(git_repository* repo, const Rem
   return SmartPush::pushed;
 }
 
-// Repositories (by URL) whose host said, in this process, whether it speaks protocol v2 with
-// ls-refs and fetch: the capability GET is made once per repository, not per fetch. An odd answer
-// to a v2 request forgets it, so a host that changed its mind is asked again.
-class ProtocolCache {
- public:
-  std::optional<bool> v2(const std::string& url) {
-    std::lock_guard lock(mutex_);
-    auto it = known_.find(url);
-    return it == known_.end() ? std::nullopt : std::optional<bool>(it->second);
-  }
-  void set(const std::string& url, bool v2) {
-    std::lock_guard lock(mutex_);
-    known_[url] = v2;
-  }
-  void forget(const std::string& url) {
-    std::lock_guard lock(mutex_);
-    known_.erase(url);
-  }
-
- private:
-  std::mutex mutex_;
-  std::map<std::string, bool> known_;
-};
-
-// Never destroyed: a worker thread may still fetch while the process exits.
-ProtocolCache& protocol_cache() {
-  static auto* cache = new ProtocolCache;
-  return *cache;
-}
-
 bool is_redirect(int status) { return status >= 300 && status < 400; }
 
 // A status that says the host is not taking this request as git's protocol v2 (rather than
@@ -501,8 +483,8 @@ tl::expected<std::optional<RemoteHeads>, Failure> smart_fetch_once(git_repositor
 
   std::string url = r.url_string;
   while (!url.empty() && url.back() == '/') url.pop_back();
-  auto& cache = protocol_cache();
-  const auto known = cache.v2(url);
+  auto& cache = speaks_protocol_v2();
+  const auto known = cache.get(url);
   if (known && !*known) return std::nullopt;
   const std::string auth = "Basic " + smart::base64(r.credentials.username + ":" + r.credentials.token);
   if (!known) {

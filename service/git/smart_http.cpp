@@ -10,6 +10,13 @@ namespace {
 constexpr std::size_t kMaxPktLen = 65520;  // gitprotocol-common(5): LARGE_PACKET_MAX
 constexpr std::size_t kMessageCap = 4096;
 
+std::string_view chomp(std::string_view s) {
+  if (!s.empty() && s.back() == '\n') s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
 bool is_hex_id(std::string_view s) {
   if (s.size() != 40) return false;
   for (char c : s) {
@@ -17,13 +24,6 @@ bool is_hex_id(std::string_view s) {
   }
   return true;
 }
-
-std::string_view chomp(std::string_view s) {
-  if (!s.empty() && s.back() == '\n') s.remove_suffix(1);
-  return s;
-}
-
-}  // namespace
 
 std::string pkt_line(std::string_view payload) {
   static constexpr char kHex[] = "0123456789abcdef";

@@ -28,6 +28,9 @@ inline constexpr std::string_view kRequestType = "application/x-git-receive-pack
 inline constexpr std::string_view kResultType = "application/x-git-receive-pack-result";
 inline constexpr std::string_view kZeroId = "0000000000000000000000000000000000000000";
 
+// 40 lower-case hex digits: an object id as git's protocols write it.
+[[nodiscard]] bool is_hex_id(std::string_view s);
+
 // One pkt-line: four hex digits of length (themselves included), then the payload.
 [[nodiscard]] std::string pkt_line(std::string_view payload);
 

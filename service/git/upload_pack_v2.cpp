@@ -45,14 +45,6 @@ std::string_view chomp(std::string_view s) {
   return s;
 }
 
-bool is_hex_id(std::string_view s) {
-  if (s.size() != 40) return false;
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
-
 std::string excerpt(std::string_view s) {
   std::string out(s.substr(0, 80));
   for (char& c : out) {
