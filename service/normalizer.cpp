@@ -189,13 +189,24 @@ void Normalizer::loop() {
         cursor = rows.back().id;
         if (on_recorded_) on_recorded_();
         // Intake first: while deliveries keep arriving (the inbox committed more than once during
-        // this batch), rest nineteen times as long as the batch took, so normalising uses at most
-        // about a twentieth of a core during a burst. It still progresses, and catches up at full speed once
-        // the burst is over; inbox depth (/metrics) shows the backlog meanwhile.
+        // this batch), rest up to nineteen times as long as the batch took, so normalising uses at
+        // most about a twentieth of a core during a burst. It still progresses, and the rest ends
+        // as soon as the burst does (no delivery committed for 100 ms): a slow batch (a sanitizer
+        // build, a loaded machine) must not leave the backlog untouched for long after the burst;
+        // inbox depth (/metrics) shows the backlog meanwhile.
         if (commits_.load(std::memory_order_relaxed) - commits_before > 1) {
-          const auto rest = (std::chrono::steady_clock::now() - batch_started) * 19;
+          const auto until = std::chrono::steady_clock::now() + (std::chrono::steady_clock::now() - batch_started) * 19;
+          auto seen = commits_.load(std::memory_order_relaxed);
           std::unique_lock lock(mutex_);
-          wake_.wait_for(lock, rest, [this] { return stopping_; });
+          while (!stopping_) {
+            const auto now = std::chrono::steady_clock::now();
+            if (now >= until) break;
+            const auto slice = std::min<std::chrono::steady_clock::duration>(until - now, std::chrono::milliseconds(100));
+            wake_.wait_for(lock, slice, [this] { return stopping_; });
+            const auto deliveries_committed = commits_.load(std::memory_order_relaxed);
+            if (deliveries_committed == seen) break;  // quiet: the burst is over
+            seen = deliveries_committed;
+          }
           if (stopping_) return;
         }
       } else {
