@@ -283,6 +283,17 @@ Failure status_failure(int status, const std::string& repo, const char* op = "pu
           transient};
 }
 
+// The repository URL the smart-HTTP paths (info/refs, git-upload-pack, git-receive-pack) hang from.
+std::string smart_http_base(const Remote& r) {
+  std::string base = r.url_string;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  return base;
+}
+
+std::string basic_auth(const Remote& r) {
+  return "Basic " + smart::base64(r.credentials.username + ":" + r.credentials.token);
+}
+
 // A fact per repository URL that the host told this process: whether it speaks protocol v2 for
 // fetches, and the capabilities its receive-pack advertised. The holders are never destroyed: a
 // worker thread may still fetch or push while the process exits.
@@ -338,10 +349,8 @@ tl::expected<SmartPush, Failure> smart_push_once(git_repository* repo, const Rem
                                                  const std::optional<std::string>& expected_old) {
   const std::string name = r.url.full_name();
   auto t0 = Clock::now();
-  std::string base = r.url_string;
-  while (!base.empty() && base.back() == '/') base.pop_back();
-  const std::string auth =
-      "Basic " + smart::base64(r.credentials.username + ":" + r.credentials.token);
+  const std::string base = smart_http_base(r);
+  const std::string auth = basic_auth(r);
   const std::string target_ref = "refs/heads/" + target_branch;
   const std::string new_id = lg::to_hex(commit);
 
@@ -481,12 +490,11 @@ tl::expected<std::optional<RemoteHeads>, Failure> smart_fetch_once(git_repositor
   git_oid local_base{};
   if (git_reference_name_to_id(&local_base, repo, base_ref.c_str()) < 0) return std::nullopt;
 
-  std::string url = r.url_string;
-  while (!url.empty() && url.back() == '/') url.pop_back();
+  const std::string url = smart_http_base(r);
   auto& cache = speaks_protocol_v2();
   const auto known = cache.get(url);
   if (known && !*known) return std::nullopt;
-  const std::string auth = "Basic " + smart::base64(r.credentials.username + ":" + r.credentials.token);
+  const std::string auth = basic_auth(r);
   if (!known) {
     http::HttpRequest get{.method = "GET",
                           .url = url + "/info/refs?service=git-upload-pack",
@@ -686,37 +694,30 @@ tl::expected<std::monostate, Error> push_branch(git_repository* repo, const Remo
                                                 const git_tree* parent_tree, const RemoteHeads* seen,
                                                 std::unique_lock<std::mutex>* mirror_guard) {
   bool use_libgit2 = remote.http == nullptr;
-  const auto hold = [&](bool held) {
-    if (mirror_guard == nullptr || mirror_guard->owns_lock() == held) return;
-    if (held) {
-      mirror_guard->lock();
-    } else {
-      mirror_guard->unlock();
-    }
+  const auto hold = [mirror_guard](bool held) {
+    if (mirror_guard != nullptr && mirror_guard->owns_lock() != held) held ? mirror_guard->lock() : mirror_guard->unlock();
   };
-  struct HoldAgain {
-    const decltype(hold)& f;
-    ~HoldAgain() { f(true); }
-  } hold_again{hold};
   // The first attempt may skip the GET (the fetch just saw the branch); a retry asks the host.
   std::optional<std::string> expected_old;
   if (seen != nullptr) expected_old = seen->target ? lg::to_hex(*seen->target) : std::string(smart::kZeroId);
-  return with_retries<std::monostate>(remote.options, remote.counters, remote.url.full_name(), "push",
-                                      [&]() -> tl::expected<std::monostate, Failure> {
-                                        if (!use_libgit2) {
-                                          hold(false);
-                                          auto smart = smart_push_once(repo, remote, target_branch, commit, parent_tree, expected_old);
-                                          expected_old.reset();
-                                          if (smart && *smart == SmartPush::advertise_first) {
-                                            smart = smart_push_once(repo, remote, target_branch, commit, parent_tree, std::nullopt);
-                                          }
-                                          if (!smart) return tl::unexpected(smart.error());
-                                          if (*smart == SmartPush::pushed) return std::monostate{};
-                                          use_libgit2 = true;
-                                        }
-                                        hold(true);
-                                        return push_once(repo, remote, target_branch);
-                                      });
+  auto pushed = with_retries<std::monostate>(remote.options, remote.counters, remote.url.full_name(), "push",
+                                             [&]() -> tl::expected<std::monostate, Failure> {
+                                               if (!use_libgit2) {
+                                                 hold(false);
+                                                 auto smart = smart_push_once(repo, remote, target_branch, commit, parent_tree, expected_old);
+                                                 expected_old.reset();
+                                                 if (smart && *smart == SmartPush::advertise_first) {
+                                                   smart = smart_push_once(repo, remote, target_branch, commit, parent_tree, std::nullopt);
+                                                 }
+                                                 if (!smart) return tl::unexpected(smart.error());
+                                                 if (*smart == SmartPush::pushed) return std::monostate{};
+                                                 use_libgit2 = true;
+                                               }
+                                               hold(true);
+                                               return push_once(repo, remote, target_branch);
+                                             });
+  hold(true);
+  return pushed;
 }
 
 tl::expected<lg::Repository, Error> open_mirror(const std::filesystem::path& path, const std::string& name,

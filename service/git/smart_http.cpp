@@ -38,8 +38,8 @@ std::string pkt_line(std::string_view payload) {
   return out;
 }
 
-tl::expected<std::vector<std::optional<std::string_view>>, std::string> split_pkt_lines(std::string_view data) {
-  std::vector<std::optional<std::string_view>> lines;
+tl::expected<std::vector<Packet>, std::string> split_packets(std::string_view data) {
+  std::vector<Packet> packets;
   std::size_t pos = 0;
   while (pos < data.size()) {
     if (data.size() - pos < 4) {
@@ -50,20 +50,37 @@ tl::expected<std::vector<std::optional<std::string_view>>, std::string> split_pk
     if (ec != std::errc{} || end != data.data() + pos + 4) {
       return tl::unexpected("malformed pkt-line length at byte " + std::to_string(pos));
     }
-    if (len == 0) {
-      lines.emplace_back(std::nullopt);
+    if (len <= 2) {
+      packets.push_back({len == 0 ? Packet::flush : len == 1 ? Packet::delim : Packet::response_end, {}, pos});
       pos += 4;
       continue;
     }
     if (len < 4 || len > kMaxPktLen) {
-      // 0001 (delim) and 0002 (response-end) belong to protocol v2, which is never asked for.
       return tl::unexpected("unexpected pkt-line length " + std::to_string(len) + " at byte " + std::to_string(pos));
     }
     if (data.size() - pos < len) {
       return tl::unexpected("pkt-line at byte " + std::to_string(pos) + " is cut short");
     }
-    lines.emplace_back(data.substr(pos + 4, len - 4));
+    packets.push_back({Packet::data, data.substr(pos + 4, len - 4), pos});
     pos += len;
+  }
+  return packets;
+}
+
+tl::expected<std::vector<std::optional<std::string_view>>, std::string> split_pkt_lines(std::string_view data) {
+  auto packets = split_packets(data);
+  if (!packets) return tl::unexpected(packets.error());
+  std::vector<std::optional<std::string_view>> lines;
+  lines.reserve(packets->size());
+  for (const auto& p : *packets) {
+    switch (p.kind) {
+      case Packet::data: lines.emplace_back(p.payload); break;
+      case Packet::flush: lines.emplace_back(std::nullopt); break;
+      default:
+        // 0001 and 0002 belong to protocol v2, which this exchange never asks for.
+        return tl::unexpected("unexpected pkt-line length " + std::to_string(p.kind == Packet::delim ? 1 : 2) +
+                              " at byte " + std::to_string(p.offset));
+    }
   }
   return lines;
 }

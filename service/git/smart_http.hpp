@@ -34,8 +34,20 @@ inline constexpr std::string_view kZeroId = "00000000000000000000000000000000000
 // One pkt-line: four hex digits of length (themselves included), then the payload.
 [[nodiscard]] std::string pkt_line(std::string_view payload);
 
-// Splits `data` into pkt-line payloads; a flush-pkt ("0000") is an empty optional. Stops at the
-// end of the data; a malformed or truncated line is an error naming its offset.
+// One packet of a pkt-line stream: data, or a special packet — flush "0000", and protocol v2's
+// delimiter "0001" and response-end "0002". `offset`: where it starts in the stream.
+struct Packet {
+  enum Kind { data, flush, delim, response_end } kind = data;
+  std::string_view payload{};
+  std::size_t offset = 0;
+};
+
+// Splits `data` into packets. Stops at the end of the data; a malformed or truncated line is an
+// error naming its offset.
+[[nodiscard]] tl::expected<std::vector<Packet>, std::string> split_packets(std::string_view data);
+
+// Protocol v0/v1 (split_packets without v2's special packets): pkt-line payloads, a flush-pkt
+// ("0000") as an empty optional.
 [[nodiscard]] tl::expected<std::vector<std::optional<std::string_view>>, std::string> split_pkt_lines(std::string_view data);
 
 struct Advertisement {

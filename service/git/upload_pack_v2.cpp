@@ -1,44 +1,14 @@
 #include "service/git/upload_pack_v2.hpp"
 
-#include <charconv>
+#include <vector>
+
 
 #include "service/git/smart_http.hpp"
 
 namespace tollgate::git::smart {
 namespace {
 
-constexpr std::size_t kMaxPktLen = 65520;  // gitprotocol-common(5): LARGE_PACKET_MAX
 constexpr std::size_t kMessageCap = 4096;
-
-// A protocol v2 pkt-line: data, or one of the three special packets.
-struct Pkt {
-  enum Kind { data, flush, delim, response_end } kind = data;
-  std::string_view payload{};
-};
-
-tl::expected<std::vector<Pkt>, std::string> split(std::string_view body) {
-  std::vector<Pkt> out;
-  std::size_t pos = 0;
-  while (pos < body.size()) {
-    if (body.size() - pos < 4) return tl::unexpected("truncated pkt-line length at byte " + std::to_string(pos));
-    unsigned len = 0;
-    auto [end, ec] = std::from_chars(body.data() + pos, body.data() + pos + 4, len, 16);
-    if (ec != std::errc{} || end != body.data() + pos + 4) {
-      return tl::unexpected("malformed pkt-line length at byte " + std::to_string(pos));
-    }
-    if (len < 4) {
-      if (len == 3) return tl::unexpected("unexpected pkt-line length 3 at byte " + std::to_string(pos));
-      out.push_back({len == 0 ? Pkt::flush : len == 1 ? Pkt::delim : Pkt::response_end});
-      pos += 4;
-      continue;
-    }
-    if (len > kMaxPktLen) return tl::unexpected("pkt-line length " + std::to_string(len) + " over the maximum at byte " + std::to_string(pos));
-    if (body.size() - pos < len) return tl::unexpected("pkt-line at byte " + std::to_string(pos) + " is cut short");
-    out.push_back({Pkt::data, body.substr(pos + 4, len - 4)});
-    pos += len;
-  }
-  return out;
-}
 
 std::string_view chomp(std::string_view s) {
   if (!s.empty() && s.back() == '\n') s.remove_suffix(1);
@@ -56,19 +26,19 @@ std::string excerpt(std::string_view s) {
 }  // namespace
 
 tl::expected<std::optional<V2Capabilities>, std::string> parse_v2_capabilities(std::string_view body) {
-  auto pkts = split(body);
+  auto pkts = split_packets(body);
   if (!pkts) return tl::unexpected("capability advertisement: " + pkts.error());
   std::size_t i = 0;
   const auto& p = *pkts;
   // git http-backend leaves out the "# service=" preamble for v2; other hosts keep it.
-  if (i < p.size() && p[i].kind == Pkt::data && chomp(p[i].payload) == "# service=git-upload-pack") {
+  if (i < p.size() && p[i].kind == Packet::data && chomp(p[i].payload) == "# service=git-upload-pack") {
     ++i;
-    if (i >= p.size() || p[i].kind != Pkt::flush) {
+    if (i >= p.size() || p[i].kind != Packet::flush) {
       return tl::unexpected(std::string("capability advertisement: no flush after the service line"));
     }
     ++i;
   }
-  if (i >= p.size() || p[i].kind != Pkt::data) {
+  if (i >= p.size() || p[i].kind != Packet::data) {
     return tl::unexpected(std::string("capability advertisement: empty"));
   }
   if (chomp(p[i].payload) != "version 2") {
@@ -79,8 +49,8 @@ tl::expected<std::optional<V2Capabilities>, std::string> parse_v2_capabilities(s
   }
   V2Capabilities out;
   for (++i; i < p.size(); ++i) {
-    if (p[i].kind == Pkt::flush) return out;
-    if (p[i].kind != Pkt::data) return tl::unexpected(std::string("capability advertisement: unexpected special packet"));
+    if (p[i].kind == Packet::flush) return out;
+    if (p[i].kind != Packet::data) return tl::unexpected(std::string("capability advertisement: unexpected special packet"));
     std::string_view line = chomp(p[i].payload);
     auto eq = line.find('=');
     if (line.empty() || eq == 0) return tl::unexpected("capability advertisement: malformed line '" + excerpt(line) + "'");
@@ -103,12 +73,12 @@ std::string ls_refs_request(const std::vector<std::string>& prefixes) {
 }
 
 tl::expected<std::map<std::string, std::string, std::less<>>, std::string> parse_ls_refs(std::string_view body) {
-  auto pkts = split(body);
+  auto pkts = split_packets(body);
   if (!pkts) return tl::unexpected("ls-refs answer: " + pkts.error());
   std::map<std::string, std::string, std::less<>> refs;
   for (const auto& pkt : *pkts) {
-    if (pkt.kind == Pkt::flush) return refs;
-    if (pkt.kind != Pkt::data) return tl::unexpected(std::string("ls-refs answer: unexpected special packet"));
+    if (pkt.kind == Packet::flush) return refs;
+    if (pkt.kind != Packet::data) return tl::unexpected(std::string("ls-refs answer: unexpected special packet"));
     std::string_view line = chomp(pkt.payload);
     if (line.rfind("ERR ", 0) == 0) return tl::unexpected("the host answered ls-refs with an error: " + excerpt(line.substr(4)));
     // "<oid> <name>[ symref-target:<t>][ peeled:<oid>]"; "unborn" lines only come when asked for.
@@ -137,7 +107,7 @@ std::string fetch_request(const std::vector<std::string>& wants, const std::vect
 }
 
 tl::expected<FetchedPack, std::string> parse_fetch_response(std::string_view body) {
-  auto pkts = split(body);
+  auto pkts = split_packets(body);
   if (!pkts) return tl::unexpected("fetch answer: " + pkts.error());
   const auto& p = *pkts;
   FetchedPack out;
@@ -145,7 +115,7 @@ tl::expected<FetchedPack, std::string> parse_fetch_response(std::string_view bod
   // Sections before the pack: each a header line, its lines, and a delimiter.
   while (true) {
     if (i >= p.size()) return tl::unexpected(std::string("fetch answer: no packfile section"));
-    if (p[i].kind != Pkt::data) return tl::unexpected(std::string("fetch answer: a special packet where a section should start"));
+    if (p[i].kind != Packet::data) return tl::unexpected(std::string("fetch answer: a special packet where a section should start"));
     std::string_view header = chomp(p[i].payload);
     if (header.rfind("ERR ", 0) == 0) return tl::unexpected("the host answered the fetch with an error: " + excerpt(header.substr(4)));
     ++i;
@@ -153,9 +123,9 @@ tl::expected<FetchedPack, std::string> parse_fetch_response(std::string_view bod
     if (header != "acknowledgments" && header != "shallow-info" && header != "wanted-refs" && header != "packfile-uris") {
       return tl::unexpected("fetch answer: unknown section '" + excerpt(header) + "'");
     }
-    while (i < p.size() && p[i].kind == Pkt::data) ++i;
+    while (i < p.size() && p[i].kind == Packet::data) ++i;
     if (i >= p.size()) return tl::unexpected("fetch answer: section '" + std::string(header) + "' cut short");
-    if (p[i].kind != Pkt::delim) {
+    if (p[i].kind != Packet::delim) {
       // Only acknowledgments may end the answer (no "ready": the host wants more haves) — which
       // cannot happen after "done".
       return tl::unexpected("fetch answer: the host sent no pack (section '" + std::string(header) + "' ends the answer)");
@@ -163,11 +133,11 @@ tl::expected<FetchedPack, std::string> parse_fetch_response(std::string_view bod
     ++i;
   }
   for (; i < p.size(); ++i) {
-    if (p[i].kind == Pkt::flush) {
+    if (p[i].kind == Packet::flush) {
       if (out.pack.empty()) return tl::unexpected(std::string("fetch answer: the packfile section is empty"));
       return out;
     }
-    if (p[i].kind != Pkt::data) return tl::unexpected(std::string("fetch answer: unexpected special packet in the packfile section"));
+    if (p[i].kind != Packet::data) return tl::unexpected(std::string("fetch answer: unexpected special packet in the packfile section"));
     const std::string_view l = p[i].payload;
     if (l.empty()) return tl::unexpected(std::string("fetch answer: side-band line without a band"));
     const std::string_view data = l.substr(1);
