@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian package tollgate's build and tests need. Idempotent; runs as root or
-# through sudo. Usage: deploy/install-deps.sh
+# through sudo. Usage: deploy/install-deps.sh [--tests]
+#   --tests  also what only the test suite needs (chromium for the dashboard's browser tests)
 set -euo pipefail
 
 packages=(
@@ -16,6 +17,9 @@ packages=(
   # the test Git host: git http-backend behind lighttpd (mod_cgi, mod_auth are in the package)
   lighttpd
 )
+if [ "${1:-}" = "--tests" ]; then
+  packages+=(chromium)
+fi
 
 if [ "$(id -u)" -eq 0 ]; then
   SUDO=()

@@ -17,7 +17,7 @@ run_ctest() { ctest --test-dir "$1" --output-on-failure -j "$jobs" 2>&1 | tee -a
 
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   step "dependencies"
-  deploy/install-deps.sh
+  deploy/install-deps.sh --tests
   npm ci --no-audit --no-fund
 fi
 
