@@ -227,10 +227,15 @@ struct JobResult {
 
 // A stage or run action from the API or the command line (already authenticated).
 struct ApiAction {
-  enum class Kind { abort, retry, hold, unhold, rollback } kind = Kind::abort;
+  enum class Kind { abort, retry, hold, unhold, rollback, approve, unapprove } kind = Kind::abort;
   std::string stage{};  // empty: abort applies to the run
   std::string actor{};
-  std::string reason{};
+  std::string reason{};  // a hold's or an abort's reason, an approval's note
+  // What the service knows of the actor (host permission, teams), as for a comment: when given,
+  // the action is authorized by the comment commands' rules (pipeline::authorize); when not, the
+  // caller vouches for it (approve and unapprove always need it).
+  std::optional<ActorFacts> facts{};
+  std::string via{};  // how it came, for the audit log ("api:<token>"): recorded as "actor (via)"
 };
 
 using Input = std::variant<PrMerged, PrClosed, HeadChanged, CheckCompleted, ReviewSubmitted, CommentCreated, TimerFired,

@@ -238,33 +238,53 @@ void Machine::on(const CommentCreated& in) {
 
 void Machine::on(const ApiAction& a) {
   using K = ApiAction::Kind;
-  if (a.kind == K::abort) {
-    if (auto no = do_abort(a.actor, a.reason)) refuse(*no);
-    return;
-  }
-  StageState* st = run().stage(a.stage);
-  if (!st) {
+  static constexpr CommandKind kCommand[] = {CommandKind::abort,    CommandKind::retry,   CommandKind::hold,
+                                             CommandKind::unhold,   CommandKind::rollback, CommandKind::approve,
+                                             CommandKind::unapprove};
+  const Command command{kCommand[static_cast<std::size_t>(a.kind)], a.reason, 0};
+  StageState* st = a.kind == K::abort ? nullptr : run().stage(a.stage);
+  if (a.kind != K::abort && !st) {
     refuse("run '" + run().id + "' has no stage '" + a.stage + "'");
     return;
   }
-  std::optional<std::string> no;
-  switch (a.kind) {
-    case K::retry:
-      no = do_retry(*st, a.actor);
-      break;
-    case K::hold:
-      no = do_hold(*st, a.actor, a.reason);
-      break;
-    case K::unhold:
-      no = do_unhold(*st, a.actor);
-      break;
-    case K::rollback:
-      no = do_rollback(*st, a.actor);
-      break;
-    case K::abort:
-      break;
+  if (a.facts) {
+    // The comment commands' rules: who may approve (the gate's `from`, allow_author), write access
+    // for the others.
+    Decision d = authorize(command, *a.facts, st ? gate_of(*st) : std::nullopt, run().source.author,
+                           st ? approvers_on_head(*st) : std::vector<std::string>{});
+    if (!d.accepted) {
+      refuse(d.reason);
+      return;
+    }
+  } else if (a.kind == K::approve || a.kind == K::unapprove) {
+    refuse("an approval needs the approver's permission and teams");
+    return;
   }
-  if (no) refuse(*no);
+  std::optional<std::string> no;
+  const std::size_t first = out_.transitions.size();
+  if (a.kind == K::abort) {
+    no = do_abort(a.actor, a.reason);
+  } else {
+    ActorFacts who = a.facts.value_or(ActorFacts{});
+    who.login = a.actor;
+    no = execute(*st, command, who);
+  }
+  if (no) {
+    refuse(*no);
+    return;
+  }
+  // The audit log says how the action came, and keeps an approval's note.
+  for (std::size_t i = first; i < out_.transitions.size(); ++i) {
+    Transition& t = out_.transitions[i];
+    if (t.actor != a.actor) continue;
+    if (!a.via.empty()) t.actor += " (" + a.via + ")";
+    const std::string comment_form = " (/approve)";
+    if (a.kind == K::approve && t.reason.size() >= comment_form.size() &&
+        t.reason.compare(t.reason.size() - comment_form.size(), comment_form.size(), comment_form) == 0) {
+      t.reason.replace(t.reason.size() - comment_form.size(), comment_form.size(), " (API)");
+      if (!a.reason.empty()) t.reason += ": " + a.reason;
+    }
+  }
 }
 
 }  // namespace tollgate::pipeline::detail

@@ -206,9 +206,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         break;
       }
-      default:
-        in = ApiAction{static_cast<ApiAction::Kind>(b.next() % 5), b.next() % 4 ? st->name : "", b.pick(kLogins), "fuzz"};
+      default: {
+        // Half of them with the actor's facts (authorized like a comment), half vouched for.
+        ApiAction a{static_cast<ApiAction::Kind>(b.next() % 7), b.next() % 4 ? st->name : "", b.pick(kLogins), "fuzz"};
+        if (b.next() % 2) {
+          a.facts = ActorFacts{a.actor, false, static_cast<ActorFacts::Permission>(b.next() % 6), {}};
+          a.via = "api:fuzz";
+        }
+        in = std::move(a);
         break;
+      }
     }
 
     const RunState before = run;

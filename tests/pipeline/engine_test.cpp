@@ -1082,6 +1082,42 @@ TEST_CASE("/status and /help reply to anyone; /abort closes the run's open PRs",
   CHECK(none.refused == "run 'r1' has no stage 'nope'");
 }
 
+TEST_CASE("API actions follow the comment commands' rules and say in the audit log how they came", "[engine]") {
+  World w(payments());
+  w.start();
+  w.promote_dev();
+  w.advance(1h);  // soak over
+  w.open("qa", 21, sha('b'));
+  w.advance(10s);
+  using K = ApiAction::Kind;
+  SECTION("an approval without the actor's facts is refused") {
+    Step s = apply(w.def, w.run, ApiAction{K::approve, "qa", "alice", ""}, w.cx());
+    CHECK(s.refused == "an approval needs the approver's permission and teams");
+    CHECK(s.run == w.run);
+  }
+  SECTION("someone outside the gate's `from` list cannot approve") {
+    Step s = apply(w.def, w.run, ApiAction{K::approve, "qa", "mallory", "", person("mallory"), "api:ci"}, w.cx());
+    CHECK(s.refused.find("@mallory") != std::string::npos);
+    CHECK(s.transitions.empty());
+  }
+  SECTION("an approver in the list approves; the audit names the token and keeps the note") {
+    w.in(ApiAction{K::approve, "qa", "alice", "looks good", person("alice", ActorFacts::Permission::read), "api:alice-cli"});
+    CHECK(w.last.refused.empty());
+    CHECK(w.st("qa").status == StageStatus::merging);
+    CHECK(has_audit(w.audit, "qa", "open", "approved " + sha('b').substr(0, 7) + " (API): looks good"));
+    bool named = false;
+    for (const auto& t : w.audit) named = named || t.actor == "alice (api:alice-cli)";
+    CHECK(named);
+  }
+  SECTION("hold needs write access; a token acting as itself has it") {
+    Step s = apply(w.def, w.run, ApiAction{K::hold, "qa", "rita", "", person("rita", ActorFacts::Permission::read), ""}, w.cx());
+    CHECK(s.refused.find("write access") != std::string::npos);
+    w.in(ApiAction{K::hold, "qa", "api:ops", "freeze", person("api:ops"), ""});
+    REQUIRE(w.st("qa").hold.has_value());
+    CHECK(w.st("qa").hold->by == "api:ops");
+  }
+}
+
 TEST_CASE("checks: named checks must be reported; all waits the settle time", "[engine]") {
   Pipeline p;
   p.name = "x";
