@@ -170,6 +170,38 @@ std::optional<std::int64_t> finished_ms(const pipeline::RunState& state, Instant
   return state.finished_at ? ms(*state.finished_at) : ms(now);
 }
 
+// The API's view of each stage (run_stages, 0004_api.sql): rows of the stages whose status,
+// rollback or end changed since `before` (all of them when there is no before).
+tl::expected<void, std::string> save_stage_rows(sqlite::Db& db, const RunRecord& meta, const pipeline::RunState* before,
+                                                const pipeline::RunState& state) {
+  const std::string what = "run " + in_quotes(meta.id) + ": saving stage rows";
+  std::optional<sqlite::Stmt> ins;
+  for (const auto& st : state.stages) {
+    if (before) {
+      const auto* old = before->stage(st.name);
+      if (old && old->status == st.status && old->rollback == st.rollback && old->finished_at == st.finished_at) continue;
+    }
+    if (!ins) {
+      auto p = prepare(db,
+                       "INSERT INTO run_stages (run_id, stage, host, repo, pipeline, status, rollback, run_created, "
+                       "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, stage) DO UPDATE SET "
+                       "status = excluded.status, rollback = excluded.rollback, finished_at = excluded.finished_at",
+                       what);
+      if (!p) return tl::unexpected(p.error());
+      ins.emplace(std::move(*p));
+    }
+    static constexpr const char* kRollback[] = {"none", "opening", "merging", "done", "failed"};
+    ins->reset();
+    ins->bind(1, meta.id).bind(2, st.name).bind(3, meta.host).bind(4, meta.repo).bind(5, meta.pipeline);
+    ins->bind(6, std::string_view(pipeline::to_string(st.status)));
+    ins->bind(7, std::string_view(kRollback[static_cast<std::size_t>(st.rollback)]));
+    ins->bind(8, ms(meta.created_at));
+    if (st.finished_at) ins->bind(9, static_cast<std::int64_t>(st.finished_at->time_since_epoch().count())); else ins->bind_null(9);
+    if (auto r = run(*ins, what); !r) return r;
+  }
+  return {};
+}
+
 tl::expected<void, std::string> save_refs(sqlite::Db& db, const RunRecord& meta, const pipeline::RunState& state,
                                           const StageRepos& repos) {
   const std::string what = "run " + in_quotes(meta.id) + ": saving refs";
@@ -274,6 +306,13 @@ tl::expected<bool, std::string> end_lease(sqlite::Db& db, std::int64_t id, std::
 
 }  // namespace
 
+std::string run_version(const pipeline::RunState& state) {
+  for (const auto& [k, v] : state.release) {
+    if (k == "version") return v;
+  }
+  return state.source.sha.substr(0, 7);
+}
+
 StageRepos stage_repos(const pipeline::Pipeline& def) {
   StageRepos out;
   for (const auto& st : def.stages) out.emplace(st.name, st.repo);
@@ -302,7 +341,7 @@ tl::expected<void, std::string> insert_run(sqlite::Db& db, const RunRecord& reco
   }
   auto s = prepare(db,
                    "INSERT INTO runs (id, host, repo, pipeline, status, definition, definition_sha, state, created_at, "
-                   "updated_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   "updated_at, finished_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    what + ": inserting");
   if (!s) return tl::unexpected(s.error());
   s->bind(1, record.id).bind(2, record.host).bind(3, record.repo).bind(4, record.pipeline);
@@ -310,8 +349,9 @@ tl::expected<void, std::string> insert_run(sqlite::Db& db, const RunRecord& reco
   s->bind(6, record.definition).bind(7, record.definition_sha).bind(8, json(record.state).dump());
   s->bind(9, ms(record.created_at)).bind(10, ms(record.created_at));
   if (auto f = finished_ms(record.state, record.created_at)) s->bind(11, *f); else s->bind_null(11);
+  s->bind(12, run_version(record.state));
   if (auto r = run(*s, what + ": inserting"); !r) return r;
-  return {};
+  return save_stage_rows(db, record, nullptr, record.state);
 }
 
 tl::expected<std::optional<RunRecord>, std::string> load_run(sqlite::Db& db, std::string_view id) {
@@ -343,6 +383,7 @@ tl::expected<SaveResult, std::string> save_step(sqlite::Db& db, const RunRecord&
     if (db.changes() != 1) return tl::unexpected(what + ": saving: there is no such run");
   }
   if (auto r = save_refs(db, meta, step.run, repos); !r) return tl::unexpected(r.error());
+  if (auto r = save_stage_rows(db, meta, &meta.state, step.run); !r) return tl::unexpected(r.error());
   SaveResult out;
   auto audited = save_audit(db, meta.id, step.transitions, input_key, now);
   if (!audited) return tl::unexpected(audited.error());

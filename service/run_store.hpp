@@ -48,6 +48,9 @@ struct RunRecord {
   std::optional<Instant> finished_at{};
 };
 
+// The release's `version` value, else the source's short sha (the runs.version column).
+[[nodiscard]] std::string run_version(const pipeline::RunState& state);
+
 // Stage name -> the stage's repository (where its promotion and revert PRs live).
 using StageRepos = std::map<std::string, std::string, std::less<>>;
 [[nodiscard]] StageRepos stage_repos(const pipeline::Pipeline& def);

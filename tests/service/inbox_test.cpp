@@ -61,7 +61,7 @@ TEST_CASE("a stored delivery is committed before store() reports it, once per id
   auto db = dir.path / "t.db";
   auto inbox = Inbox::open({.path = db.string()});
   REQUIRE(inbox);
-  CHECK((*inbox)->schema_version() == 3);
+  CHECK((*inbox)->schema_version() == 4);
   StoredDelivery d{"github", "id-1", "pull_request", "acme/app", R"({"a":1})"};
   CHECK(store_sync(**inbox, d) == StoreResult::stored);
   // Visible to another connection as soon as store() reported it.
@@ -203,7 +203,7 @@ TEST_CASE("migrations are versioned and applied once", "[inbox]") {
   {
     auto inbox = Inbox::open({.path = path});  // reopening migrates nothing and keeps the data
     REQUIRE(inbox);
-    CHECK((*inbox)->schema_version() == 3);
+    CHECK((*inbox)->schema_version() == 4);
   }
   CHECK(count_rows(path) == 1);
   {
@@ -212,7 +212,7 @@ TEST_CASE("migrations are versioned and applied once", "[inbox]") {
   }
   auto newer = Inbox::open({.path = path});
   REQUIRE_FALSE(newer);
-  CHECK(newer.error().find("schema version 99 but this tollgate knows only 3") != std::string::npos);
+  CHECK(newer.error().find("schema version 99 but this tollgate knows only 4") != std::string::npos);
   auto bad = Inbox::open({.path = (dir.path / "missing-dir" / "t.db").string()});
   REQUIRE_FALSE(bad);
   CHECK(bad.error().find("missing-dir") != std::string::npos);
@@ -235,7 +235,7 @@ TEST_CASE("migration 2 moves normalisation outcomes out of the delivery rows", "
   }
   auto inbox = Inbox::open({.path = path});
   REQUIRE(inbox);
-  CHECK((*inbox)->schema_version() == 3);
+  CHECK((*inbox)->schema_version() == 4);
   CHECK((*inbox)->depth() == 1);
   (*inbox)->stop();
   auto db = sqlite::Db::open(path);

@@ -1,0 +1,33 @@
+-- What the REST API and the dashboard read (docs/api.md), kept next to the runs' state so no
+-- listing has to parse it: each run's release version, and one row per stage of each run with its
+-- status, its rollback and when it ended. service/run_store.cpp writes both with the run.
+
+ALTER TABLE runs ADD COLUMN version TEXT NOT NULL DEFAULT '';  -- release.version, else the short sha
+
+CREATE TABLE run_stages (
+  run_id       TEXT    NOT NULL REFERENCES runs (id),
+  stage        TEXT    NOT NULL,
+  host         TEXT    NOT NULL,
+  repo         TEXT    NOT NULL,
+  pipeline     TEXT    NOT NULL,
+  status       TEXT    NOT NULL,
+  rollback     TEXT    NOT NULL DEFAULT 'none',  -- none | opening | merging | done | failed
+  run_created  INTEGER NOT NULL,
+  finished_at  INTEGER,                          -- when the stage ended (promoted, failed, ...)
+  PRIMARY KEY (run_id, stage)
+) WITHOUT ROWID;
+-- The version in an environment: the newest run whose stage there was promoted (or skipped).
+CREATE INDEX run_stages_current ON run_stages (host, repo, pipeline, stage, status, run_created);
+
+-- Runs of one pipeline newest first (the API's filters), and ended runs for delivery metrics.
+CREATE INDEX runs_by_pipeline_created ON runs (pipeline, created_at);
+CREATE INDEX runs_by_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
+
+-- Runs written by an older tollgate.
+UPDATE runs SET version = COALESCE(
+  (SELECT json_extract(value, '$[1]') FROM json_each(runs.state, '$.release') WHERE json_extract(value, '$[0]') = 'version'),
+  substr(json_extract(runs.state, '$.source.sha'), 1, 7), '');
+INSERT INTO run_stages (run_id, stage, host, repo, pipeline, status, rollback, run_created, finished_at)
+  SELECT r.id, json_extract(s.value, '$.name'), r.host, r.repo, r.pipeline, json_extract(s.value, '$.status'),
+         COALESCE(json_extract(s.value, '$.rollback'), 'none'), r.created_at, json_extract(s.value, '$.finished_at')
+  FROM runs r, json_each(r.state, '$.stages') s;
