@@ -169,6 +169,72 @@ bool has_typo_of(const json& obj, const std::string& key) {
   return false;
 }
 
+void read_api(Reader& r, const json& api, Config& cfg) {
+  if (!api.is_object()) {
+    r.error("/api", "api", "must be a mapping with 'tokens' and 'anonymous_read'");
+    return;
+  }
+  r.known_keys(api, "/api", "'api'", {"anonymous_read", "tokens"});
+  if (auto it = api.find("anonymous_read"); it != api.end()) {
+    if (!it->is_boolean()) {
+      r.error("/api/anonymous_read", "api.anonymous_read", "must be true or false");
+    } else {
+      cfg.api.anonymous_read = it->get<bool>();
+    }
+  }
+  auto tokens = api.find("tokens");
+  if (tokens == api.end()) return;
+  if (!tokens->is_array()) {
+    r.error("/api/tokens", "api.tokens", "must be a list of {name, role, token_file}");
+    return;
+  }
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < tokens->size(); ++i) {
+    const json& t = (*tokens)[i];
+    const std::string ptr = "/api/tokens/" + std::to_string(i);
+    const std::string path = "api.tokens[" + std::to_string(i) + "]";
+    if (!t.is_object()) {
+      r.error(ptr, path, "must be a mapping with 'name', 'role' and 'token_file' (or 'token_env')");
+      continue;
+    }
+    r.known_keys(t, ptr, "an API token", {"name", "role", "token_file", "token_env", "login"});
+    ApiToken token;
+    if (auto name = r.string(t, "name", ptr, path + ".name")) {
+      const bool ok = (*name)[0] != '-' && name->size() <= 64 &&
+                      name->find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") == std::string::npos;
+      if (!ok) r.error(ptr + "/name", path + ".name", "use lower-case letters, digits and '-' (at most 64), e.g. 'dashboard'");
+      if (!names.insert(*name).second) r.error(ptr + "/name", path + ".name", "another token is named '" + *name + "'");
+      token.name = *name;
+    } else if (!t.contains("name")) {
+      r.error(ptr, path, "missing 'name' (it names the token in logs and the audit log)", true);
+    }
+    if (auto role = r.string(t, "role", ptr, path + ".role")) {
+      if (*role != "read" && *role != "operator") {
+        r.error(ptr + "/role", path + ".role",
+                "must be 'read' or 'operator'; got '" + *role + "'" +
+                    pipeline::did_you_mean(*role, std::vector<std::string>{"read", "operator"}));
+      }
+      token.operator_role = *role == "operator";
+    } else if (!t.contains("role")) {
+      r.error(ptr, path, "missing 'role' (read or operator)", true);
+    }
+    if (auto login = r.string(t, "login", ptr, path + ".login")) token.login = *login;
+    auto secret = r.secrets(t, "token", ptr, path, /*several=*/false);
+    if (secret.empty()) {
+      if (!t.contains("token_file") && !t.contains("token_env")) {
+        r.error(ptr, path, "missing 'token_file' or 'token_env' (the token itself never goes in this file)", true);
+      }
+      continue;
+    }
+    if (secret.front().value().size() < 16) {
+      r.error(ptr, path, "the token is shorter than 16 characters; use a random one, e.g. 'openssl rand -hex 32'", true);
+      continue;
+    }
+    token.token = secret.front();
+    cfg.api.tokens.push_back(std::move(token));
+  }
+}
+
 void read_host(Reader& r, const std::string& name, const json& h, const std::string& ptr, Config& cfg) {
   std::string path = "hosts." + name;
   if (!h.is_object()) {
@@ -277,7 +343,7 @@ tl::expected<Config, std::vector<Diagnostic>> parse_config(const std::string& te
     return tl::unexpected(std::vector<Diagnostic>{
         {file, {1, 1}, ProblemKind::semantic, "", "the configuration must be a mapping (listen, database, hosts, ...)"}});
   }
-  r.known_keys(root, "", "the configuration", {"listen", "database", "data_dir", "public_url", "hosts", "intake", "engine"});
+  r.known_keys(root, "", "the configuration", {"listen", "database", "data_dir", "public_url", "hosts", "intake", "engine", "api"});
   if (auto listen = r.string(root, "listen", "", "listen")) {
     auto colon = listen->rfind(':');
     std::string port = colon == std::string::npos ? "" : listen->substr(colon + 1);
@@ -343,6 +409,7 @@ tl::expected<Config, std::vector<Diagnostic>> parse_config(const std::string& te
       if (auto v = r.duration(*it, "probe_interval", "/engine", "engine.probe_interval")) cfg.engine.probe_interval = *v;
     }
   }
+  if (auto it = root.find("api"); it != root.end()) read_api(r, *it, cfg);
   auto hosts = root.find("hosts");
   if (hosts == root.end()) {
     r.error("", "hosts", "missing: name at least one Git host (e.g. 'github:' with its kind and webhook secret)");

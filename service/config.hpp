@@ -61,6 +61,19 @@ struct EngineConfig {
   std::chrono::milliseconds probe_interval{15'000};    // between verify probes
 };
 
+// A named bearer token of the REST API (docs/api.md).
+struct ApiToken {
+  std::string name;          // [a-z0-9][a-z0-9-]*: in logs and the audit log, never the token
+  bool operator_role = false;  // read: GET only; operator: the POST actions too
+  Secret token;
+  std::string login;  // the host login it acts as (permission and teams read from the host); empty: none
+};
+
+struct ApiConfig {
+  bool anonymous_read = false;  // GET /api/v1/... without a token
+  std::vector<ApiToken> tokens;
+};
+
 struct Config {
   std::string file;  // where it was read from
   std::string listen_host = "127.0.0.1";
@@ -71,6 +84,7 @@ struct Config {
   std::map<std::string, HostConfig> hosts;
   IntakeConfig intake;
   EngineConfig engine;
+  ApiConfig api;
 };
 
 // Reads and checks the file; paths inside it are relative to its directory. Secrets are read from

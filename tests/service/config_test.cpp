@@ -107,3 +107,49 @@ TEST_CASE("a host without a webhook secret is refused", "[config]") {
         "t.yaml:2:3: error: 'hosts.github': missing 'webhook_secret_file' or 'webhook_secret_env': deliveries cannot be "
         "verified without it\n");
 }
+
+TEST_CASE("the API's tokens are read from files; their mistakes are reported by key", "[config]") {
+  Dir dir;
+  std::ofstream(dir.path / "secrets/api-read") << "read-0123456789abcdef\n";
+  std::ofstream(dir.path / "secrets/api-ops") << "ops-0123456789abcdef\n";
+  std::ofstream(dir.path / "secrets/short") << "abc\n";
+  const std::string hosts = "hosts:\n  github: {kind: github, webhook_secret_file: secrets/webhook}\n";
+  auto cfg = parse_config(hosts + R"(api:
+  anonymous_read: true
+  tokens:
+    - {name: dashboard, role: read, token_file: secrets/api-read}
+    - {name: alice-cli, role: operator, token_file: secrets/api-ops, login: alice}
+)",
+                          "tollgate.yaml", dir.path.string());
+  INFO((cfg ? std::string() : messages(cfg.error())));
+  REQUIRE(cfg);
+  CHECK(cfg->api.anonymous_read);
+  REQUIRE(cfg->api.tokens.size() == 2);
+  CHECK(cfg->api.tokens[0].name == "dashboard");
+  CHECK_FALSE(cfg->api.tokens[0].operator_role);
+  CHECK(cfg->api.tokens[0].token.value() == "read-0123456789abcdef");
+  CHECK(cfg->api.tokens[1].operator_role);
+  CHECK(cfg->api.tokens[1].login == "alice");
+
+  auto bad = parse_config(hosts + R"(api:
+  anonymous_read: "yes"
+  tokens:
+    - {name: Dash, role: reader, token_file: secrets/api-read}
+    - {name: dash2, role: read, token_file: secrets/short}
+    - {name: dash3, role: read}
+    - {name: dash3, role: read, token_file: secrets/api-ops, tokne: x}
+)",
+                          "tollgate.yaml", dir.path.string());
+  REQUIRE_FALSE(bad);
+  const std::string text = messages(bad.error());
+  CHECK(text.find("'api.anonymous_read': must be true or false") != std::string::npos);
+  CHECK(text.find("'api.tokens[0].name': use lower-case letters") != std::string::npos);
+  CHECK(text.find("'api.tokens[0].role': must be 'read' or 'operator'; got 'reader'") != std::string::npos);
+  CHECK(text.find("'api.tokens[1]': the token is shorter than 16 characters") != std::string::npos);
+  CHECK(text.find("'api.tokens[2]': missing 'token_file' or 'token_env'") != std::string::npos);
+  CHECK(text.find("another token is named 'dash3'") != std::string::npos);
+  CHECK(text.find("unknown key 'tokne' in an API token") != std::string::npos);
+  // A token never appears in a message.
+  CHECK(text.find("0123456789abcdef") == std::string::npos);
+  CHECK(text.find("abc\n") == std::string::npos);
+}
