@@ -219,7 +219,7 @@ struct EngineService::Impl {
   // Applies one input to one run and saves what changed. Errors are SQLite's (the transaction
   // rolls back); a run that cannot be read is logged and left alone, so it cannot hold up others.
   std::string apply_to_run(sqlite::Db& db, const std::string& run_id, const pipeline::Input& input,
-                           const std::string& key, bool* scheduled = nullptr) {
+                           const std::string& key, bool* scheduled = nullptr, std::string* refused = nullptr) {
     auto rec = runs::load_run(db, run_id);
     if (!rec) {
       log::error("run cannot be read", {{"run", run_id}, {"error", rec.error()}});
@@ -230,6 +230,7 @@ struct EngineService::Impl {
     const pipeline::Pipeline* def = pipeline_of(**rec, holder);
     if (!def) return {};
     const auto step = pipeline::apply(*def, (*rec)->state, input, context_for((*rec)->host));
+    if (refused) *refused = step.refused;
     if (step.run == (*rec)->state && step.transitions.empty() && step.jobs.empty()) {
       // An ended run (commands like /retry and /rollback still reach it through the engine).
       if (pipeline::is_terminal((*rec)->state.status)) return audit_late_pr_event(db, **rec, *def, input, key);
@@ -328,6 +329,39 @@ struct EngineService::Impl {
 
   enum class Fetch { ok, none, retry };
 
+  // A run of `def` for `source`: its release values rendered. Nothing when one does not render
+  // (logged: the file's author has to fix the template).
+  std::optional<NewRun> make_new_run(const std::string& host_name, const EngineHost& host, const pipeline::Pipeline& def,
+                                     const std::string& text, pipeline::SourceFacts source) {
+    NewRun run;
+    run.pipeline = def.name;
+    run.definition = text;
+    run.source = std::move(source);
+    const auto& src = run.source;
+    json vars = {{"source",
+                  {{"host", host_name},
+                   {"repo", src.repo},
+                   {"branch", src.branch},
+                   {"sha", src.sha},
+                   {"short_sha", src.sha.substr(0, 7)},
+                   {"pr", src.pr},
+                   {"pr_title", src.title},
+                   {"pr_url", host.pr_url && src.pr > 0 ? host.pr_url(src.repo, src.pr) : std::string{}},
+                   {"author", src.author}}},
+                 {"pipeline", {{"name", def.name}}}};
+    for (const auto& [key, tmpl] : def.release) {
+      auto value = templates::render(tmpl, vars);
+      if (!value) {
+        log::error("release value does not render: no run started",
+                   {{"repo", src.repo}, {"pipeline", def.name}, {"value", key}, {"error", value.error()}});
+        return std::nullopt;
+      }
+      run.release.emplace_back(key, *value);
+      vars["release"][key] = *value;
+    }
+    return run;
+  }
+
   Fetch prepare_trigger(const std::string& host_name, EngineHost& host, const SourceTrigger& trigger,
                         const webhooks::Event& event, std::vector<NewRun>& out) {
     auto text = host.api->read_file(host::RepoRef{owner_of(trigger.repo), name_of(trigger.repo)}, options.pipeline_file,
@@ -394,34 +428,8 @@ struct EngineService::Impl {
         if (p.name == name) def = &p;
       }
       if (!def) continue;
-      NewRun run;
-      run.pipeline = name;
-      run.definition = **text;
-      run.source = pipeline::SourceFacts{trigger.repo, trigger.event.branch, trigger.sha, trigger.pr, author, title};
-      json vars = {{"source",
-                    {{"host", host_name},
-                     {"repo", trigger.repo},
-                     {"branch", trigger.event.branch},
-                     {"sha", trigger.sha},
-                     {"short_sha", trigger.sha.substr(0, 7)},
-                     {"pr", trigger.pr},
-                     {"pr_title", title},
-                     {"pr_url", host.pr_url ? host.pr_url(trigger.repo, trigger.pr) : std::string{}},
-                     {"author", run.source.author}}},
-                   {"pipeline", {{"name", name}}}};
-      bool ok = true;
-      for (const auto& [key, tmpl] : def->release) {
-        auto value = templates::render(tmpl, vars);
-        if (!value) {
-          log::error("release value does not render: no run started",
-                     {{"repo", trigger.repo}, {"pipeline", name}, {"value", key}, {"error", value.error()}});
-          ok = false;
-          break;
-        }
-        run.release.emplace_back(key, *value);
-        vars["release"][key] = *value;
-      }
-      if (ok) out.push_back(std::move(run));
+      pipeline::SourceFacts source{trigger.repo, trigger.event.branch, trigger.sha, trigger.pr, author, title};
+      if (auto run = make_new_run(host_name, host, *def, **text, std::move(source))) out.push_back(std::move(*run));
     }
     return Fetch::ok;
   }
@@ -964,6 +972,159 @@ struct EngineService::Impl {
       if (!sleep_until(seen, until)) return;
     }
   }
+
+  // ------------------------------------------------------------------------------------------
+  // The REST API's actions and manual triggers (service/api.cpp calls these off the I/O threads).
+
+  static bool transient(const host::HostError& e) {
+    return e.kind == host::HostError::Kind::transient || e.kind == host::HostError::Kind::rate_limited;
+  }
+
+  // The actor's facts as for a comment: permission on `repo`, membership of the teams `stage`'s
+  // gate names. A token without login acts with write access and no teams.
+  tl::expected<pipeline::ActorFacts, ApiOutcome> api_facts(EngineHost& host, const ApiActor& actor, const std::string& repo,
+                                                           const pipeline::Stage* stage) {
+    pipeline::ActorFacts facts;
+    if (actor.login.empty()) {
+      facts.login = "api:" + actor.token;
+      facts.permission = pipeline::ActorFacts::Permission::write;
+      return facts;
+    }
+    facts.login = actor.login;
+    auto perm = host.api->user_permission(host::RepoRef{owner_of(repo), name_of(repo)}, actor.login);
+    if (!perm) {
+      if (transient(perm.error())) {
+        return tl::unexpected(ApiOutcome{ApiOutcome::Kind::unavailable,
+                                         "cannot read @" + actor.login + "'s permission on " + repo + " from the host: " +
+                                             perm.error().message + "; retry later"});
+      }
+      log::warn("cannot read an API actor's permission: treated as none",
+                {{"repo", repo}, {"login", actor.login}, {"error", perm.error().message}});
+    } else {
+      facts.permission = to_actor_permission(*perm);
+    }
+    if (stage) {
+      for (const auto& [org, team] : gate_teams(*stage)) {
+        auto member = host.api->is_team_member(org, team, actor.login);
+        if (!member) {
+          if (transient(member.error())) {
+            return tl::unexpected(ApiOutcome{ApiOutcome::Kind::unavailable,
+                                             "cannot read the members of @" + org + "/" + team + " from the host: " +
+                                                 member.error().message + "; retry later"});
+          }
+          continue;
+        }
+        if (*member) facts.teams.push_back("@" + org + "/" + team);
+      }
+    }
+    return facts;
+  }
+
+  ApiOutcome act(const std::string& run_id, pipeline::ApiAction action, const ApiActor& actor, const std::string& key) {
+    using K = ApiOutcome::Kind;
+    auto rdb = sqlite::Db::open(options.database);
+    if (!rdb) return {K::failed, "cannot open the database: " + rdb.error().message};
+    auto rec = runs::load_run(*rdb, run_id);
+    if (!rec) return {K::failed, rec.error()};
+    if (!*rec) return {K::not_found, "no run '" + run_id + "'"};
+    std::shared_ptr<const pipeline::PipelineFile> holder;
+    const pipeline::Pipeline* def = pipeline_of(**rec, holder);
+    if (!def) return {K::failed, "run '" + run_id + "': its pinned pipeline file does not load"};
+    const pipeline::Stage* stage = nullptr;
+    if (action.kind != pipeline::ApiAction::Kind::abort) {
+      stage = def->stage(action.stage);
+      if (!stage) return {K::not_found, "run '" + run_id + "' has no stage '" + action.stage + "'"};
+    }
+    auto host_it = hosts.find((*rec)->host);
+    if (host_it == hosts.end() || !host_it->second.api) {
+      return {K::unavailable, "host '" + (*rec)->host + "' has no API token configured: its runs cannot be acted on"};
+    }
+    auto facts = api_facts(host_it->second, actor, stage ? stage->repo : (*rec)->repo, stage);
+    if (!facts) return facts.error();
+    action.actor = facts->login;
+    action.facts = std::move(*facts);
+    if (!actor.login.empty()) action.via = "api:" + actor.token;
+    std::string refused;
+    bool scheduled = false;
+    bool repeated = false;
+    const std::string input_key = "api:" + key;
+    auto err = inbox.transact_sync([&](sqlite::Db& db) -> std::string {
+      auto fresh = runs::try_consume(db, input_key, now_ms());
+      if (!fresh) return fresh.error();
+      if (!*fresh) {
+        repeated = true;
+        return {};
+      }
+      if (auto e = apply_to_run(db, run_id, action, input_key, &scheduled, &refused); !e.empty()) return e;
+      return refused.empty() ? std::string{} : std::string("refused");  // a refusal consumes nothing
+    });
+    if (!refused.empty()) return {K::refused, refused};
+    if (!err.empty()) {
+      log::error("API action not applied", {{"run", run_id}, {"error", err}});
+      return {K::failed, "the action could not be saved: " + err};
+    }
+    if (scheduled) nudge_workers();
+    log::info("API action", {{"run", run_id},
+                             {"stage", action.stage},
+                             {"token", actor.token},
+                             {"actor", action.actor},
+                             {"repeated", repeated}});
+    return {K::done, {}};
+  }
+
+  ApiOutcome trigger(const std::string& host_name, const std::string& repo, const std::string& sha,
+                     const std::string& branch, const std::string& pipeline_name, const ApiActor& actor) {
+    using K = ApiOutcome::Kind;
+    auto host_it = hosts.find(host_name);
+    if (host_it == hosts.end() || !host_it->second.api) {
+      return {K::not_found, "no host '" + host_name + "' with an API token is configured"};
+    }
+    auto& host = host_it->second;
+    auto text = host.api->read_file(host::RepoRef{owner_of(repo), name_of(repo)}, options.pipeline_file, sha);
+    if (!text) {
+      if (transient(text.error())) return {K::unavailable, "cannot read " + options.pipeline_file + ": " + text.error().message};
+      return {K::not_found, "cannot read " + options.pipeline_file + " of " + repo + " at " + sha + ": " + text.error().message};
+    }
+    if (!*text) return {K::not_found, repo + " has no " + options.pipeline_file + " at " + sha};
+    std::string error;
+    auto file = parse_definition(**text, &error);
+    if (!file) return {K::refused, options.pipeline_file + " of " + repo + " at " + sha.substr(0, 7) + " has errors: " + error};
+    std::vector<NewRun> new_runs;
+    std::vector<std::string> names;
+    for (const auto& p : file->pipelines) {
+      names.push_back(p.name);
+      if (!pipeline_name.empty() && p.name != pipeline_name) continue;
+      const std::string author = actor.login.empty() ? "api:" + actor.token : actor.login;
+      auto run = make_new_run(host_name, host, p, **text, pipeline::SourceFacts{repo, branch, sha, 0, author, ""});
+      if (!run) return {K::refused, "pipeline '" + p.name + "': a release value does not render (see the log)"};
+      new_runs.push_back(std::move(*run));
+    }
+    if (new_runs.empty()) {
+      std::string known;
+      for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
+      return {K::not_found, "the pipeline file of " + repo + " at " + sha.substr(0, 7) + " has no pipeline '" + pipeline_name +
+                                "' (it has: " + known + ")"};
+    }
+    ApiOutcome out;
+    for (const auto& nr : new_runs) out.runs.push_back(make_run_id(host_name, repo, nr.pipeline, sha));
+    bool scheduled = false;
+    auto err = inbox.transact_sync([&](sqlite::Db& db) -> std::string {
+      for (const auto& id : out.runs) {
+        auto existing = runs::load_run(db, id);
+        if (!existing) return existing.error();
+        if (!*existing) out.created = true;
+      }
+      const std::string key = "api:trigger:" + host_name + ":" + repo + ":" + sha + ":" + pipeline_name;
+      return start_runs(db, host_name, new_runs, key, &scheduled);
+    });
+    if (!err.empty()) {
+      log::error("manual trigger not applied", {{"repo", repo}, {"sha", sha}, {"error", err}});
+      return {K::failed, "the runs could not be saved: " + err};
+    }
+    if (scheduled) nudge_workers();
+    log::info("runs triggered by the API", {{"repo", repo}, {"sha", sha}, {"token", actor.token}, {"created", out.created}});
+    return out;
+  }
 };
 
 EngineService::EngineService(EngineServiceOptions options, Inbox& inbox, std::map<std::string, EngineHost> hosts,
@@ -1028,6 +1189,16 @@ std::string EngineService::metrics_text() const {
   counter("tollgate_jobs_retried_total", "Job attempts that failed and will be retried.", s.jobs_retried);
   counter("tollgate_jobs_failed_total", "Jobs that failed for good.", s.jobs_failed);
   return out;
+}
+
+ApiOutcome EngineService::act(const std::string& run_id, pipeline::ApiAction action, const ApiActor& actor,
+                              const std::string& idempotency_key) {
+  return impl_->act(run_id, std::move(action), actor, idempotency_key);
+}
+
+ApiOutcome EngineService::trigger(const std::string& host, const std::string& repo, const std::string& sha,
+                                  const std::string& branch, const std::string& pipeline, const ApiActor& actor) {
+  return impl_->trigger(host, repo, sha, branch, pipeline, actor);
 }
 
 EngineStats EngineService::stats() const {

@@ -71,6 +71,20 @@ struct EngineStats {
   std::uint64_t jobs_failed = 0;
 };
 
+// Who asks for an API action: the token's name, and the host login it acts as (may be empty).
+struct ApiActor {
+  std::string token;
+  std::string login;
+};
+
+// What became of an API action or trigger.
+struct ApiOutcome {
+  enum class Kind { done, not_found, refused, unavailable, failed } kind = Kind::done;
+  std::string message{};             // not done: why (refused: the engine's reason)
+  std::vector<std::string> runs{};   // trigger: the runs of that commit
+  bool created = false;              // trigger: at least one run was started now
+};
+
 class EngineService {
  public:
   EngineService(EngineServiceOptions options, Inbox& inbox, std::map<std::string, EngineHost> hosts,
@@ -82,6 +96,17 @@ class EngineService {
   void start();
   void nudge();  // new normalised deliveries, or new jobs
   void stop();   // finishes the job or event in hand
+
+  // A stage or run action of the REST API, applied once per `idempotency_key` (a repeat is done
+  // and changes nothing). With a login, the actor's permission and teams are read from the host
+  // and the comment commands' rules apply; without, the token acts as "api:<name>" with write
+  // access.
+  [[nodiscard]] ApiOutcome act(const std::string& run_id, pipeline::ApiAction action, const ApiActor& actor,
+                               const std::string& idempotency_key);
+  // Starts the runs of `repo`'s pipeline file at `sha` (all its pipelines, or the one named) as if
+  // it had just been merged into `branch`. Runs that exist for that commit are not started again.
+  [[nodiscard]] ApiOutcome trigger(const std::string& host, const std::string& repo, const std::string& sha,
+                                   const std::string& branch, const std::string& pipeline, const ApiActor& actor);
 
   [[nodiscard]] EngineStats stats() const;
   // Prometheus text: runs by status and jobs by state (counted at most once a second, off the

@@ -17,11 +17,14 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
 #include "pipeline/duration.hpp"
+#include "service/api.hpp"
 #include "service/log.hpp"
 
 namespace tollgate::service {
@@ -102,6 +105,7 @@ http::response<http::string_body> to_beast(HttpResponse& r, unsigned version, bo
   res.set(http::field::server, "tollgate");
   res.set(http::field::content_type, r.content_type);
   if (!r.allow.empty()) res.set(http::field::allow, r.allow);
+  for (const auto& [name, value] : r.headers) res.set(name, value);
   res.body() = std::move(r.body);
   res.keep_alive(keep_alive);
   res.prepare_payload();
@@ -127,12 +131,16 @@ struct HttpServer::Impl {
   }
   static constexpr std::chrono::milliseconds kSweepEvery{50};
 
-  Impl(const Config& c, Intake& i)
-      : config(c), intake(i), acceptor(io), signals(io, SIGINT, SIGTERM), shutdown_strand(asio::make_strand(io)),
+  Impl(const Config& c, Intake& i, Api* a)
+      : config(c), intake(i), api(a), acceptor(io), signals(io, SIGINT, SIGTERM), shutdown_strand(asio::make_strand(io)),
         drain_timer(shutdown_strand) {}
 
   const Config& config;
   Intake& intake;
+  Api* api;
+  // The API reads the store and waits for the engine: never on the I/O threads, which answer
+  // webhooks.
+  asio::thread_pool api_pool{2};
   asio::io_context io;
   tcp::acceptor acceptor;
   asio::signal_set signals;
@@ -184,6 +192,46 @@ struct HttpServer::Impl {
         }
         if (--active == 0 && draining) asio::post(shutdown_strand, [this] { drain_timer.cancel(); });
       });
+    }
+  }
+
+  // GET /api/v1/events: server-sent events of the audit log, polled from the store every 500 ms
+  // (so it shows what any writer committed), a keep-alive comment every 15 s. Ends when the
+  // client goes away, a write times out, or the server stops.
+  asio::awaitable<void> stream_events(const std::shared_ptr<Session>& session, HttpRequest& request, unsigned version) {
+    std::int64_t after = 0;
+    auto refused = co_await asio::co_spawn(
+        api_pool,
+        [this, &request, &after]() -> asio::awaitable<std::optional<HttpResponse>> { co_return api->open_stream(request, after); },
+        asio::use_awaitable);
+    if (refused) {
+      intake.api_answered(request.target, refused->status);
+      co_await write(session, std::move(*refused), version, false);
+      co_return;
+    }
+    intake.api_answered(request.target, 200);
+    std::string out =
+        "HTTP/1.1 200 OK\r\nServer: tollgate\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+        "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 2000\n\n";
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    auto last_write = std::chrono::steady_clock::now();
+    while (true) {
+      if (!out.empty()) {
+        auto [ec, timed_out] =
+            co_await within(session, config.intake.body_timeout, asio::async_write(session->stream.socket(), asio::buffer(out), as_tuple_awaitable));
+        if (ec) co_return;
+        last_write = std::chrono::steady_clock::now();
+        out.clear();
+      }
+      timer.expires_after(std::chrono::milliseconds(500));
+      (void)co_await timer.async_wait(as_tuple_awaitable);
+      if (draining) co_return;
+      auto frames = co_await asio::co_spawn(
+          api_pool, [this, &after]() -> asio::awaitable<std::optional<std::string>> { co_return api->events_after(after); },
+          asio::use_awaitable);
+      if (!frames) co_return;  // the store cannot be read: the client reconnects with Last-Event-ID
+      out = std::move(*frames);
+      if (out.empty() && std::chrono::steady_clock::now() - last_write >= std::chrono::seconds(15)) out = ": keep-alive\n\n";
     }
   }
 
@@ -316,6 +364,18 @@ struct HttpServer::Impl {
       HttpResponse response;
       if (auto* ready = std::get_if<HttpResponse>(&routed)) {
         response = std::move(*ready);
+      } else if (std::holds_alternative<ApiCall>(routed)) {
+        if (api == nullptr) {
+          response = json_response(404, "error", "this server has no API");
+        } else if (Api::is_event_stream(target)) {
+          co_await stream_events(session, request, req.version());
+          break;  // the stream ends with the connection
+        } else {
+          response = co_await asio::co_spawn(
+              api_pool, [this, &request]() -> asio::awaitable<HttpResponse> { co_return api->handle(request); },
+              asio::use_awaitable);
+        }
+        intake.api_answered(target, response.status);
       } else {
         auto& job = std::get<StoreJob>(routed);
         // Compressed here, on the I/O threads, so the single inbox writer only copies bytes.
@@ -385,7 +445,8 @@ struct HttpServer::Impl {
   }
 };
 
-HttpServer::HttpServer(const Config& config, Intake& intake) : impl_(std::make_unique<Impl>(config, intake)) {}
+HttpServer::HttpServer(const Config& config, Intake& intake, Api* api)
+    : impl_(std::make_unique<Impl>(config, intake, api)) {}
 HttpServer::~HttpServer() = default;
 
 tl::expected<std::uint16_t, std::string> HttpServer::listen() {

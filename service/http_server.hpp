@@ -13,9 +13,12 @@
 
 namespace tollgate::service {
 
+class Api;
+
 class HttpServer {
  public:
-  HttpServer(const Config& config, Intake& intake);
+  // `api` (may be null: no API, no dashboard) answers /api/v1 and / on a pool of its own threads.
+  HttpServer(const Config& config, Intake& intake, Api* api = nullptr);
   ~HttpServer();
 
   // Binds and listens; returns the bound port (config port 0 picks a free one) or an error.

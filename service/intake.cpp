@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "service/api.hpp"
 #include "service/log.hpp"
 
 namespace tollgate::service {
@@ -43,7 +44,7 @@ Intake::Intake(const Config& config, Inbox& inbox, Metrics& metrics) : inbox_(in
   }
 }
 
-std::variant<HttpResponse, StoreJob> Intake::route(HttpRequest& request) {
+std::variant<HttpResponse, StoreJob, ApiCall> Intake::route(HttpRequest& request) {
   std::string_view path = request.target;
   path = path.substr(0, path.find('?'));
   auto only = [&](const char* method, const char* route) -> std::optional<HttpResponse> {
@@ -74,11 +75,17 @@ std::variant<HttpResponse, StoreJob> Intake::route(HttpRequest& request) {
     if (auto r = only("POST", "/hooks/{host}")) return *r;
     return hook(std::string(path.substr(7)), request);
   }
+  if (Api::owns(path)) return ApiCall{};
   metrics_.http_request("other", 404);
-  return json_response(404, "error", "no such endpoint; webhooks go to POST /hooks/<host>");
+  return json_response(404, "error", "no such endpoint; webhooks go to POST /hooks/<host>, the API is under /api/v1");
 }
 
-std::variant<HttpResponse, StoreJob> Intake::hook(const std::string& host_name, HttpRequest& request) {
+void Intake::api_answered(std::string_view target, int status) {
+  target = target.substr(0, target.find('?'));
+  metrics_.http_request(target.substr(0, 5) == "/api/" ? "/api/v1" : "/", status);
+}
+
+std::variant<HttpResponse, StoreJob, ApiCall> Intake::hook(const std::string& host_name, HttpRequest& request) {
   auto it = receivers_.find(host_name);
   if (it == receivers_.end()) {
     // Labels only from configuration and known event types: unauthenticated input must not be

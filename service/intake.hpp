@@ -7,7 +7,9 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
+#include <vector>
 
 #include "service/config.hpp"
 #include "service/inbox.hpp"
@@ -28,7 +30,12 @@ struct HttpResponse {
   std::string content_type = "application/json";
   std::string body;
   std::string allow{};  // the Allow header of a 405
+  std::vector<std::pair<std::string, std::string>> headers{};  // any others (WWW-Authenticate, Cache-Control...)
 };
+
+// A request for the REST API or the dashboard (service/api.hpp), which the server answers off its
+// I/O threads.
+struct ApiCall {};
 
 struct StoreJob {
   std::string host;
@@ -40,7 +47,10 @@ class Intake {
   Intake(const Config& config, Inbox& inbox, Metrics& metrics);
 
   // Takes the request's body (into the StoreJob, when there is one).
-  [[nodiscard]] std::variant<HttpResponse, StoreJob> route(HttpRequest& request);
+  [[nodiscard]] std::variant<HttpResponse, StoreJob, ApiCall> route(HttpRequest& request);
+
+  // Counts an answer of the API or the dashboard.
+  void api_answered(std::string_view target, int status);
 
   // The answer to a stored (or duplicate, or failed) delivery, counted (the inbox logs it).
   [[nodiscard]] HttpResponse finish(const StoreJob& job, StoreResult result,
@@ -52,7 +62,7 @@ class Intake {
   [[nodiscard]] Inbox& inbox() { return inbox_; }
 
  private:
-  std::variant<HttpResponse, StoreJob> hook(const std::string& host_name, HttpRequest& request);
+  std::variant<HttpResponse, StoreJob, ApiCall> hook(const std::string& host_name, HttpRequest& request);
 
   std::map<std::string, webhooks::ReceiverConfig> receivers_;
   Inbox& inbox_;

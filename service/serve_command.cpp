@@ -4,6 +4,7 @@
 #include <iostream>
 #include <thread>
 
+#include "service/api.hpp"
 #include "service/config.hpp"
 #include "service/engine_service.hpp"
 #include "service/git/git_writer.hpp"
@@ -134,13 +135,7 @@ int run_serve(const std::string& config_path, unsigned threads) {
   }
   Metrics metrics;
   Intake intake(*config, **inbox, metrics);
-  HttpServer server(*config, intake);
-  auto port = server.listen();
-  if (!port) {
-    log::error("cannot start", {{"error", port.error()}});
-    return 2;
-  }
-  // The promotion engine: host API clients, the git writer, job workers.
+  // The engine's parts, before the server: the API acts through the engine.
   host::HttpClient api_client;
   auto clients = make_host_clients(*config, api_client);
   git::GitWriter writer(git::GitWriterOptions{.data_dir = config->data_dir});
@@ -158,7 +153,25 @@ int run_serve(const std::string& config_path, unsigned threads) {
   engine_options.engine.merge_retry = secs(config->engine.merge_retry);
   engine_options.engine.probe_interval = secs(config->engine.probe_interval);
   EngineService engine(engine_options, **inbox, clients.engine, &writer);
+  ApiOptions api_options;
+  api_options.database = config->database;
+  api_options.config = config->api;
+  api_options.engine = &engine;
+  api_options.zones = &zones;
+  for (const auto& [name, _] : config->hosts) api_options.hosts.push_back(name);
+  api_options.pr_url = [&clients](const std::string& host, const std::string& repo, std::int64_t pr) {
+    auto it = clients.engine.find(host);
+    return it != clients.engine.end() && it->second.pr_url ? it->second.pr_url(repo, pr) : std::string{};
+  };
+  Api api(api_options);
+  HttpServer server(*config, intake, &api);
+  auto port = server.listen();
+  if (!port) {
+    log::error("cannot start", {{"error", port.error()}});
+    return 2;
+  }
   metrics.add_source([&engine] { return engine.metrics_text(); });
+  metrics.add_source([&api] { return api.metrics_text(); });
   normalizer.on_recorded([&engine] { engine.nudge(); });
   normalizer.start(**inbox);
   engine.start();
@@ -172,6 +185,8 @@ int run_serve(const std::string& config_path, unsigned threads) {
                           {"schema_version", (*inbox)->schema_version()},
                           {"synchronous", config->intake.sqlite_synchronous},
                           {"threads", threads},
+                          {"api_tokens", config->api.tokens.size()},
+                          {"anonymous_read", config->api.anonymous_read},
                           {"hosts", hosts}});
   server.run(threads);
   normalizer.stop();  // finishes the batch in hand (its outcomes go through the inbox writer)

@@ -56,8 +56,9 @@ export async function startGithost(t) {
 }
 
 // Writes tollgate.yaml for one GitHub-kind host at the test host; returns its path.
-// `engine`: the config's engine section (e.g. {resync_interval: "2s"}).
-export function writeConfig(dir, { apiUrl, token, kind = "github", name = "github", engine }) {
+// `engine`: the config's engine section (e.g. {resync_interval: "2s"}); `api`: its api section
+// (docs/api.md: anonymous_read, tokens).
+export function writeConfig(dir, { apiUrl, token, kind = "github", name = "github", engine, api }) {
   fs.writeFileSync(path.join(dir, "webhook.secret"), WEBHOOK_SECRET + "\n");
   fs.writeFileSync(path.join(dir, "token"), token + "\n");
   const config = {
@@ -68,6 +69,7 @@ export function writeConfig(dir, { apiUrl, token, kind = "github", name = "githu
     hosts: { [name]: { kind, api_url: apiUrl, webhook_secret_file: "webhook.secret", token_file: "token", repos: ["acme/*"] } },
   };
   if (engine) config.engine = engine;
+  if (api) config.api = api;
   const file = path.join(dir, "tollgate.yaml");
   fs.writeFileSync(file, YAML.stringify(config));
   return file;
@@ -171,12 +173,13 @@ export async function seed(admin, { pipeline, envRepos = ["env-dev"] }) {
 }
 
 // The whole world for one test: the test host, tollgate's account, tollgate serve (webhooks
-// pointed at it), and seed(); `engine`: the config's engine section. Returns {dir, admin, info, tollgate, bot, alice, bob, carol}.
-export async function startWorld(t, { pipeline, envRepos, engine } = {}) {
+// pointed at it), and seed(); `engine`, `api`: the config's sections of those names (token files
+// named in `api` must exist before the call). Returns {dir, admin, info, tollgate, bot, alice, bob, carol}.
+export async function startWorld(t, { pipeline, envRepos, engine, api } = {}) {
   const dir = tempDir(t);
   const { admin, info } = await startGithost(t);
   const bot = await admin("POST", "/users", { login: "tollgate-bot", x_access_token: true });
-  writeConfig(dir, { apiUrl: info.api_url, token: bot.token, engine });
+  writeConfig(dir, { apiUrl: info.api_url, token: bot.token, engine, api });
   const tollgate = await startTollgate(t, dir);
   await admin("PUT", "/webhook", { url: `http://127.0.0.1:${tollgate.port}/hooks/github`, secret: WEBHOOK_SECRET });
   const people = await seed(admin, { pipeline, envRepos });

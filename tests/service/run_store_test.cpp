@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pipeline/engine.hpp"
+#include "service/api.hpp"
 #include "service/inbox.hpp"
 #include "service/run_store.hpp"
 #include "service/sqlite.hpp"
@@ -50,7 +51,7 @@ struct Store {
     REQUIRE(db->exec("PRAGMA foreign_keys=ON"));
     auto v = migrate(*db);
     REQUIRE(v);
-    CHECK(*v == 3);
+    CHECK(*v == 4);
     return std::move(*db);
   }
   std::int64_t count(const std::string& sql) {
@@ -203,10 +204,10 @@ TEST_CASE("migration 3 applies to a database at version 2 and keeps its deliveri
   REQUIRE(db);
   auto v = migrate(*db);
   REQUIRE(v);
-  CHECK(*v == 3);
+  CHECK(*v == 4);
   auto again = migrate(*db);
   REQUIRE(again);
-  CHECK(*again == 3);
+  CHECK(*again == 4);
   auto q = db->prepare("SELECT delivery_id || ' ' || state || ' ' || body FROM inbox ORDER BY id");
   REQUIRE(q);
   std::vector<std::string> rows;
@@ -728,4 +729,147 @@ TEST_CASE("a stage's status updates do not hold its promotion back, and keep the
   CHECK(keys(claim(s.db, t, "w4", 30s, 5)).empty());  // status:2 is behind merge:1 (and sticky:1)
   REQUIRE(runs::complete_job(s.db, merge.jobs.at(0).id, "w1", t));
   CHECK(keys(claim(s.db, t, "w5", 30s, 5)).empty());  // ... and still behind sticky:1
+}
+
+TEST_CASE("the API's version column and stage rows follow the run's state", "[run_store]") {
+  Store s;
+  Run run(s.db, "r1");
+  CHECK(s.text("SELECT version FROM runs WHERE id = 'r1'") == "abc1234");
+  CHECK(s.count("SELECT COUNT(*) FROM run_stages WHERE run_id = 'r1'") == 2);
+  CHECK(s.text("SELECT status FROM run_stages WHERE run_id = 'r1' AND stage = 'dev'") == "preparing");
+  CHECK(s.text("SELECT status FROM run_stages WHERE run_id = 'r1' AND stage = 'qa'") == "waiting");
+  CHECK(s.text("SELECT pipeline || ' ' || repo || ' ' || host FROM run_stages WHERE stage = 'qa'") ==
+        "payments acme/payments github");
+  run.now += 5s;
+  run.in(s.db, prepared("dev", sha('h')), "job:1");
+  run.in(s.db, opened("dev", 11, sha('h')), "job:2");
+  CHECK(s.text("SELECT status FROM run_stages WHERE run_id = 'r1' AND stage = 'dev'") ==
+        to_string(run.state.stage("dev")->status));
+  run.now += 1min;
+  run.in(s.db, ApiAction{ApiAction::Kind::abort, "", "alice", "stop"}, "api:abort");
+  CHECK(s.text("SELECT status FROM run_stages WHERE run_id = 'r1' AND stage = 'qa'") == "aborted");
+  CHECK(s.text("SELECT finished_at FROM run_stages WHERE run_id = 'r1' AND stage = 'qa'") ==
+        std::to_string((kT0 + 5s + 1min).time_since_epoch().count()));
+}
+
+TEST_CASE("migration 4 fills the API's columns for runs an older tollgate wrote", "[run_store]") {
+  TempDir dir;
+  const std::string path = (dir.path / "old.db").string();
+  {
+    auto db = sqlite::Db::open(path);
+    REQUIRE(db);
+    REQUIRE(db->exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"));
+    for (const char* m : {"0001_inbox.sql", "0002_outcomes.sql", "0003_engine.sql"}) {
+      REQUIRE(db->exec(std::string(tollgate_migrations::embedded(m))));
+    }
+    REQUIRE(db->exec("INSERT INTO schema_migrations VALUES (1, '0001_inbox.sql', 0), (2, '0002_outcomes.sql', 0), "
+                     "(3, '0003_engine.sql', 0)"));
+    // One run with a release version, one without (the short sha stands in).
+    for (const bool versioned : {true, false}) {
+      const std::string id = versioned ? "v1" : "v2";
+      auto state = make_run(two_stages(), id, SourceFacts{"acme/payments", "main", sha('e'), 7, "dave"},
+                            versioned ? std::vector<std::pair<std::string, std::string>>{{"version", "1.2.3"}}
+                                      : std::vector<std::pair<std::string, std::string>>{},
+                            kT0);
+      state.stages[0].status = StageStatus::promoted;
+      state.stages[0].finished_at = kT0 + 1min;
+      auto ins = db->prepare("INSERT INTO runs (id, host, repo, pipeline, status, definition, definition_sha, state, "
+                             "created_at, updated_at) VALUES (?, 'github', 'acme/payments', 'payments', 'running', '', '', ?, ?, ?)");
+      REQUIRE(ins);
+      ins->bind(1, id).bind(2, nlohmann::json(state).dump());
+      ins->bind(3, kT0.time_since_epoch().count()).bind(4, kT0.time_since_epoch().count());
+      REQUIRE(ins->step());
+    }
+  }
+  auto db = sqlite::Db::open(path);
+  REQUIRE(db);
+  auto v = migrate(*db);
+  REQUIRE(v);
+  CHECK(*v == 4);
+  auto q = db->prepare("SELECT r.id, r.version, s.stage, s.status, COALESCE(s.finished_at, 0) FROM runs r "
+                       "JOIN run_stages s ON s.run_id = r.id ORDER BY r.id, s.stage");
+  REQUIRE(q);
+  std::vector<std::string> rows;
+  while (true) {
+    auto row = q->step();
+    REQUIRE(row);
+    if (!*row) break;
+    rows.push_back(q->text(0) + " " + q->text(1) + " " + q->text(2) + " " + q->text(3) + " " + std::to_string(q->int64(4)));
+  }
+  const std::string done = std::to_string((kT0 + 1min).time_since_epoch().count());
+  CHECK(rows == std::vector<std::string>{"v1 1.2.3 dev promoted " + done, "v1 1.2.3 qa waiting 0",
+                                         "v2 eeeeeee dev promoted " + done, "v2 eeeeeee qa waiting 0"});
+}
+
+TEST_CASE("delivery metrics: deployments, lead times, change failures and time to restore per pipeline", "[api]") {
+  Store s;
+  // A run that ended `status` at `finished`, every stage with it; `rolled_back`: qa was rolled back.
+  auto add = [&](const std::string& id, TimePoint created, TimePoint finished, RunStatus status, bool rolled_back = false) {
+    auto rec = record(two_stages(), id, created);
+    rec.state.status = status;
+    rec.state.finished_at = finished;
+    for (auto& st : rec.state.stages) {
+      st.status = status == RunStatus::succeeded ? StageStatus::promoted : StageStatus::failed;
+      st.finished_at = finished;
+    }
+    if (rolled_back) rec.state.stages[1].rollback = RollbackPhase::done;
+    REQUIRE(runs::insert_run(s.db, rec));
+  };
+  add("old", kT0 - 48h, kT0 - 47h, RunStatus::succeeded);         // before the window
+  add("r1", kT0, kT0 + 1h, RunStatus::succeeded);                  // lead 1 h
+  add("r2", kT0 + 1h, kT0 + 2h, RunStatus::failed);                // a failed change...
+  add("r3", kT0 + 4h + 30min, kT0 + 5h, RunStatus::succeeded);     // ...restored 3 h later; lead 30 min
+  add("r4", kT0 + 6h - 10min, kT0 + 6h, RunStatus::succeeded, true);  // deployed, then rolled back; lead 10 min
+  add("x1", kT0 + 1h, kT0 + 3h, RunStatus::aborted);               // aborted: not a change
+
+  ApiOptions options;
+  options.database = (s.dir.path / "t.db").string();
+  options.now = [] { return std::chrono::system_clock::time_point(kT0 + 10h); };
+  Api api(options);
+  auto figures = api.delivery(24h);
+  REQUIRE(figures.size() == 1);
+  const auto& f = figures.front();
+  CHECK(f.pipeline == "payments");
+  CHECK(f.deployments == 3);
+  CHECK(f.changes == 4);
+  CHECK(f.failed_changes == 2);
+  CHECK(f.lead_times == std::vector<double>{3600, 1800, 600});
+  CHECK(f.restores == std::vector<double>{10800});  // r4's rollback has no later deployment yet
+  CHECK(api.delivery(24h, "github", "acme/other").empty());
+
+  // /metrics covers 30 days: the old run too.
+  const std::string text = api.metrics_text();
+  CHECK(text.find("tollgate_delivery_deployments{host=\"github\",repo=\"acme/payments\",pipeline=\"payments\"} 4") !=
+        std::string::npos);
+  CHECK(text.find("tollgate_delivery_change_failure_rate{host=\"github\",repo=\"acme/payments\",pipeline=\"payments\"} 0.4") !=
+        std::string::npos);
+  CHECK(text.find("quantile=\"0.5\"} 1800") != std::string::npos);
+
+  // The same through the API, with a stage's current version.
+  HttpRequest request{"GET", "/api/v1/delivery?window=1d", [](std::string_view) { return std::string_view{}; }, ""};
+  options.config.anonymous_read = true;
+  Api open_api(options);
+  auto r = open_api.handle(request);
+  CHECK(r.status == 200);
+  auto body = nlohmann::json::parse(r.body);
+  CHECK(body["window_seconds"] == 86400);
+  CHECK(body["pipelines"][0]["change_failure_rate"] == 0.5);
+  CHECK(body["pipelines"][0]["time_to_restore_seconds"]["median"] == 10800.0);
+  request.target = "/api/v1/delivery?window=2y";
+  CHECK(open_api.handle(request).status == 400);
+  request.target = "/api/v1/runs?state=running";
+  CHECK(nlohmann::json::parse(open_api.handle(request).body)["runs"].empty());
+  request.target = "/api/v1/runs?limit=2";
+  auto page = nlohmann::json::parse(open_api.handle(request).body);
+  REQUIRE(page["runs"].size() == 2);
+  CHECK(page["runs"][0]["id"] == "r4");
+  CHECK(page["runs"][0]["version"] == "abc1234");
+  request.target = "/api/v1/runs?limit=2&cursor=" + page["next_cursor"].get<std::string>();
+  auto second = nlohmann::json::parse(open_api.handle(request).body);
+  REQUIRE(second["runs"].size() == 2);
+  CHECK(second["runs"][0]["id"] == "x1");
+  request.target = "/api/v1/runs?cursor=12";
+  CHECK(open_api.handle(request).status == 400);
+  request.target = "/api/v1/runs?colour=red";
+  CHECK(open_api.handle(request).body.find("unknown query parameter 'colour'") != std::string::npos);
 }
