@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh Debian 12 machine: installs dependencies, then builds and
-# tests three ways: release (-Werror), ASan+UBSan, and clang with the libFuzzer targets, which
-# then fuzz the pipeline loader+validator, the webhook normalisers, the file edits and the promotion
-# engine for FUZZ_SECONDS each (default 60).
+# tests three ways: release (-Werror, then the quickstart demo non-interactively), ASan+UBSan, and
+# clang with the libFuzzer targets, which then fuzz the pipeline loader+validator, the webhook
+# normalisers, the file edits and the promotion engine for FUZZ_SECONDS each (default 60).
 # Usage: tests/run.sh            (env: JOBS, FUZZ_SECONDS, SKIP_INSTALL=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,8 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTOLLGATE_WERROR
 cmake --build build -j "$jobs"
 step "release tests"
 run_ctest build
+step "quickstart demo, non-interactive (deploy/demo.mjs --ci): a merge promoted to the approval gate and approved"
+node deploy/demo.mjs --ci --bin build/service/tollgate 2>&1 | tee -a "$log"
 
 step "sanitizer build (ASan + UBSan)"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_WERROR=ON -DTOLLGATE_SANITIZE=ON
@@ -87,5 +89,8 @@ echo
 mkdir -p "$corpus/engine"
 fuzz fuzz_engine "$corpus/engine" -max_len=1024 -len_control=10
 echo
-# One closing line over the three ctest runs (each printed "N% tests passed, F tests failed out of T").
-awk '/tests passed, [0-9]+ tests? failed out of/ {t += $NF; f += $(NF-5)} END {printf "all test stages: %d passed, %d failed\n", t - f, f}' "$log"
+# One closing line over the three ctest runs (each printed "N% tests passed, F tests failed out of T")
+# and the demo (one test; it printed "run succeeded: ..." or the script stopped there).
+awk '/tests passed, [0-9]+ tests? failed out of/ {t += $NF; f += $(NF-5)}
+     /^run succeeded: gated stage reached/ {t += 1}
+     END {printf "all test stages: %d passed, %d failed\n", t - f, f}' "$log"
