@@ -947,8 +947,9 @@ struct Api::Impl {
     if (key.size() > 100 || std::any_of(key.begin(), key.end(), [](char c) { return c < 0x21 || c > 0x7e; })) {
       return error(400, "the Idempotency-Key header must be 1 to 100 printable characters without spaces");
     }
-    // The key is the client's, per token: two clients choosing the same key do not collide.
-    key = key.empty() ? random_key() : token->name + ":" + key;
+    // The key is the client's, per token and per action: two clients choosing the same key do not
+    // collide, and a key sent again with another action is another request.
+    key = key.empty() ? random_key() : token->name + ":" + run_id + ":" + stage + ":" + action_name + ":" + key;
     if (!options.engine) return error(503, "the promotion engine is not running");
     pipeline::ApiAction action{kind, stage, "", reason, std::nullopt};
     auto outcome = options.engine->act(run_id, action, ApiActor{token->name, token->login}, key);

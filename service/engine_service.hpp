@@ -48,6 +48,8 @@ struct EngineHost {
   std::function<std::string(const std::string& repo)> clone_url{};
   std::function<std::string(const std::string& repo)> default_branch{};
   std::function<std::string(const std::string& repo, std::int64_t pr)> pr_url{};
+  // The same from what is known already, without asking the host (empty when not known yet).
+  std::function<std::string(const std::string& repo, std::int64_t pr)> cached_pr_url{};
 };
 
 struct EngineServiceOptions {

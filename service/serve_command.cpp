@@ -99,6 +99,14 @@ HostClients make_host_clients(const Config& config, host::HttpClient& client) {
       if (web.empty() || pr <= 0) return std::string{};
       return web + pr_segment + std::to_string(pr);
     };
+    // The API's links: from what the engine already read, never a request to the host (a host
+    // that is down must not slow the dashboard).
+    eh.cached_pr_url = [repos, pr_segment](const std::string& repo, std::int64_t pr) {
+      std::lock_guard lock(repos->first);
+      auto it = repos->second.find(repo);
+      if (it == repos->second.end() || it->second.html_url.empty() || pr <= 0) return std::string{};
+      return it->second.html_url + pr_segment + std::to_string(pr);
+    };
     out.engine.emplace(name, std::move(eh));
     out.owned.push_back(std::move(api));
   }
@@ -161,7 +169,7 @@ int run_serve(const std::string& config_path, unsigned threads) {
   for (const auto& [name, _] : config->hosts) api_options.hosts.push_back(name);
   api_options.pr_url = [&clients](const std::string& host, const std::string& repo, std::int64_t pr) {
     auto it = clients.engine.find(host);
-    return it != clients.engine.end() && it->second.pr_url ? it->second.pr_url(repo, pr) : std::string{};
+    return it != clients.engine.end() && it->second.cached_pr_url ? it->second.cached_pr_url(repo, pr) : std::string{};
   };
   Api api(api_options);
   HttpServer server(*config, intake, &api);
