@@ -8,6 +8,7 @@
 #include <ctime>
 #include <mutex>
 #include <set>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -17,6 +18,7 @@
 #include "pipeline/validate.hpp"
 #include "service/engine_service.hpp"
 #include "service/log.hpp"
+#include "service/metrics.hpp"
 #include "service/run_store.hpp"
 #include "service/sqlite.hpp"
 #include "webhooks/receiver.hpp"
@@ -153,6 +155,42 @@ std::optional<std::int64_t> parse_limit(const Query& q, std::int64_t def, std::i
   return n;
 }
 
+// Reads a page: the query asked for limit + 1 rows; each of the first `limit` becomes an item.
+// Returns the items and whether there are more, or SQLite's error.
+template <class Item>
+tl::expected<std::pair<json, bool>, std::string> read_page(sqlite::Stmt& s, std::int64_t limit, Item item) {
+  json items = json::array();
+  while (true) {
+    auto row = s.step();
+    if (!row) return tl::unexpected(row.error().message);
+    if (!*row) return std::pair{std::move(items), false};
+    if (static_cast<std::int64_t>(items.size()) == limit) return std::pair{std::move(items), true};
+    items.push_back(item(s));
+  }
+}
+
+// A WHERE clause of just the filters given: SQLite uses an index for "column = ?", not for the
+// "?1 IS NULL OR column = ?1" form that would serve every combination with one statement.
+struct Where {
+  std::string sql;
+  std::vector<std::variant<std::string, std::int64_t>> args;
+
+  void add(const std::string& clause) { sql += (sql.empty() ? " WHERE " : " AND ") + clause; }
+  void equals(const char* column, const std::optional<std::string>& value) {
+    if (!value) return;
+    add(std::string(column) + " = ?");
+    args.emplace_back(*value);
+  }
+  // Binds the arguments from 1; returns the next index.
+  int bind(sqlite::Stmt& s) const {
+    int i = 1;
+    for (const auto& a : args) {
+      if (const auto* text = std::get_if<std::string>(&a)) s.bind(i++, *text); else s.bind(i++, std::get<std::int64_t>(a));
+    }
+    return i;
+  }
+};
+
 const char* kRunStatuses[] = {"queued", "running", "succeeded", "failed", "aborted", "superseded"};
 const char* kDays[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
 
@@ -207,19 +245,6 @@ double quantile(std::vector<double> v, double q) {
   // Nearest rank: the smallest value with at least q of the values at or below it.
   const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
   return v[std::clamp<std::size_t>(rank, 1, v.size()) - 1];
-}
-
-std::string label_value(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
 }
 
 }  // namespace
@@ -425,34 +450,24 @@ struct Api::Impl {
     }
     auto db = conn();
     if (!db) return error(503, db.error());
-    auto s = (**db).prepare(std::string("SELECT ") + kSummaryColumns +
-                            " FROM runs WHERE (?1 IS NULL OR pipeline = ?1) AND (?2 IS NULL OR repo = ?2) AND "
-                            "(?3 IS NULL OR host = ?3) AND (?4 IS NULL OR status = ?4) AND "
-                            "(?5 IS NULL OR created_at < ?5 OR (created_at = ?5 AND rowid < ?6)) "
-                            "ORDER BY created_at DESC, rowid DESC LIMIT ?7");
+    Where where;
+    for (const char* key : {"pipeline", "repo", "host"}) where.equals(key, q.get(key));
+    where.equals("status", state);
+    if (after) {
+      where.add("(created_at < ? OR (created_at = ? AND rowid < ?))");
+      where.args.insert(where.args.end(), {after->first, after->first, after->second});
+    }
+    auto s = (**db).prepare(std::string("SELECT ") + kSummaryColumns + " FROM runs" + where.sql +
+                            " ORDER BY created_at DESC, rowid DESC LIMIT ?");
     if (!s) return error(503, "reading runs: " + s.error().message);
-    int i = 1;
-    for (const char* key : {"pipeline", "repo", "host", "state"}) {
-      if (auto v = q.get(key)) s->bind(i, *v); else s->bind_null(i);
-      ++i;
-    }
-    if (after) s->bind(5, after->first).bind(6, after->second); else s->bind_null(5).bind_null(6);
-    s->bind(7, *limit + 1);
-    json runs = json::array();
+    s->bind(where.bind(*s), *limit + 1);
     std::string next;
-    bool more = false;
-    while (true) {
-      auto row = s->step();
-      if (!row) return error(503, "reading runs: " + row.error().message);
-      if (!*row) break;
-      if (static_cast<std::int64_t>(runs.size()) == *limit) {
-        more = true;
-        break;
-      }
-      runs.push_back(summary_of(*s));
-      next = std::to_string(s->int64(8)) + "." + std::to_string(s->int64(11));
-    }
-    return json_ok(200, {{"runs", runs}, {"next_cursor", more ? json(next) : json(nullptr)}});
+    auto page = read_page(*s, *limit, [&](const sqlite::Stmt& row) {
+      next = std::to_string(row.int64(8)) + "." + std::to_string(row.int64(11));
+      return summary_of(row);
+    });
+    if (!page) return error(503, "reading runs: " + page.error());
+    return json_ok(200, {{"runs", page->first}, {"next_cursor", page->second ? json(next) : json(nullptr)}});
   }
 
   json stage_detail(const runs::RunRecord& rec, const pipeline::Pipeline* def, const pipeline::StageState& st) {
@@ -574,16 +589,14 @@ struct Api::Impl {
     if (!q.problem.empty()) return error(400, q.problem);
     auto db = conn();
     if (!db) return error(503, db.error());
-    auto groups = (**db).prepare(
-        "SELECT host, repo, pipeline, COUNT(*), SUM(status IN ('queued', 'running')) FROM runs "
-        "WHERE (?1 IS NULL OR host = ?1) AND (?2 IS NULL OR repo = ?2) AND (?3 IS NULL OR pipeline = ?3) "
-        "GROUP BY host, repo, pipeline ORDER BY repo, pipeline, host");
+    Where where;
+    where.equals("host", q.get("host"));
+    where.equals("repo", q.get("repo"));
+    where.equals("pipeline", q.get("name"));
+    auto groups = (**db).prepare("SELECT host, repo, pipeline, COUNT(*), SUM(status IN ('queued', 'running')) FROM runs" +
+                                 where.sql + " GROUP BY host, repo, pipeline ORDER BY repo, pipeline, host");
     if (!groups) return error(503, "reading pipelines: " + groups.error().message);
-    int i = 1;
-    for (const char* key : {"host", "repo", "name"}) {
-      if (auto v = q.get(key)) groups->bind(i, *v); else groups->bind_null(i);
-      ++i;
-    }
+    where.bind(*groups);
     struct Group {
       std::string host, repo, name;
       std::int64_t total, running;
@@ -694,27 +707,21 @@ struct Api::Impl {
     }
     auto db = conn();
     if (!db) return error(503, db.error());
-    auto s = (**db).prepare(std::string("SELECT ") + kAuditColumns +
-                            " FROM audit a JOIN runs r ON r.id = a.run_id WHERE (?1 IS NULL OR a.run_id = ?1) AND "
-                            "(?2 IS NULL OR r.pipeline = ?2) AND (?3 IS NULL OR a.id < ?3) ORDER BY a.id DESC LIMIT ?4");
-    if (!s) return error(503, "reading the audit log: " + s.error().message);
-    if (auto v = q.get("run")) s->bind(1, *v); else s->bind_null(1);
-    if (auto v = q.get("pipeline")) s->bind(2, *v); else s->bind_null(2);
-    if (before) s->bind(3, *before); else s->bind_null(3);
-    s->bind(4, *limit + 1);
-    json entries = json::array();
-    bool more = false;
-    while (true) {
-      auto row = s->step();
-      if (!row) return error(503, "reading the audit log: " + row.error().message);
-      if (!*row) break;
-      if (static_cast<std::int64_t>(entries.size()) == *limit) {
-        more = true;
-        break;
-      }
-      entries.push_back(audit_of(*s));
+    Where where;
+    where.equals("a.run_id", q.get("run"));
+    where.equals("r.pipeline", q.get("pipeline"));
+    if (before) {
+      where.add("a.id < ?");
+      where.args.emplace_back(*before);
     }
-    json next = more ? json(std::to_string(entries.back()["id"].get<std::int64_t>())) : json(nullptr);
+    auto s = (**db).prepare(std::string("SELECT ") + kAuditColumns + " FROM audit a JOIN runs r ON r.id = a.run_id" +
+                            where.sql + " ORDER BY a.id DESC LIMIT ?");
+    if (!s) return error(503, "reading the audit log: " + s.error().message);
+    s->bind(where.bind(*s), *limit + 1);
+    auto page = read_page(*s, *limit, audit_of);
+    if (!page) return error(503, "reading the audit log: " + page.error());
+    const json& entries = page->first;
+    json next = page->second ? json(std::to_string(entries.back()["id"].get<std::int64_t>())) : json(nullptr);
     return json_ok(200, {{"entries", entries}, {"next_cursor", next}});
   }
 
@@ -866,8 +873,8 @@ struct Api::Impl {
       out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
     };
     auto labels = [](const DeliveryFigures& f, const std::string& extra = {}) {
-      return "{host=\"" + label_value(f.host) + "\",repo=\"" + label_value(f.repo) + "\",pipeline=\"" +
-             label_value(f.pipeline) + "\"" + extra + "}";
+      return "{host=\"" + metrics_label(f.host) + "\",repo=\"" + metrics_label(f.repo) + "\",pipeline=\"" +
+             metrics_label(f.pipeline) + "\"" + extra + "}";
     };
     auto number = [](double v) {
       char buf[32];

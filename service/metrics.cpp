@@ -3,9 +3,8 @@
 #include <sstream>
 
 namespace tollgate::service {
-namespace {
-// Label values: escape backslash, quote and newline.
-std::string label(const std::string& v) {
+
+std::string metrics_label(const std::string& v) {
   std::string out;
   for (char c : v) {
     if (c == '\\' || c == '"') out += '\\';
@@ -17,7 +16,6 @@ std::string label(const std::string& v) {
   }
   return out;
 }
-}  // namespace
 
 void Metrics::count_delivery(std::string_view host, std::string_view event, std::string_view outcome) {
   auto key = std::tuple{host, event, outcome};
@@ -70,8 +68,8 @@ std::string Metrics::render(std::optional<std::int64_t> inbox_depth) const {
   out << "# HELP tollgate_deliveries_total Webhook deliveries by host, event and outcome.\n"
       << "# TYPE tollgate_deliveries_total counter\n";
   for (const auto& [k, n] : deliveries_) {
-    out << "tollgate_deliveries_total{host=\"" << label(std::get<0>(k)) << "\",event=\"" << label(std::get<1>(k))
-        << "\",outcome=\"" << label(std::get<2>(k)) << "\"} " << n << "\n";
+    out << "tollgate_deliveries_total{host=\"" << metrics_label(std::get<0>(k)) << "\",event=\"" << metrics_label(std::get<1>(k))
+        << "\",outcome=\"" << metrics_label(std::get<2>(k)) << "\"} " << n << "\n";
   }
   out << "# HELP tollgate_intake_duration_seconds Time from a delivery's last byte to its answer.\n"
       << "# TYPE tollgate_intake_duration_seconds histogram\n";
@@ -84,7 +82,7 @@ std::string Metrics::render(std::optional<std::int64_t> inbox_depth) const {
   out << "# HELP tollgate_http_requests_total HTTP requests by route and status.\n"
       << "# TYPE tollgate_http_requests_total counter\n";
   for (const auto& [k, n] : requests_) {
-    out << "tollgate_http_requests_total{route=\"" << label(std::get<0>(k)) << "\",status=\"" << std::get<1>(k) << "\"} " << n << "\n";
+    out << "tollgate_http_requests_total{route=\"" << metrics_label(std::get<0>(k)) << "\",status=\"" << std::get<1>(k) << "\"} " << n << "\n";
   }
   out << "# HELP tollgate_connections_refused_total Connections closed at once because the connection cap was reached.\n"
       << "# TYPE tollgate_connections_refused_total counter\n"

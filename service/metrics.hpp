@@ -14,6 +14,9 @@
 
 namespace tollgate::service {
 
+// A Prometheus label value: backslash, quote and newline escaped.
+[[nodiscard]] std::string metrics_label(const std::string& value);
+
 class Metrics {
  public:
   // outcome: stored, duplicate, ignored, ping, rejected_<status>, failed

@@ -16,12 +16,17 @@ CREATE TABLE run_stages (
   finished_at  INTEGER,                          -- when the stage ended (promoted, failed, ...)
   PRIMARY KEY (run_id, stage)
 ) WITHOUT ROWID;
--- The version in an environment: the newest run whose stage there was promoted (or skipped).
-CREATE INDEX run_stages_current ON run_stages (host, repo, pipeline, stage, status, run_created);
+-- The version in an environment (GET /api/v1/pipelines): a stage's rows newest first, so the
+-- newest promoted (or skipped) one is found by walking the index and stopping at the first match,
+-- without reading the runs' rows (whose state and definition fill overflow pages).
+CREATE INDEX run_stages_newest ON run_stages (host, repo, pipeline, stage, run_created, status, finished_at);
+-- Delivery metrics: a run's rolled-back stages among the few such rows.
+CREATE INDEX run_stages_rolled_back ON run_stages (run_id, finished_at) WHERE rollback <> 'none';
 
--- Runs of one pipeline newest first (the API's filters), and ended runs for delivery metrics.
+-- Runs of one pipeline newest first (the API's filters), and the runs that ended in a window
+-- (delivery metrics) read from the index alone.
 CREATE INDEX runs_by_pipeline_created ON runs (pipeline, created_at);
-CREATE INDEX runs_by_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX runs_delivery ON runs (finished_at, status, host, repo, pipeline, created_at, id) WHERE finished_at IS NOT NULL;
 
 -- Runs written by an older tollgate.
 UPDATE runs SET version = COALESCE(
