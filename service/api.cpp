@@ -6,8 +6,10 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <condition_variable>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <variant>
 #include <vector>
 
@@ -262,11 +264,23 @@ struct Api::Impl {
   std::mutex defs_mutex;
   std::map<std::string, std::shared_ptr<const pipeline::PipelineFile>, std::less<>> defs;
 
+  // The delivery gauges of /metrics: computed by `refresher` when they are over 30 s old.
   std::mutex metrics_mutex;
+  std::condition_variable metrics_wake;
   std::string metrics_cache;
   std::chrono::steady_clock::time_point metrics_at{};
+  bool metrics_wanted = false, stopping = false;
+  std::thread refresher;
 
   explicit Impl(ApiOptions o) : options(std::move(o)) {}
+  ~Impl() {
+    {
+      std::lock_guard lock(metrics_mutex);
+      stopping = true;
+    }
+    metrics_wake.notify_all();
+    if (refresher.joinable()) refresher.join();
+  }
 
   struct Conn {
     Impl* impl;
@@ -443,7 +457,7 @@ struct Api::Impl {
     std::optional<std::pair<std::int64_t, std::int64_t>> after;
     if (auto c = q.get("cursor")) {
       const auto dot = c->find('.');
-      const bool ok = dot != std::string::npos && dot > 0 && dot < 19 && c->size() - dot - 1 <= 19 && c->size() > dot + 1 &&
+      const bool ok = dot != std::string::npos && dot > 0 && dot <= 18 && c->size() - dot - 1 <= 18 && c->size() > dot + 1 &&
                       c->find_first_not_of("0123456789.") == std::string::npos && c->find('.', dot + 1) == std::string::npos;
       if (!ok) return error(400, "'cursor' is not one this API gave out: pass the 'next_cursor' of the previous page unchanged");
       after = std::pair{std::stoll(c->substr(0, dot)), std::stoll(c->substr(dot + 1))};
@@ -550,7 +564,18 @@ struct Api::Impl {
             {"verify", verify}};
   }
 
+  // One read transaction, so the summary and the stages come from the same commit.
+  struct ReadTx {
+    sqlite::Db& db;
+    bool open;
+    explicit ReadTx(sqlite::Db& d) : db(d), open(static_cast<bool>(d.exec("BEGIN"))) {}
+    ~ReadTx() {
+      if (open) (void)db.exec("COMMIT");
+    }
+  };
+
   tl::expected<std::optional<json>, std::string> run_detail(sqlite::Db& db, const std::string& id) {
+    ReadTx tx(db);
     auto base = summary(db, id);
     if (!base) return tl::unexpected(base.error());
     if (!*base) return std::optional<json>{};
@@ -576,7 +601,7 @@ struct Api::Impl {
     auto db = conn();
     if (!db) return error(503, db.error());
     auto run = run_detail(**db, id);
-    if (!run) return error(503, "reading run '" + id + "': " + run.error());
+    if (!run) return error(503, "reading run '" + id.substr(0, 64) + "': " + run.error());
     if (!*run) return error(404, "no run '" + id.substr(0, 64) + "'");
     return json_ok(200, **run);
   }
@@ -633,10 +658,12 @@ struct Api::Impl {
       file = definition(newest->text(12));
     }
     const pipeline::Pipeline* def = pipeline_in(file, name);
+    // The environment's version: the stage promoted (or found already there) most recently, which
+    // is not always the newest run's (an older run retried after a newer one).
     auto current = db.prepare(
         "SELECT s.run_id, r.version, s.finished_at FROM run_stages s JOIN runs r ON r.id = s.run_id "
-        "WHERE s.host = ? AND s.repo = ? AND s.pipeline = ? AND s.stage = ? AND s.status IN ('promoted', 'skipped') "
-        "ORDER BY s.run_created DESC LIMIT 1");
+        "WHERE s.host = ? AND s.repo = ? AND s.pipeline = ? AND s.stage = ? AND s.finished_at IS NOT NULL AND "
+        "s.status IN ('promoted', 'skipped') ORDER BY s.finished_at DESC LIMIT 1");
     auto latest = db.prepare(
         "SELECT s.run_id, s.status, r.version FROM run_stages s JOIN runs r ON r.id = s.run_id "
         "WHERE s.host = ? AND s.repo = ? AND s.pipeline = ? AND s.stage = ? AND s.status <> 'waiting' "
@@ -683,6 +710,7 @@ struct Api::Impl {
   // ------------------------------------------------------------------------------------------
   // Audit log and the event stream
 
+  static constexpr int kEventBatch = 200;
   static constexpr const char* kAuditColumns =
       "a.id, a.run_id, r.pipeline, a.seq, a.at, a.stage, a.from_state, a.to_state, a.actor, a.reason";
 
@@ -725,22 +753,28 @@ struct Api::Impl {
     return json_ok(200, {{"entries", entries}, {"next_cursor", next}});
   }
 
-  std::optional<std::string> events_after(std::int64_t& after) {
+  std::optional<HttpResponse> open_stream(const HttpRequest& request, std::int64_t& after);
+
+  std::optional<std::string> events_after(std::int64_t& after, bool* full) {
     auto db = conn();
     if (!db) return std::nullopt;
     auto s = (**db).prepare(std::string("SELECT ") + kAuditColumns +
-                            " FROM audit a JOIN runs r ON r.id = a.run_id WHERE a.id > ? ORDER BY a.id LIMIT 200");
+                            " FROM audit a JOIN runs r ON r.id = a.run_id WHERE a.id > ? ORDER BY a.id LIMIT " +
+                            std::to_string(kEventBatch));
     if (!s) return std::nullopt;
     s->bind(1, after);
     std::string out;
+    int rows = 0;
     while (true) {
       auto row = s->step();
       if (!row) return std::nullopt;
       if (!*row) break;
+      ++rows;
       after = s->int64(0);
       out += "id: " + std::to_string(after) + "\nevent: audit\ndata: " +
              audit_of(*s).dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
     }
+    if (full) *full = rows == kEventBatch;
     return out;
   }
 
@@ -756,12 +790,15 @@ struct Api::Impl {
       return out;
     }
     const std::int64_t since = now_ms() - window.count() * 1000;
-    // Every run that ended in the window, and the runs with a stage rolled back in it, in time order.
+    // The runs that ended in the window: when each reached production (its run-level transition to
+    // succeeded, which stays in the audit log when a rollback later fails the run) and when a stage
+    // of it was rolled back.
     auto s = (**db).prepare(
         "SELECT host, repo, pipeline, status, created_at, finished_at, "
-        "(SELECT MIN(finished_at) FROM run_stages WHERE run_id = runs.id AND rollback <> 'none') "
-        "FROM runs WHERE finished_at >= ?1 AND status IN ('succeeded', 'failed') AND (?2 IS NULL OR host = ?2) AND "
-        "(?3 IS NULL OR repo = ?3) AND (?4 IS NULL OR pipeline = ?4) ORDER BY finished_at");
+        "(SELECT MIN(finished_at) FROM run_stages WHERE run_id = runs.id AND rollback <> 'none') AS rolled_back, "
+        "(SELECT MIN(at) FROM audit WHERE run_id = runs.id AND stage = '' AND to_state = 'succeeded') AS deployed "
+        "FROM runs WHERE finished_at >= ?1 AND (?2 IS NULL OR host = ?2) AND (?3 IS NULL OR repo = ?3) AND "
+        "(?4 IS NULL OR pipeline = ?4) ORDER BY finished_at");
     if (!s) {
       *problem = s.error().message;
       return out;
@@ -785,16 +822,18 @@ struct Api::Impl {
         return {};
       }
       if (!*row) break;
-      auto key = std::tuple{s->text(0), s->text(1), s->text(2)};
-      const bool succeeded = s->text(3) == "succeeded";
-      const std::int64_t created = s->int64(4), finished = s->int64(5);
+      const bool failed = s->text(3) == "failed";
       const bool rolled_back = !s->is_null(6);
+      const bool deployed = !s->is_null(7);
+      if (!deployed && !failed && !rolled_back) continue;  // aborted or superseded: not a change
+      auto key = std::tuple{s->text(0), s->text(1), s->text(2)};
+      const std::int64_t created = s->int64(4), finished = s->int64(5);
       auto& ev = events[key];
-      auto& [count, failed] = changes[key];
+      auto& [count, failures] = changes[key];
       ++count;
-      if (succeeded) ev.push_back({finished, false, static_cast<double>(finished - created) / 1000.0});
-      if (!succeeded || rolled_back) {
-        ++failed;
+      if (deployed) ev.push_back({s->int64(7), false, static_cast<double>(s->int64(7) - created) / 1000.0});
+      if (failed || rolled_back) {
+        ++failures;
         ev.push_back({rolled_back ? std::max(s->int64(6), created) : finished, true, 0});
       }
     }
@@ -862,9 +901,39 @@ struct Api::Impl {
   }
 
   std::string metrics_text() {
-    std::lock_guard lock(metrics_mutex);
-    const auto now = std::chrono::steady_clock::now();
-    if (!metrics_cache.empty() && now - metrics_at < std::chrono::seconds(30)) return metrics_cache;
+    std::unique_lock lock(metrics_mutex);
+    if (metrics_cache.empty()) {
+      // The first scrape computes them (it runs once, at about start).
+      lock.unlock();
+      std::string fresh = render_delivery_metrics();
+      lock.lock();
+      metrics_cache = std::move(fresh);
+      metrics_at = std::chrono::steady_clock::now();
+      return metrics_cache;
+    }
+    if (std::chrono::steady_clock::now() - metrics_at >= std::chrono::seconds(30)) {
+      if (!refresher.joinable()) refresher = std::thread([this] { refresh_loop(); });
+      metrics_wanted = true;
+      metrics_wake.notify_one();
+    }
+    return metrics_cache;
+  }
+
+  void refresh_loop() {
+    std::unique_lock lock(metrics_mutex);
+    while (true) {
+      metrics_wake.wait(lock, [this] { return metrics_wanted || stopping; });
+      if (stopping) return;
+      metrics_wanted = false;
+      lock.unlock();
+      std::string fresh = render_delivery_metrics();
+      lock.lock();
+      metrics_cache = std::move(fresh);
+      metrics_at = std::chrono::steady_clock::now();
+    }
+  }
+
+  std::string render_delivery_metrics() {
     const std::chrono::seconds window = std::chrono::hours(24 * 30);
     std::string problem;
     auto figures = delivery(window, {}, {}, {}, &problem);
@@ -905,8 +974,6 @@ struct Api::Impl {
              number(quantile(f.restores, 0.5)) + "\n";
     }
     if (!problem.empty()) log::warn("delivery metrics not computed", {{"error", problem}});
-    metrics_cache = out;
-    metrics_at = now;
     return out;
   }
 
@@ -999,6 +1066,9 @@ struct Api::Impl {
       host = options.hosts.front();
     } else if (std::find(options.hosts.begin(), options.hosts.end(), host) == options.hosts.end()) {
       return error(404, "no host '" + host.substr(0, 64) + "' is configured");
+    }
+    if (options.repo_allowed && !options.repo_allowed(host, repo)) {
+      return error(403, "host '" + host + "' does not act on " + repo + ": it is not in hosts." + host + ".repos");
     }
     if (!options.engine) return error(503, "the promotion engine is not running");
     auto outcome = options.engine->trigger(host, repo, sha, branch, pipeline_name, ApiActor{token->name, token->login});
@@ -1133,6 +1203,15 @@ HttpResponse Api::handle(const HttpRequest& request) {
 }
 
 std::optional<HttpResponse> Api::open_stream(const HttpRequest& request, std::int64_t& after) {
+  try {
+    return impl_->open_stream(request, after);
+  } catch (const std::exception& e) {
+    log::error("event stream failed", {{"error", e.what()}});
+    return error(500, "internal error while opening the event stream (logged)");
+  }
+}
+
+std::optional<HttpResponse> Api::Impl::open_stream(const HttpRequest& request, std::int64_t& after) {
   if (request.method != "GET") {
     auto r = error(405, "use GET for /api/v1/events");
     r.allow = "GET";
@@ -1140,7 +1219,7 @@ std::optional<HttpResponse> Api::open_stream(const HttpRequest& request, std::in
   }
   auto q = parse_query(request.target, {});
   if (!q.problem.empty()) return error(400, q.problem);
-  auto auth = impl_->authenticate(request, Impl::Access::read);
+  auto auth = authenticate(request, Access::read);
   if (auto* r = std::get_if<HttpResponse>(&auth)) return *r;
   std::string_view last = request.header("last-event-id");
   if (!last.empty()) {
@@ -1150,7 +1229,7 @@ std::optional<HttpResponse> Api::open_stream(const HttpRequest& request, std::in
     after = std::stoll(std::string(last));
     return std::nullopt;
   }
-  auto db = impl_->conn();
+  auto db = conn();
   if (!db) return error(503, db.error());
   auto s = (**db).prepare("SELECT COALESCE(MAX(id), 0) FROM audit");
   if (!s) return error(503, "reading the audit log: " + s.error().message);
@@ -1160,7 +1239,14 @@ std::optional<HttpResponse> Api::open_stream(const HttpRequest& request, std::in
   return std::nullopt;
 }
 
-std::optional<std::string> Api::events_after(std::int64_t& after) { return impl_->events_after(after); }
+std::optional<std::string> Api::events_after(std::int64_t& after, bool* full) {
+  try {
+    return impl_->events_after(after, full);
+  } catch (const std::exception& e) {
+    log::error("event stream failed", {{"error", e.what()}});
+    return std::nullopt;
+  }
+}
 
 std::vector<DeliveryFigures> Api::delivery(std::chrono::seconds window, const std::string& host, const std::string& repo,
                                            const std::string& pipeline) {

@@ -25,6 +25,8 @@ struct ApiOptions {
   ApiConfig config;
   EngineService* engine = nullptr;  // null: the POST actions answer 503
   std::vector<std::string> hosts{};  // configured host names (a manual trigger names one)
+  // Whether a host acts on a repository (its `repos` allowlist); null: every repository.
+  std::function<bool(const std::string& host, const std::string& repo)> repo_allowed{};
   // Web link of a PR of a configured host (empty when unknown).
   std::function<std::string(const std::string& host, const std::string& repo, std::int64_t pr)> pr_url{};
   const pipeline::TimeZones* zones = nullptr;  // for `window.open`; null: UTC
@@ -60,13 +62,16 @@ class Api {
   // newest entry (a new client is sent what happens from now on).
   [[nodiscard]] std::optional<HttpResponse> open_stream(const HttpRequest& request, std::int64_t& after);
   // The audit entries written after `after` as server-sent events (at most 200), moving `after`
-  // past them; empty when there are none. Nothing on a store error (the stream ends).
-  [[nodiscard]] std::optional<std::string> events_after(std::int64_t& after);
+  // past them; empty when there are none. Nothing on a store error (the stream ends). `full`: the
+  // batch was full, so more are waiting.
+  [[nodiscard]] std::optional<std::string> events_after(std::int64_t& after, bool* full = nullptr);
 
   // Delivery metrics of every pipeline over the last `window` (figures for /metrics and the API).
   [[nodiscard]] std::vector<DeliveryFigures> delivery(std::chrono::seconds window, const std::string& host = {},
                                                       const std::string& repo = {}, const std::string& pipeline = {});
-  // Prometheus text of the delivery metrics over 30 days (cached for 30 s).
+  // Prometheus text of the delivery metrics over 30 days. Computed on the first call; later calls
+  // answer from a cache that a thread of its own refreshes when it is over 30 s old, so /metrics
+  // (answered on an I/O thread) never waits for the query.
   [[nodiscard]] std::string metrics_text();
 
  private:

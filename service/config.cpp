@@ -230,6 +230,12 @@ void read_api(Reader& r, const json& api, Config& cfg) {
       r.error(ptr, path, "the token is shorter than 16 characters; use a random one, e.g. 'openssl rand -hex 32'", true);
       continue;
     }
+    for (const auto& other : cfg.api.tokens) {
+      // Which of two equal tokens a request presents cannot be told: one could carry the other's role.
+      if (other.token.value() == secret.front().value()) {
+        r.error(ptr, path, "holds the same token as '" + other.name + "'; give every token its own value", true);
+      }
+    }
     token.token = secret.front();
     cfg.api.tokens.push_back(std::move(token));
   }

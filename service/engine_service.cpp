@@ -1039,7 +1039,16 @@ struct EngineService::Impl {
     if (host_it == hosts.end() || !host_it->second.api) {
       return {K::unavailable, "host '" + (*rec)->host + "' has no API token configured: its runs cannot be acted on"};
     }
-    auto facts = api_facts(host_it->second, actor, stage ? stage->repo : (*rec)->repo, stage);
+    // Permission on the repository a comment would be in: the stage's; for an abort, that of the
+    // stage the run is at (the newest one started), as an /abort on its PR.
+    std::string repo = stage ? stage->repo : def->stages.empty() ? (*rec)->repo : def->stages.front().repo;
+    if (!stage) {
+      for (const auto& st : (*rec)->state.stages) {
+        const auto* sd = def->stage(st.name);
+        if (sd && st.started_at && st.status != pipeline::StageStatus::waiting) repo = sd->repo;
+      }
+    }
+    auto facts = api_facts(host_it->second, actor, repo, stage);
     if (!facts) return facts.error();
     action.actor = facts->login;
     action.facts = std::move(*facts);
@@ -1072,7 +1081,7 @@ struct EngineService::Impl {
     return {K::done, {}};
   }
 
-  ApiOutcome trigger(const std::string& host_name, const std::string& repo, const std::string& sha,
+  ApiOutcome trigger(const std::string& host_name, const std::string& repo_as_given, const std::string& sha,
                      const std::string& branch, const std::string& pipeline_name, const ApiActor& actor) {
     using K = ApiOutcome::Kind;
     auto host_it = hosts.find(host_name);
@@ -1080,6 +1089,14 @@ struct EngineService::Impl {
       return {K::not_found, "no host '" + host_name + "' with an API token is configured"};
     }
     auto& host = host_it->second;
+    // The repository as the host spells it (runs are unique per repository, pipeline and commit,
+    // and webhooks name it so), and proof that it exists.
+    auto info = host.api->get_repository(host::RepoRef{owner_of(repo_as_given), name_of(repo_as_given)});
+    if (!info) {
+      if (transient(info.error())) return {K::unavailable, "cannot read " + repo_as_given + " from the host: " + info.error().message};
+      return {K::not_found, "cannot read " + repo_as_given + " from the host: " + info.error().message};
+    }
+    const std::string repo = info->full_name.empty() ? repo_as_given : info->full_name;
     auto text = host.api->read_file(host::RepoRef{owner_of(repo), name_of(repo)}, options.pipeline_file, sha);
     if (!text) {
       if (transient(text.error())) return {K::unavailable, "cannot read " + options.pipeline_file + ": " + text.error().message};

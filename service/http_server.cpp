@@ -138,10 +138,16 @@ struct HttpServer::Impl {
   const Config& config;
   Intake& intake;
   Api* api;
-  // The API reads the store and waits for the engine: never on the I/O threads, which answer
-  // webhooks.
-  asio::thread_pool api_pool{2};
   asio::io_context io;
+  // The API reads the store and waits for the engine: never on the I/O threads, which answer
+  // webhooks. Actions (which may wait for the host) have threads of their own, so a slow host
+  // cannot hold up reads and event streams; both pools are joined before run() returns (their
+  // completions go to `io`, declared before them, so destroyed after).
+  asio::thread_pool api_pool{2};
+  asio::thread_pool action_pool{2};
+  static constexpr int kMaxActions = 8;  // in flight; more are answered 503
+  std::atomic<int> actions{0};
+  std::atomic<std::size_t> streams{0};
   tcp::acceptor acceptor;
   asio::signal_set signals;
   // Shutdown state (the drain timer) is touched only on this strand.
@@ -199,6 +205,22 @@ struct HttpServer::Impl {
   // (so it shows what any writer committed), a keep-alive comment every 15 s. Ends when the
   // client goes away, a write times out, or the server stops.
   asio::awaitable<void> stream_events(const std::shared_ptr<Session>& session, HttpRequest& request, unsigned version) {
+    // Streams hold their connection: at most a quarter of the connection cap, so they can never
+    // keep webhooks out.
+    const std::size_t cap = std::max<std::size_t>(1, config.intake.max_connections / 4);
+    if (streams.fetch_add(1) >= cap) {
+      --streams;
+      auto busy = json_response(503, "error", "too many event streams are open (" + std::to_string(cap) +
+                                                  ", a quarter of intake.max_connections); retry later");
+      busy.headers.emplace_back("Retry-After", "5");
+      intake.api_answered(request.target, 503);
+      co_await write(session, std::move(busy), version, false);
+      co_return;
+    }
+    struct Release {
+      std::atomic<std::size_t>& n;
+      ~Release() { --n; }
+    } release{streams};
     std::int64_t after = 0;
     auto refused = co_await asio::co_spawn(
         api_pool,
@@ -210,11 +232,12 @@ struct HttpServer::Impl {
       co_return;
     }
     intake.api_answered(request.target, 200);
-    std::string out =
-        "HTTP/1.1 200 OK\r\nServer: tollgate\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
-        "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 2000\n\n";
+    std::string out = std::string(version == 10 ? "HTTP/1.0" : "HTTP/1.1") +
+                      " 200 OK\r\nServer: tollgate\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+                      "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 2000\n\n";
     asio::steady_timer timer(co_await asio::this_coro::executor);
     auto last_write = std::chrono::steady_clock::now();
+    bool behind = false;  // the last poll was a full batch: poll again at once (a reconnect catching up)
     while (true) {
       if (!out.empty()) {
         auto [ec, timed_out] =
@@ -223,16 +246,36 @@ struct HttpServer::Impl {
         last_write = std::chrono::steady_clock::now();
         out.clear();
       }
-      timer.expires_after(std::chrono::milliseconds(500));
-      (void)co_await timer.async_wait(as_tuple_awaitable);
+      if (!behind) {
+        timer.expires_after(std::chrono::milliseconds(500));
+        (void)co_await timer.async_wait(as_tuple_awaitable);
+      }
       if (draining) co_return;
       auto frames = co_await asio::co_spawn(
-          api_pool, [this, &after]() -> asio::awaitable<std::optional<std::string>> { co_return api->events_after(after); },
+          api_pool, [this, &after, &behind]() -> asio::awaitable<std::optional<std::string>> { co_return api->events_after(after, &behind); },
           asio::use_awaitable);
       if (!frames) co_return;  // the store cannot be read: the client reconnects with Last-Event-ID
       out = std::move(*frames);
       if (out.empty() && std::chrono::steady_clock::now() - last_write >= std::chrono::seconds(15)) out = ": keep-alive\n\n";
     }
+  }
+
+  // An API request on the pool its kind runs on: actions (POST) on their own, capped.
+  asio::awaitable<HttpResponse> answer_api(HttpRequest& request) {
+    if (request.method != "POST") {
+      co_return co_await asio::co_spawn(
+          api_pool, [this, &request]() -> asio::awaitable<HttpResponse> { co_return api->handle(request); }, asio::use_awaitable);
+    }
+    if (actions.fetch_add(1) >= kMaxActions) {
+      --actions;
+      auto busy = json_response(503, "error", "too many actions are in progress (they wait for the Git host); retry later");
+      busy.headers.emplace_back("Retry-After", "2");
+      co_return busy;
+    }
+    auto r = co_await asio::co_spawn(
+        action_pool, [this, &request]() -> asio::awaitable<HttpResponse> { co_return api->handle(request); }, asio::use_awaitable);
+    --actions;
+    co_return r;
   }
 
   asio::awaitable<void> write(const std::shared_ptr<Session>& session, HttpResponse r, unsigned version,
@@ -371,9 +414,7 @@ struct HttpServer::Impl {
           co_await stream_events(session, request, req.version());
           break;  // the stream ends with the connection
         } else {
-          response = co_await asio::co_spawn(
-              api_pool, [this, &request]() -> asio::awaitable<HttpResponse> { co_return api->handle(request); },
-              asio::use_awaitable);
+          response = co_await answer_api(request);
         }
         intake.api_answered(target, response.status);
       } else {
@@ -484,6 +525,10 @@ void HttpServer::run(unsigned threads) {
   }
   impl.io.run();
   for (auto& t : pool) t.join();
+  // An API call still running (an action waiting for the host) finishes before the caller stops
+  // the engine and the inbox it uses.
+  impl.action_pool.join();
+  impl.api_pool.join();
 }
 
 void HttpServer::stop() {

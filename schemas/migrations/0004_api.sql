@@ -16,11 +16,16 @@ CREATE TABLE run_stages (
   finished_at  INTEGER,                          -- when the stage ended (promoted, failed, ...)
   PRIMARY KEY (run_id, stage)
 ) WITHOUT ROWID;
--- The version in an environment (GET /api/v1/pipelines): a stage's rows newest first, so the
--- newest promoted (or skipped) one is found by walking the index and stopping at the first match,
--- without reading the runs' rows (whose state and definition fill overflow pages).
+-- Each stage's newest run (GET /api/v1/pipelines, `latest`): a stage's rows newest first, so the
+-- walk stops at the first match without reading the runs' rows (whose state and definition fill
+-- overflow pages).
 CREATE INDEX run_stages_newest ON run_stages (host, repo, pipeline, stage, run_created, status, finished_at);
--- Delivery metrics: a run's rolled-back stages among the few such rows.
+-- ... and the one promoted most recently (the environment's version: an older run retried after a
+-- newer one put its own back).
+CREATE INDEX run_stages_finished ON run_stages (host, repo, pipeline, stage, finished_at, status);
+-- Delivery metrics: a run's rolled-back stages among the few such rows, and when a run reached
+-- production (its run-level transition to succeeded, kept when a rollback fails the run later).
+CREATE INDEX audit_succeeded ON audit (run_id, at) WHERE stage = '' AND to_state = 'succeeded';
 CREATE INDEX run_stages_rolled_back ON run_stages (run_id, finished_at) WHERE rollback <> 'none';
 
 -- Runs of one pipeline newest first (the API's filters), and the runs that ended in a window

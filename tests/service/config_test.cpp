@@ -138,6 +138,7 @@ TEST_CASE("the API's tokens are read from files; their mistakes are reported by 
     - {name: dash2, role: read, token_file: secrets/short}
     - {name: dash3, role: read}
     - {name: dash3, role: read, token_file: secrets/api-ops, tokne: x}
+    - {name: dash4, role: operator, token_file: secrets/api-ops}
 )",
                           "tollgate.yaml", dir.path.string());
   REQUIRE_FALSE(bad);
@@ -149,6 +150,7 @@ TEST_CASE("the API's tokens are read from files; their mistakes are reported by 
   CHECK(text.find("'api.tokens[2]': missing 'token_file' or 'token_env'") != std::string::npos);
   CHECK(text.find("another token is named 'dash3'") != std::string::npos);
   CHECK(text.find("unknown key 'tokne' in an API token") != std::string::npos);
+  CHECK(text.find("'api.tokens[4]': holds the same token as 'dash3'") != std::string::npos);
   // A token never appears in a message.
   CHECK(text.find("0123456789abcdef") == std::string::npos);
   CHECK(text.find("abc\n") == std::string::npos);

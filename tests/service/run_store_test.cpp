@@ -803,8 +803,10 @@ TEST_CASE("migration 4 fills the API's columns for runs an older tollgate wrote"
 
 TEST_CASE("delivery metrics: deployments, lead times, change failures and time to restore per pipeline", "[api]") {
   Store s;
-  // A run that ended `status` at `finished`, every stage with it; `rolled_back`: qa was rolled back.
-  auto add = [&](const std::string& id, TimePoint created, TimePoint finished, RunStatus status, bool rolled_back = false) {
+  // A run that ended `status` at `finished`, every stage with it; `deployed`: when it reached
+  // production (the run-level audit entry the engine writes); `rolled_back`: qa was rolled back.
+  auto add = [&](const std::string& id, TimePoint created, TimePoint finished, RunStatus status,
+                 std::optional<TimePoint> deployed, bool rolled_back = false) {
     auto rec = record(two_stages(), id, created);
     rec.state.status = status;
     rec.state.finished_at = finished;
@@ -814,13 +816,22 @@ TEST_CASE("delivery metrics: deployments, lead times, change failures and time t
     }
     if (rolled_back) rec.state.stages[1].rollback = RollbackPhase::done;
     REQUIRE(runs::insert_run(s.db, rec));
+    if (deployed) {
+      auto a = s.db.prepare("INSERT INTO audit (run_id, seq, at, stage, from_state, to_state, actor) "
+                            "VALUES (?, 1, ?, '', 'running', 'succeeded', 'tollgate')");
+      REQUIRE(a);
+      a->bind(1, id).bind(2, deployed->time_since_epoch().count());
+      REQUIRE(a->step());
+    }
   };
-  add("old", kT0 - 48h, kT0 - 47h, RunStatus::succeeded);         // before the window
-  add("r1", kT0, kT0 + 1h, RunStatus::succeeded);                  // lead 1 h
-  add("r2", kT0 + 1h, kT0 + 2h, RunStatus::failed);                // a failed change...
-  add("r3", kT0 + 4h + 30min, kT0 + 5h, RunStatus::succeeded);     // ...restored 3 h later; lead 30 min
-  add("r4", kT0 + 6h - 10min, kT0 + 6h, RunStatus::succeeded, true);  // deployed, then rolled back; lead 10 min
-  add("x1", kT0 + 1h, kT0 + 3h, RunStatus::aborted);               // aborted: not a change
+  add("old", kT0 - 48h, kT0 - 47h, RunStatus::succeeded, kT0 - 47h);  // before the window
+  add("r1", kT0, kT0 + 1h, RunStatus::succeeded, kT0 + 1h);            // lead 1 h
+  add("r2", kT0 + 1h, kT0 + 2h, RunStatus::failed, std::nullopt);      // a failed change...
+  add("r3", kT0 + 4h + 30min, kT0 + 5h, RunStatus::succeeded, kT0 + 5h);  // ...restored 3 h later; lead 30 min
+  // Reached production (lead 10 min), then rolled back, which failed the run: still a deployment,
+  // and a failed change not yet restored.
+  add("r4", kT0 + 6h - 10min, kT0 + 7h, RunStatus::failed, kT0 + 6h, true);
+  add("x1", kT0 + 1h, kT0 + 3h, RunStatus::aborted, std::nullopt);     // aborted: not a change
 
   ApiOptions options;
   options.database = (s.dir.path / "t.db").string();
