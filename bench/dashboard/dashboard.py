@@ -611,17 +611,18 @@ def api_queries(now_ms):
          "pipeline = ? ORDER BY created_at DESC, rowid DESC LIMIT 1", (h, rp, pl), 1),
         ("pipelines: current (x20 stages)",
          "SELECT s.run_id, r.version, s.finished_at FROM run_stages s JOIN runs r ON r.id = s.run_id "
-         "WHERE s.host = ? AND s.repo = ? AND s.pipeline = ? AND s.stage = ? AND s.status IN ('promoted', 'skipped') "
-         "ORDER BY s.run_created DESC LIMIT 1", (h, rp, pl, "STAGE"), 20),
+         "WHERE s.host = ? AND s.repo = ? AND s.pipeline = ? AND s.stage = ? AND s.finished_at IS NOT NULL AND "
+         "s.status IN ('promoted', 'skipped') ORDER BY s.finished_at DESC LIMIT 1", (h, rp, pl, "STAGE"), 20),
         ("pipelines: latest (x20 stages)",
          "SELECT s.run_id, s.status, r.version FROM run_stages s JOIN runs r ON r.id = s.run_id "
          "WHERE s.host = ? AND s.repo = ? AND s.pipeline = ? AND s.stage = ? AND s.status <> 'waiting' "
          "ORDER BY s.run_created DESC LIMIT 1", (h, rp, pl, "STAGE"), 20),
         ("delivery (30d)",
          "SELECT host, repo, pipeline, status, created_at, finished_at, "
-         "(SELECT MIN(finished_at) FROM run_stages WHERE run_id = runs.id AND rollback <> 'none') "
-         "FROM runs WHERE finished_at >= ?1 AND status IN ('succeeded', 'failed') AND (?2 IS NULL OR host = ?2) AND "
-         "(?3 IS NULL OR repo = ?3) AND (?4 IS NULL OR pipeline = ?4) ORDER BY finished_at",
+         "(SELECT MIN(finished_at) FROM run_stages WHERE run_id = runs.id AND rollback <> 'none') AS rolled_back, "
+         "(SELECT MIN(at) FROM audit WHERE run_id = runs.id AND stage = '' AND to_state = 'succeeded') AS deployed "
+         "FROM runs WHERE finished_at >= ?1 AND (?2 IS NULL OR host = ?2) AND (?3 IS NULL OR repo = ?3) AND "
+         "(?4 IS NULL OR pipeline = ?4) ORDER BY finished_at",
          (now_ms - 30 * 86_400_000, None, None, None), 1),
         ("runs page (limit 10)",
          f"SELECT {SUMMARY} FROM runs WHERE pipeline = ? AND repo = ? AND host = ? "

@@ -33,9 +33,8 @@ import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
 
-import YAML from "yaml";
 
-import { ROOT, SKIP, WEBHOOK_SECRET, diagnose, eventually, fileAt, mergeSourceChange, seed, sql, startGithost, startTollgate, tempDir, writeConfig } from "./world.mjs";
+import { ROOT, SKIP, WEBHOOK_SECRET, assertReleaseValues, diagnose, eventually, fileAt, mergeSourceChange, seed, sql, startGithost, startTollgate, tempDir, writeConfig } from "./world.mjs";
 
 const PIPELINE = `version: 1
 pipelines:
@@ -675,16 +674,6 @@ async function sendHook(port, flavor, payload, event, type = event) {
   return res.status;
 }
 
-// values.yaml with only the tag changed, comments kept. A short sha that YAML would read as a
-// number (all digits, or like 12e4567) must be quoted to stay a string: either form is accepted,
-// and the parsed value must be the string.
-function assertValues(text, shortSha, what) {
-  const plain = `# the app in this environment\nimage:\n  repository: ghcr.io/acme/app\n  tag: ${shortSha} # set by tollgate\n`;
-  const quoted = plain.replace(`tag: ${shortSha}`, `tag: "${shortSha}"`);
-  assert.ok(text === plain || text === quoted, `${what}: got ${JSON.stringify(text)}`);
-  assert.equal(YAML.parse(text).image.tag, shortSha, `${what}: the tag is the string ${shortSha}`);
-}
-
 const mergeHook = (flavor, args) => (flavor === "gitlab" ? gitlabMergeHook({ ...args, iid: args.number }) : giteaMergeHook(args));
 
 // ---------------------------------------------------------------------------------------------
@@ -751,7 +740,7 @@ for (const flavor of ["gitlab", "gitea"]) {
 
     // The branch is real on the env repository, with only the tag changed.
     const pushed = await fileAt(gh.info.api_url, "acme/env-dev", "apps/app/values.yaml", branch, ghToken);
-    assertValues(pushed, shortSha, `branch ${branch} carries the edit`);
+    assertReleaseValues(pushed, shortSha, `branch ${branch} carries the edit`);
 
     // Exactly one MR/PR, from the run's branch to main.
     const creates = reqs.filter((r) => r.method === "POST" && r.path === `${env}/${flavor === "gitlab" ? "merge_requests" : "pulls"}`);
@@ -792,7 +781,7 @@ for (const flavor of ["gitlab", "gitea"]) {
     assert.equal(merges[0].status, 200);
     assert.ok(pr.merged);
     const main = await fileAt(gh.info.api_url, "acme/env-dev", "apps/app/values.yaml", "main", ghToken);
-    assertValues(main, shortSha, "env-dev main has the release after the merge");
+    assertReleaseValues(main, shortSha, "env-dev main has the release after the merge");
 
     // Every request carried the token in the host's scheme.
     assert.ok(reqs.every((r) => r.status !== 401), "no request was refused for its credentials");
@@ -1007,7 +996,7 @@ test("gitlab: a merge GitLab finishes in the background (200 with state 'locked'
   assert.equal(merges.length, 1, `one merge request: ${merges.map((m) => m.status)}`);
   assert.equal(merges[0].body.sha, pr.sha);
   const values = await fileAt(gh.info.api_url, "acme/env-dev", "apps/app/values.yaml", "main", HOST_TOKEN);
-  assertValues(values, merged.sha.slice(0, 7), "env-dev main has the release");
+  assertReleaseValues(values, merged.sha.slice(0, 7), "env-dev main has the release");
 });
 
 // GitLab subgroups: the stage's repository is `acme/platform/env-dev` (the pipeline schema allows
@@ -1031,7 +1020,7 @@ test("gitlab: a stage repository in a subgroup (acme/platform/env-dev) is promot
   const merges = api.requests.filter((r) => r.path === `${project}/merge_requests/${pr.number}/merge`);
   assert.equal(merges.length, 1);
   assert.equal(merges[0].body.sha, pr.sha);
-  assertValues(await fileAt(gh.info.api_url, "acme/env-dev", "apps/app/values.yaml", "main", HOST_TOKEN), merged.sha.slice(0, 7), "the subgroup project's main has the release");
+  assertReleaseValues(await fileAt(gh.info.api_url, "acme/env-dev", "apps/app/values.yaml", "main", HOST_TOKEN), merged.sha.slice(0, 7), "the subgroup project's main has the release");
   const audit = auditOf(tollgate.db, run.id);
   assert.deepEqual(audit.map((a) => a.seq), audit.map((_, i) => i + 1), "audit seq has no gaps");
 });
@@ -1074,7 +1063,7 @@ for (const flavor of ["gitlab", "gitea"]) {
     if (flavor === "gitlab") assert.equal(merges[0].body.squash, true);
     else assert.equal(merges[0].body.Do, "squash");
     assert.equal(pr.merge_method, "squash");
-    assertValues(await fileAt(gh.info.api_url, "acme/env-dev", "apps/app/values.yaml", "main", ghToken), shortSha, "env-dev main has the release (squashed)");
+    assertReleaseValues(await fileAt(gh.info.api_url, "acme/env-dev", "apps/app/values.yaml", "main", ghToken), shortSha, "env-dev main has the release (squashed)");
     const audit = auditOf(tollgate.db, run.id);
     assert.deepEqual(audit.map((a) => a.seq), audit.map((_, i) => i + 1), "audit seq has no gaps");
   });

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import { spawnSync } from "node:child_process";
 import assert from "node:assert/strict";
 
-import { BIN, SKIP, diagnose, eventually, fileAt, mergeSourceChange, pulls, sql, startWorld } from "./world.mjs";
+import { BIN, SKIP, assertReleaseValues, diagnose, eventually, fileAt, mergeSourceChange, pulls, sql, startWorld } from "./world.mjs";
 
 const PIPELINE_ONE_STAGE = `version: 1
 pipelines:
@@ -50,9 +50,7 @@ test("a merged PR promotes the change to dev: branch pushed, PR opened and merge
   assert.ok(prs[0].merged_at, "the promotion PR is merged");
   // The environment now runs the release: only the tag changed, comments kept.
   const values = await fileAt(info.api_url, "acme/env-dev", "apps/app/values.yaml", "main", bot.token);
-  // (A short sha of digits only, or digits and one `e`, would read as a number: the edit quotes it.)
-  const tag = /^[0-9]+(e[0-9]+)?$/.test(shortSha) ? `"${shortSha}"` : shortSha;
-  assert.equal(values, `# the app in this environment\nimage:\n  repository: ghcr.io/acme/app\n  tag: ${tag} # set by tollgate\n`);
+  assertReleaseValues(values, shortSha, "acme/env-dev");
 
   // The audit log tells the story without gaps.
   const audit = sql(tollgate.db, "SELECT seq, stage, from_state, to_state, actor FROM audit WHERE run_id = ? ORDER BY seq", [run.id]);

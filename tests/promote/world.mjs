@@ -210,6 +210,16 @@ export async function pulls(api, repo, token, state = "all") {
   return res.json();
 }
 
+// values.yaml with only the tag changed, comments kept. A short sha that YAML would read as a
+// number (all digits, or like 12e4567) must be quoted to stay a string: either form is accepted,
+// and the parsed value must be the string.
+export function assertReleaseValues(text, shortSha, what) {
+  const plain = `# the app in this environment\nimage:\n  repository: ghcr.io/acme/app\n  tag: ${shortSha} # set by tollgate\n`;
+  const quoted = plain.replace(`tag: ${shortSha}`, `tag: "${shortSha}"`);
+  assert.ok(text === plain || text === quoted, `${what}: got ${JSON.stringify(text)}`);
+  assert.equal(YAML.parse(text).image.tag, shortSha, `${what}: the tag is the string ${shortSha}`);
+}
+
 export async function fileAt(api, repo, file, ref, token) {
   const res = await fetch(`${api}/repos/${repo}/contents/${file}?ref=${ref}`, {
     headers: { authorization: `Bearer ${token}`, accept: "application/vnd.github.raw" },
