@@ -242,6 +242,20 @@ std::string random_key() {
   return out;
 }
 
+// The answer to an engine outcome that is not done.
+std::optional<HttpResponse> outcome_error(const ApiOutcome& outcome) {
+  using O = ApiOutcome::Kind;
+  switch (outcome.kind) {
+    case O::done: return std::nullopt;
+    case O::not_found: return error(404, outcome.message);
+    case O::forbidden: return error(403, outcome.message);
+    case O::refused: return error(409, outcome.message);
+    case O::unavailable: return error(503, outcome.message);
+    case O::failed: return error(500, outcome.message);
+  }
+  return error(500, outcome.message);
+}
+
 double quantile(std::vector<double> v, double q) {
   std::sort(v.begin(), v.end());
   // Nearest rank: the smallest value with at least q of the values at or below it.
@@ -1027,14 +1041,7 @@ struct Api::Impl {
     if (!options.engine) return error(503, "the promotion engine is not running");
     pipeline::ApiAction action{kind, stage, "", reason, std::nullopt};
     auto outcome = options.engine->act(run_id, action, ApiActor{token->name, token->login}, key);
-    using O = ApiOutcome::Kind;
-    switch (outcome.kind) {
-      case O::done: break;
-      case O::not_found: return error(404, outcome.message);
-      case O::refused: return error(409, outcome.message);
-      case O::unavailable: return error(503, outcome.message);
-      case O::failed: return error(500, outcome.message);
-    }
+    if (auto failed = outcome_error(outcome)) return *failed;
     auto db = conn();
     if (!db) return error(503, db.error());
     auto run = run_detail(**db, run_id);
@@ -1067,19 +1074,9 @@ struct Api::Impl {
     } else if (std::find(options.hosts.begin(), options.hosts.end(), host) == options.hosts.end()) {
       return error(404, "no host '" + host.substr(0, 64) + "' is configured");
     }
-    if (options.repo_allowed && !options.repo_allowed(host, repo)) {
-      return error(403, "host '" + host + "' does not act on " + repo + ": it is not in hosts." + host + ".repos");
-    }
     if (!options.engine) return error(503, "the promotion engine is not running");
     auto outcome = options.engine->trigger(host, repo, sha, branch, pipeline_name, ApiActor{token->name, token->login});
-    using O = ApiOutcome::Kind;
-    switch (outcome.kind) {
-      case O::done: break;
-      case O::not_found: return error(404, outcome.message);
-      case O::refused: return error(409, outcome.message);
-      case O::unavailable: return error(503, outcome.message);
-      case O::failed: return error(500, outcome.message);
-    }
+    if (auto failed = outcome_error(outcome)) return *failed;
     auto db = conn();
     if (!db) return error(503, db.error());
     json runs = json::array();

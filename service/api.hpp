@@ -25,8 +25,6 @@ struct ApiOptions {
   ApiConfig config;
   EngineService* engine = nullptr;  // null: the POST actions answer 503
   std::vector<std::string> hosts{};  // configured host names (a manual trigger names one)
-  // Whether a host acts on a repository (its `repos` allowlist); null: every repository.
-  std::function<bool(const std::string& host, const std::string& repo)> repo_allowed{};
   // Web link of a PR of a configured host (empty when unknown).
   std::function<std::string(const std::string& host, const std::string& repo, std::int64_t pr)> pr_url{};
   const pipeline::TimeZones* zones = nullptr;  // for `window.open`; null: UTC

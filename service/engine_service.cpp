@@ -1089,6 +1089,13 @@ struct EngineService::Impl {
       return {K::not_found, "no host '" + host_name + "' with an API token is configured"};
     }
     auto& host = host_it->second;
+    // The allowlist first, so nothing about a repository outside it is asked of the host.
+    auto outside = [&](const std::string& repo) {
+      return options.repo_allowed && !options.repo_allowed(host_name, repo);
+    };
+    if (outside(repo_as_given)) {
+      return {K::forbidden, "host '" + host_name + "' does not act on " + repo_as_given + ": it is not in hosts." + host_name + ".repos"};
+    }
     // The repository as the host spells it (runs are unique per repository, pipeline and commit,
     // and webhooks name it so), and proof that it exists.
     auto info = host.api->get_repository(host::RepoRef{owner_of(repo_as_given), name_of(repo_as_given)});
@@ -1097,6 +1104,9 @@ struct EngineService::Impl {
       return {K::not_found, "cannot read " + repo_as_given + " from the host: " + info.error().message};
     }
     const std::string repo = info->full_name.empty() ? repo_as_given : info->full_name;
+    if (outside(repo)) {
+      return {K::forbidden, "host '" + host_name + "' does not act on " + repo + ": it is not in hosts." + host_name + ".repos"};
+    }
     auto text = host.api->read_file(host::RepoRef{owner_of(repo), name_of(repo)}, options.pipeline_file, sha);
     if (!text) {
       if (transient(text.error())) return {K::unavailable, "cannot read " + options.pipeline_file + ": " + text.error().message};

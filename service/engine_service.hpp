@@ -63,6 +63,8 @@ struct EngineServiceOptions {
   const pipeline::TimeZones* zones = nullptr;             // null: UTC
   std::function<pipeline::TimePoint()> now{};             // null: the system clock
   std::string pipeline_file = ".tollgate.yaml";
+  // Whether a host acts on a repository (its `repos` allowlist); null: every repository.
+  std::function<bool(const std::string& host, const std::string& repo)> repo_allowed{};
 };
 
 struct EngineStats {
@@ -81,7 +83,7 @@ struct ApiActor {
 
 // What became of an API action or trigger.
 struct ApiOutcome {
-  enum class Kind { done, not_found, refused, unavailable, failed } kind = Kind::done;
+  enum class Kind { done, not_found, forbidden, refused, unavailable, failed } kind = Kind::done;
   std::string message{};             // not done: why (refused: the engine's reason)
   std::vector<std::string> runs{};   // trigger: the runs of that commit
   bool created = false;              // trigger: at least one run was started now

@@ -162,6 +162,20 @@ int run_serve(const std::string& config_path, unsigned threads) {
   engine_options.engine.checks_settle = std::chrono::duration_cast<std::chrono::seconds>(config->engine.checks_settle);
   engine_options.engine.merge_retry = secs(config->engine.merge_retry);
   engine_options.engine.probe_interval = secs(config->engine.probe_interval);
+  // A manual run obeys the host's `repos` allowlist, as its webhooks do.
+  std::map<std::string, std::vector<pipeline::Glob>> allowlists;
+  for (const auto& [name, host] : config->hosts) {
+    if (host.repos.empty()) continue;
+    auto& globs = allowlists[name];
+    for (const auto& r : host.repos) {
+      if (auto g = pipeline::Glob::compile(r)) globs.push_back(std::move(*g));
+    }
+  }
+  engine_options.repo_allowed = [allowlists](const std::string& host, const std::string& repo) {
+    auto it = allowlists.find(host);
+    if (it == allowlists.end()) return true;
+    return std::any_of(it->second.begin(), it->second.end(), [&](const pipeline::Glob& g) { return g.matches(repo); });
+  };
   EngineService engine(engine_options, **inbox, clients.engine, &writer);
   ApiOptions api_options;
   api_options.database = config->database;
@@ -172,20 +186,6 @@ int run_serve(const std::string& config_path, unsigned threads) {
   api_options.pr_url = [&clients](const std::string& host, const std::string& repo, std::int64_t pr) {
     auto it = clients.engine.find(host);
     return it != clients.engine.end() && it->second.cached_pr_url ? it->second.cached_pr_url(repo, pr) : std::string{};
-  };
-  // A manual run obeys the host's `repos` allowlist, as its webhooks do.
-  std::map<std::string, std::vector<pipeline::Glob>> allowlists;
-  for (const auto& [name, host] : config->hosts) {
-    if (host.repos.empty()) continue;
-    auto& globs = allowlists[name];
-    for (const auto& r : host.repos) {
-      if (auto g = pipeline::Glob::compile(r)) globs.push_back(std::move(*g));
-    }
-  }
-  api_options.repo_allowed = [allowlists](const std::string& host, const std::string& repo) {
-    auto it = allowlists.find(host);
-    if (it == allowlists.end()) return true;
-    return std::any_of(it->second.begin(), it->second.end(), [&](const pipeline::Glob& g) { return g.matches(repo); });
   };
   Api api(api_options);
   HttpServer server(*config, intake, &api);

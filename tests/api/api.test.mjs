@@ -463,6 +463,9 @@ test("the REST API: auth, errors, runs, pipelines, actions, idempotency, audit, 
     assert.match(unknown.body.error, /payments/);
     await post("/api/v1/runs", { body: { repo: "acme/app", sha: SOME_SHA }, expect: 404 });
     await post("/api/v1/runs", { body: { host: "gitlab", repo: "acme/app", sha: pushed.sha }, expect: 404 });
+    // The host's `repos` allowlist (acme/*) holds for manual runs as for its webhooks.
+    const outside = await post("/api/v1/runs", { body: { repo: "evil/app", sha: pushed.sha }, expect: 403 });
+    assert.match(outside.body.error, /evil\/app.*repos/);
     // Run 2 goes as far as prod's approvals (past dev's verification, so a newer run supersedes it).
     const waiting = await eventually("run 2's prod stage to be open", async () => {
       const run = await getRun(run2.id);
