@@ -680,7 +680,7 @@ struct Api::Impl {
         "s.status IN ('promoted', 'skipped') ORDER BY s.finished_at DESC LIMIT 1");
     auto latest = db.prepare(
         "SELECT s.run_id, s.status, r.version FROM run_stages s JOIN runs r ON r.id = s.run_id "
-        "WHERE s.host = ? AND s.repo = ? AND s.pipeline = ? AND s.stage = ? AND s.status <> 'waiting' "
+        "WHERE s.host = ? AND s.repo = ? AND s.pipeline = ? AND s.stage = ? AND s.started_at IS NOT NULL "
         "ORDER BY s.run_created DESC LIMIT 1");
     if (!current) return tl::unexpected(current.error().message);
     if (!latest) return tl::unexpected(latest.error().message);

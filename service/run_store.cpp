@@ -171,7 +171,7 @@ std::optional<std::int64_t> finished_ms(const pipeline::RunState& state, Instant
 }
 
 // The API's view of each stage (run_stages, 0004_api.sql): rows of the stages whose status,
-// rollback or end changed since `before` (all of them when there is no before).
+// rollback, start or end changed since `before` (all of them when there is no before).
 tl::expected<void, std::string> save_stage_rows(sqlite::Db& db, const RunRecord& meta, const pipeline::RunState* before,
                                                 const pipeline::RunState& state) {
   const std::string what = "run " + in_quotes(meta.id) + ": saving stage rows";
@@ -179,13 +179,17 @@ tl::expected<void, std::string> save_stage_rows(sqlite::Db& db, const RunRecord&
   for (const auto& st : state.stages) {
     if (before) {
       const auto* old = before->stage(st.name);
-      if (old && old->status == st.status && old->rollback == st.rollback && old->finished_at == st.finished_at) continue;
+      if (old && old->status == st.status && old->rollback == st.rollback && old->started_at == st.started_at &&
+          old->finished_at == st.finished_at) {
+        continue;
+      }
     }
     if (!ins) {
       auto p = prepare(db,
                        "INSERT INTO run_stages (run_id, stage, host, repo, pipeline, status, rollback, run_created, "
-                       "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, stage) DO UPDATE SET "
-                       "status = excluded.status, rollback = excluded.rollback, finished_at = excluded.finished_at",
+                       "started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, stage) DO "
+                       "UPDATE SET status = excluded.status, rollback = excluded.rollback, started_at = excluded.started_at, "
+                       "finished_at = excluded.finished_at",
                        what);
       if (!p) return tl::unexpected(p.error());
       ins.emplace(std::move(*p));
@@ -196,7 +200,11 @@ tl::expected<void, std::string> save_stage_rows(sqlite::Db& db, const RunRecord&
     ins->bind(6, std::string_view(pipeline::to_string(st.status)));
     ins->bind(7, std::string_view(kRollback[static_cast<std::size_t>(st.rollback)]));
     ins->bind(8, ms(meta.created_at));
-    if (st.finished_at) ins->bind(9, static_cast<std::int64_t>(st.finished_at->time_since_epoch().count())); else ins->bind_null(9);
+    int i = 9;
+    for (const auto* t : {&st.started_at, &st.finished_at}) {
+      if (*t) ins->bind(i, static_cast<std::int64_t>((*t)->time_since_epoch().count())); else ins->bind_null(i);
+      ++i;
+    }
     if (auto r = run(*ins, what); !r) return r;
   }
   return {};

@@ -464,7 +464,7 @@ def fill(db_path, runs, audit_per_run, seed):
                          created, updated, state["finished_at"], state["release"][0][1]))
         for st in state["stages"]:
             stage_rows.append((run_id, st["name"], HOST, SOURCE_REPO, PIPELINE, st["status"], st["rollback"], created,
-                               st["finished_at"]))
+                               st["started_at"], st["finished_at"]))
         for seq, (at, stage, frm, to, actor, reason) in enumerate(au, 1):
             audit_rows.append((at, run_id, seq, stage, frm, to, actor, reason))
     t_gen = time.time() - t_start
@@ -474,7 +474,7 @@ def fill(db_path, runs, audit_per_run, seed):
     db.executemany("INSERT INTO runs (id, host, repo, pipeline, status, definition, definition_sha, state, created_at, "
                    "updated_at, finished_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", run_rows)
     db.executemany("INSERT INTO run_stages (run_id, stage, host, repo, pipeline, status, rollback, run_created, "
-                   "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", stage_rows)
+                   "started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", stage_rows)
     db.execute("COMMIT")
     db.execute("BEGIN")
     db.executemany("INSERT INTO audit (run_id, seq, at, stage, from_state, to_state, actor, reason, input) "
@@ -615,7 +615,7 @@ def api_queries(now_ms):
          "s.status IN ('promoted', 'skipped') ORDER BY s.finished_at DESC LIMIT 1", (h, rp, pl, "STAGE"), 20),
         ("pipelines: latest (x20 stages)",
          "SELECT s.run_id, s.status, r.version FROM run_stages s JOIN runs r ON r.id = s.run_id "
-         "WHERE s.host = ? AND s.repo = ? AND s.pipeline = ? AND s.stage = ? AND s.status <> 'waiting' "
+         "WHERE s.host = ? AND s.repo = ? AND s.pipeline = ? AND s.stage = ? AND s.started_at IS NOT NULL "
          "ORDER BY s.run_created DESC LIMIT 1", (h, rp, pl, "STAGE"), 20),
         ("delivery (30d)",
          "SELECT host, repo, pipeline, status, created_at, finished_at, "

@@ -13,13 +13,14 @@ CREATE TABLE run_stages (
   status       TEXT    NOT NULL,
   rollback     TEXT    NOT NULL DEFAULT 'none',  -- none | opening | merging | done | failed
   run_created  INTEGER NOT NULL,
+  started_at   INTEGER,                          -- when the run reached the stage (null: never)
   finished_at  INTEGER,                          -- when the stage ended (promoted, failed, ...)
   PRIMARY KEY (run_id, stage)
 ) WITHOUT ROWID;
 -- Each stage's newest run (GET /api/v1/pipelines, `latest`): a stage's rows newest first, so the
 -- walk stops at the first match without reading the runs' rows (whose state and definition fill
 -- overflow pages).
-CREATE INDEX run_stages_newest ON run_stages (host, repo, pipeline, stage, run_created, status, finished_at);
+CREATE INDEX run_stages_newest ON run_stages (host, repo, pipeline, stage, run_created, started_at, status);
 -- ... and the one promoted most recently (the environment's version: an older run retried after a
 -- newer one put its own back).
 CREATE INDEX run_stages_finished ON run_stages (host, repo, pipeline, stage, finished_at, status);
@@ -37,7 +38,8 @@ CREATE INDEX runs_delivery ON runs (finished_at, status, host, repo, pipeline, c
 UPDATE runs SET version = COALESCE(
   (SELECT json_extract(value, '$[1]') FROM json_each(runs.state, '$.release') WHERE json_extract(value, '$[0]') = 'version'),
   substr(json_extract(runs.state, '$.source.sha'), 1, 7), '');
-INSERT INTO run_stages (run_id, stage, host, repo, pipeline, status, rollback, run_created, finished_at)
+INSERT INTO run_stages (run_id, stage, host, repo, pipeline, status, rollback, run_created, started_at, finished_at)
   SELECT r.id, json_extract(s.value, '$.name'), r.host, r.repo, r.pipeline, json_extract(s.value, '$.status'),
-         COALESCE(json_extract(s.value, '$.rollback'), 'none'), r.created_at, json_extract(s.value, '$.finished_at')
+         COALESCE(json_extract(s.value, '$.rollback'), 'none'), r.created_at, json_extract(s.value, '$.started_at'),
+         json_extract(s.value, '$.finished_at')
   FROM runs r, json_each(r.state, '$.stages') s;

@@ -738,6 +738,10 @@ TEST_CASE("the API's version column and stage rows follow the run's state", "[ru
   CHECK(s.count("SELECT COUNT(*) FROM run_stages WHERE run_id = 'r1'") == 2);
   CHECK(s.text("SELECT status FROM run_stages WHERE run_id = 'r1' AND stage = 'dev'") == "preparing");
   CHECK(s.text("SELECT status FROM run_stages WHERE run_id = 'r1' AND stage = 'qa'") == "waiting");
+  // Reached or not (the dashboard's `latest` is the newest run that reached a stage).
+  CHECK(s.text("SELECT started_at FROM run_stages WHERE run_id = 'r1' AND stage = 'dev'") ==
+        std::to_string(kT0.time_since_epoch().count()));
+  CHECK(s.text("SELECT started_at FROM run_stages WHERE run_id = 'r1' AND stage = 'qa'") == "NULL");
   CHECK(s.text("SELECT pipeline || ' ' || repo || ' ' || host FROM run_stages WHERE stage = 'qa'") ==
         "payments acme/payments github");
   run.now += 5s;
@@ -748,6 +752,7 @@ TEST_CASE("the API's version column and stage rows follow the run's state", "[ru
   run.now += 1min;
   run.in(s.db, ApiAction{ApiAction::Kind::abort, "", "alice", "stop"}, "api:abort");
   CHECK(s.text("SELECT status FROM run_stages WHERE run_id = 'r1' AND stage = 'qa'") == "aborted");
+  CHECK(s.text("SELECT started_at FROM run_stages WHERE run_id = 'r1' AND stage = 'qa'") == "NULL");
   CHECK(s.text("SELECT finished_at FROM run_stages WHERE run_id = 'r1' AND stage = 'qa'") ==
         std::to_string((kT0 + 5s + 1min).time_since_epoch().count()));
 }
