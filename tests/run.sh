@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh Debian 12 machine: installs dependencies, then builds and
-# tests three ways: release (-Werror, then the quickstart demo non-interactively), ASan+UBSan, and
+# tests three ways: release (-Werror, then the quickstart, deploy/quickstart.sh --ci), ASan+UBSan, and
 # clang with the libFuzzer targets, which then fuzz the pipeline loader+validator, the webhook
 # normalisers, the file edits and the promotion engine for FUZZ_SECONDS each (default 60).
 # Usage: tests/run.sh            (env: JOBS, FUZZ_SECONDS, SKIP_INSTALL=1)
@@ -26,8 +26,9 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTOLLGATE_WERROR
 cmake --build build -j "$jobs"
 step "release tests"
 run_ctest build
-step "quickstart demo, non-interactive (deploy/demo.mjs --ci): a merge promoted to the approval gate and approved"
-node deploy/demo.mjs --ci --bin build/service/tollgate 2>&1 | tee -a "$log"
+step "the quickstart, non-interactive (deploy/quickstart.sh --ci): a merge promoted to the approval gate and approved"
+# The README's first command as a user runs it (its install and build steps find everything done).
+deploy/quickstart.sh --ci 2>&1 | tee -a "$log"
 
 step "sanitizer build (ASan + UBSan)"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_WERROR=ON -DTOLLGATE_SANITIZE=ON
