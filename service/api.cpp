@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <ctime>
 #include <condition_variable>
 #include <mutex>
 #include <set>
@@ -47,47 +46,15 @@ HttpResponse json_ok(int status, const json& body) {
 
 // RFC 3339 UTC with milliseconds, from unix milliseconds.
 std::string iso(std::int64_t ms) {
-  const std::int64_t secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
-  const std::time_t t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms - secs * 1000));
-  return buf;
+  std::string out;
+  log::append_utc_time(out, ms);
+  return out;
 }
 json iso_or_null(const std::optional<std::int64_t>& ms) { return ms ? json(iso(*ms)) : json(nullptr); }
 json iso_or_null(const std::optional<pipeline::TimePoint>& t) {
   return t ? json(iso(t->time_since_epoch().count())) : json(nullptr);
 }
 std::int64_t ms_of(pipeline::TimePoint t) { return t.time_since_epoch().count(); }
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// Percent-decoding of a path segment or query value; nothing when malformed.
-std::optional<std::string> decode(std::string_view s, bool plus_is_space) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%') {
-      if (i + 2 >= s.size()) return std::nullopt;
-      int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
-      if (hi < 0 || lo < 0) return std::nullopt;
-      out += static_cast<char>(hi * 16 + lo);
-      i += 2;
-    } else if (plus_is_space && s[i] == '+') {
-      out += ' ';
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
 
 std::vector<std::string_view> split(std::string_view s, char sep) {
   std::vector<std::string_view> out;
@@ -119,8 +86,8 @@ Query parse_query(std::string_view target, std::initializer_list<const char*> kn
   for (auto part : split(target.substr(mark + 1), '&')) {
     if (part.empty()) continue;
     const auto eq = part.find('=');
-    auto key = decode(part.substr(0, eq), true);
-    auto value = decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1), true);
+    auto key = webhooks::percent_decode(part.substr(0, eq), true);
+    auto value = webhooks::percent_decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1), true);
     if (!key || !value) {
       q.problem = "malformed query string: a '%' not followed by two hex digits";
       return q;
@@ -1135,7 +1102,7 @@ struct Api::Impl {
     if (path.substr(0, 8) != "/api/v1/") return error(404, "no such endpoint; the API is under /api/v1 (see docs/api.md)");
     std::vector<std::string> seg;
     for (auto part : split(path.substr(8), '/')) {
-      auto d = decode(part, false);
+      auto d = webhooks::percent_decode(part, false);
       if (!d) return error(400, "malformed path: a '%' not followed by two hex digits");
       seg.push_back(std::move(*d));
     }

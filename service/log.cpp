@@ -23,28 +23,9 @@ const char* name(Level l) {
   return "info";
 }
 
-// "2026-11-23T15:20:01.123Z": the date and time are formatted once per second per thread (this
-// runs for every log line), the milliseconds every time.
 void append_timestamp(std::string& out) {
-  const auto ms_total =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  const std::int64_t secs = ms_total / 1000;
-  const int ms = static_cast<int>(ms_total % 1000);
-  thread_local std::int64_t cached_secs = -1;
-  thread_local char cached[32] = {};
-  thread_local int cached_len = 0;
-  if (secs != cached_secs) {
-    const std::time_t t = static_cast<std::time_t>(secs);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    cached_len = std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
-                               tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    cached_secs = secs;
-  }
-  out.append(cached, static_cast<std::size_t>(std::max(cached_len, 0)));
-  const char frac[] = {'.', static_cast<char>('0' + ms / 100), static_cast<char>('0' + ms / 10 % 10),
-                       static_cast<char>('0' + ms % 10), 'Z'};
-  out.append(frac, sizeof frac);
+  append_utc_time(out,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
 thread_local std::string* t_batch = nullptr;  // set while a Batch lives on this thread
@@ -74,6 +55,28 @@ void begin(std::string& out, Level level, std::string_view msg) {
 }
 
 }  // namespace
+
+// The date and time are formatted once per second per thread (this runs for every log line), the
+// milliseconds every time.
+void append_utc_time(std::string& out, std::int64_t unix_ms) {
+  const std::int64_t secs = unix_ms >= 0 ? unix_ms / 1000 : (unix_ms - 999) / 1000;
+  const int ms = static_cast<int>(unix_ms - secs * 1000);
+  thread_local std::int64_t cached_secs = -1;
+  thread_local char cached[64] = {};
+  thread_local int cached_len = 0;
+  if (secs != cached_secs) {
+    const std::time_t t = static_cast<std::time_t>(secs);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    cached_len = std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+                               tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cached_secs = secs;
+  }
+  out.append(cached, static_cast<std::size_t>(std::max(cached_len, 0)));
+  const char frac[] = {'.', static_cast<char>('0' + ms / 100), static_cast<char>('0' + ms / 10 % 10),
+                       static_cast<char>('0' + ms % 10), 'Z'};
+  out.append(frac, sizeof frac);
+}
 
 void append_json_string(std::string& out, std::string_view s) {
   // Printable ASCII without '"' or '\\' (nearly every key, id and message) is copied as is;

@@ -43,4 +43,7 @@ class Batch {
 // `s` as a JSON string, quotes included, appended to `out` (invalid UTF-8 becomes U+FFFD).
 void append_json_string(std::string& out, std::string_view s);
 
+// Appends RFC 3339 UTC with milliseconds ("2026-11-23T15:20:01.123Z") of a unix time in ms.
+void append_utc_time(std::string& out, std::int64_t unix_ms);
+
 }  // namespace tollgate::service::log

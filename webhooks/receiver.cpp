@@ -46,6 +46,30 @@ int hex_value(char c) {
   return -1;
 }
 
+}  // namespace
+
+std::optional<std::string> percent_decode(std::string_view text, bool plus_is_space) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '+' && plus_is_space) {
+      out += ' ';
+    } else if (c == '%') {
+      if (i + 2 >= text.size()) return std::nullopt;
+      const int hi = hex_value(text[i + 1]), lo = hex_value(text[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+namespace {
+
 // application/x-www-form-urlencoded: the value of `payload`, percent-decoded.
 std::optional<std::string> form_payload(std::string_view body) {
   std::size_t pos = 0;
@@ -53,25 +77,7 @@ std::optional<std::string> form_payload(std::string_view body) {
     std::size_t end = body.find('&', pos);
     if (end == std::string_view::npos) end = body.size();
     std::string_view pair = body.substr(pos, end - pos);
-    if (pair.substr(0, 8) == "payload=") {
-      std::string out;
-      out.reserve(pair.size());
-      for (std::size_t i = 8; i < pair.size(); ++i) {
-        char c = pair[i];
-        if (c == '+') {
-          out += ' ';
-        } else if (c == '%') {
-          if (i + 2 >= pair.size()) return std::nullopt;
-          int hi = hex_value(pair[i + 1]), lo = hex_value(pair[i + 2]);
-          if (hi < 0 || lo < 0) return std::nullopt;
-          out += static_cast<char>(hi * 16 + lo);
-          i += 2;
-        } else {
-          out += c;
-        }
-      }
-      return out;
-    }
+    if (pair.substr(0, 8) == "payload=") return percent_decode(pair.substr(8), /*plus_is_space=*/true);
     pos = end + 1;
   }
   return std::nullopt;

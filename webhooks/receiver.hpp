@@ -55,6 +55,10 @@ inline constexpr std::size_t kBodyPadding = 64;
 // Lower-case hex HMAC-SHA256.
 [[nodiscard]] std::string hmac_sha256_hex(std::string_view key, std::string_view data);
 
+// Percent-decoding (`plus_is_space`: '+' is a space, as in a form or a query string); nothing when
+// a '%' is not followed by two hex digits.
+[[nodiscard]] std::optional<std::string> percent_decode(std::string_view text, bool plus_is_space);
+
 // Compares without leaking where they differ (lengths may leak).
 [[nodiscard]] bool constant_time_equal(std::string_view a, std::string_view b);
 
