@@ -21,6 +21,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
+import { adminClient, readyInfo } from "../../tests/githost/client.mjs";
+
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "..", "..");
 const REPOS = path.join(HERE, "repos");
@@ -79,26 +81,8 @@ export async function startSandbox({ webhookUrl, webhookSecret } = {}) {
     await exited;
   };
   try {
-    const line = await new Promise((resolve, reject) => {
-      let buf = "";
-      child.stdout.on("data", (d) => {
-        buf += d;
-        const i = buf.indexOf("\n");
-        if (i >= 0) resolve(buf.slice(0, i));
-      });
-      exited.then((code) => reject(new Error(`the test Git host exited (${code}) before it was ready`)));
-    });
-    const info = JSON.parse(line);
-    const admin = async (method, target, body) => {
-      const res = await fetch(info.api_url + "/_admin" + target, {
-        method,
-        headers: body === undefined ? {} : { "content-type": "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const text = await res.text();
-      if (!res.ok) throw new Error(`sandbox: ${method} /_admin${target}: ${res.status} ${text}`);
-      return text ? JSON.parse(text) : null;
-    };
+    const info = await readyInfo(child);
+    const admin = adminClient(info.api_url, "sandbox: ");
     const { users, repos } = await seed(admin);
     if (webhookUrl) await admin("PUT", "/webhook", { url: webhookUrl, secret: webhookSecret ?? null });
     return { info, admin, users, repos, pid: child.pid, stop };

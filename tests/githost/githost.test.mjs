@@ -18,6 +18,7 @@ import { promisify } from "node:util";
 import { verify } from "@octokit/webhooks-methods";
 
 import { RestSchemas, WebhookSchemas } from "./openapi.mjs";
+import { readyInfo } from "./client.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const run = promisify(execFile);
@@ -36,16 +37,8 @@ const tokens = {};
 async function startServer() {
   const t0 = performance.now();
   const child = spawn(process.execPath, [path.join(HERE, "server.mjs")], { stdio: ["pipe", "pipe", "inherit"] });
-  const line = await new Promise((resolve, reject) => {
-    let buf = "";
-    child.stdout.on("data", (d) => {
-      buf += d;
-      const i = buf.indexOf("\n");
-      if (i >= 0) resolve(buf.slice(0, i));
-    });
-    child.once("exit", (code) => reject(new Error(`server exited ${code}`)));
-  });
-  return { child, info: JSON.parse(line), ms: performance.now() - t0 };
+  const info = await readyInfo(child);
+  return { child, info, ms: performance.now() - t0 };
 }
 
 let startMs;

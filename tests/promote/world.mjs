@@ -11,6 +11,8 @@ import { fileURLToPath } from "node:url";
 
 import YAML from "yaml";
 
+import { adminClient, readyInfo } from "../githost/client.mjs";
+
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const BIN = process.env.TOLLGATE_BIN;
 export const SKIP = BIN ? false : "TOLLGATE_BIN is not set: point it at a built tollgate binary";
@@ -32,26 +34,8 @@ export async function startGithost(t) {
   t.after(() => {
     if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, "SIGTERM");
   });
-  const line = await new Promise((resolve, reject) => {
-    let buf = "";
-    child.stdout.on("data", (d) => {
-      buf += d;
-      const i = buf.indexOf("\n");
-      if (i >= 0) resolve(buf.slice(0, i));
-    });
-    child.once("exit", (code) => reject(new Error(`the test git host exited (${code}) before it was ready`)));
-  });
-  const info = JSON.parse(line);
-  const admin = async (method, target, body) => {
-    const res = await fetch(info.api_url + "/_admin" + target, {
-      method,
-      headers: body === undefined ? {} : { "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`${method} /_admin${target}: ${res.status} ${text}`);
-    return text ? JSON.parse(text) : null;
-  };
+  const info = await readyInfo(child);
+  const admin = adminClient(info.api_url);
   return { child, info, admin };
 }
 
