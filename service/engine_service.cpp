@@ -1,6 +1,7 @@
 #include "service/engine_service.hpp"
 
 #include <pthread.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -648,11 +649,14 @@ struct EngineService::Impl {
   // Returns how many were consumed; *blocked: one could not be handled yet (the host API is
   // unavailable) and the rest wait behind it, in order.
   std::size_t drain_events(sqlite::Db& rdb, bool* blocked) {
+    // Driven by the outcomes (rowid = delivery id), which exist only for deliveries the
+    // normaliser has done: the scan ends where the normaliser is. Scanning deliveries instead
+    // read the whole not-yet-normalised backlog (every row of it) at every nudge.
     auto q = rdb.prepare(
         "SELECT d.id, d.host, d.event, d.body, d.body_encoding, COALESCE(d.body_size, length(d.body)) "
-        "FROM deliveries d JOIN delivery_outcomes o ON o.delivery = d.id "
-        "WHERE o.state = 'normalized' AND d.id > ?1 "
-        "AND NOT EXISTS (SELECT 1 FROM consumed c WHERE c.key = 'delivery:' || d.id) ORDER BY d.id LIMIT 64");
+        "FROM delivery_outcomes o JOIN deliveries d ON d.id = o.delivery "
+        "WHERE o.delivery > ?1 AND o.state = 'normalized' "
+        "AND NOT EXISTS (SELECT 1 FROM consumed c WHERE c.key = 'delivery:' || o.delivery) ORDER BY o.delivery LIMIT 64");
     if (!q) {
       log::error("cannot read normalised deliveries", {{"error", q.error().message}});
       return 0;
@@ -673,8 +677,41 @@ struct EngineService::Impl {
       }
       q->reset();
       if (rows.empty()) return consumed;
+      // Deliveries that change nothing (most of them: events of repositories without a pipeline,
+      // comments that are not commands, hosts without a token) are consumed together, in one
+      // transaction; one that starts runs or feeds a run is applied on its own, after the ones
+      // before it, so that it reads the state they left. Order is kept either way.
+      std::vector<std::int64_t> idle;
+      const auto flush_idle = [&]() -> bool {
+        if (idle.empty()) return true;
+        auto err = inbox.transact_sync([&](sqlite::Db& db) -> std::string {
+          for (const auto id : idle) {
+            if (auto fresh = runs::try_consume(db, delivery_key(id), now_ms()); !fresh) return fresh.error();
+          }
+          return {};
+        });
+        if (!err.empty()) {
+          log::error("deliveries not consumed", {{"from", idle.front()}, {"to", idle.back()}, {"error", err}});
+          return false;
+        }
+        cursor = idle.back();
+        consumed += idle.size();
+        events += idle.size();
+        idle.clear();
+        return true;
+      };
       for (const auto& row : rows) {
-        if (!handle_delivery(rdb, row)) {
+        auto prepared = prepare_delivery(rdb, row);
+        if (!prepared) {
+          (void)flush_idle();
+          if (blocked) *blocked = true;
+          return consumed;
+        }
+        if (prepared->new_runs.empty() && prepared->inputs.empty()) {
+          idle.push_back(row.id);
+          continue;
+        }
+        if (!flush_idle() || !apply_delivery(row, *prepared)) {
           if (blocked) *blocked = true;
           return consumed;
         }
@@ -682,45 +719,63 @@ struct EngineService::Impl {
         ++consumed;
         ++events;
       }
+      if (!flush_idle()) {
+        if (blocked) *blocked = true;
+        return consumed;
+      }
     }
   }
 
-  // false: not now (retry later). Everything else consumes the delivery.
-  bool handle_delivery(sqlite::Db& rdb, const DeliveryRow& row) {
-    const std::string key = "delivery:" + std::to_string(row.id);
+  static std::string delivery_key(std::int64_t id) { return "delivery:" + std::to_string(id); }
+
+  // What a delivery does: the runs it starts and the inputs it gives to runs.
+  struct PreparedDelivery {
     std::vector<NewRun> new_runs;
     std::vector<pipeline::Input> inputs;
+  };
+
+  // Reads what the delivery needs from the host (its pipeline file, the actor's permission) and
+  // works out what it does. nullopt: not now, the host API is unavailable (retry later).
+  std::optional<PreparedDelivery> prepare_delivery(sqlite::Db& rdb, const DeliveryRow& row) {
+    PreparedDelivery out;
     auto host_it = hosts.find(row.host);
-    if (host_it != hosts.end() && host_it->second.api) {
-      auto& host = host_it->second;
-      auto encoding = body_encoding_from(row.encoding);
-      auto body = encoding ? decode_body(*encoding, row.body, static_cast<std::size_t>(row.size))
-                           : tl::expected<std::string, std::string>(tl::unexpect, encoding.error());
-      if (!body) {
-        log::error("delivery body cannot be read", {{"delivery", row.id}, {"error", body.error()}});
-      } else if (auto event = webhooks::normalize(host.kind, row.event, json::parse(*body, nullptr, false)); event && *event) {
-        if (!check_pipeline_file(host, **event)) return false;
-        auto ee = translate(**event, host.bot_login);
-        if (ee.needs_actor_facts && !fill_actor_facts(rdb, row.host, host, ee)) return false;
-        // tollgate's own promotion PRs (branches tollgate/...) never start runs: their merges are
-        // inputs of the runs that opened them, and reading .tollgate.yaml in an environment
-        // repository would cost an API call per promotion for nothing.
-        const auto* pr_event = std::get_if<webhooks::PullRequestEvent>(&(*event)->payload);
-        const bool own_branch = pr_event && pr_event->pr.head_ref.rfind("tollgate/", 0) == 0;
-        if (ee.trigger && !own_branch) {
-          if (prepare_trigger(row.host, host, *ee.trigger, **event, new_runs) == Fetch::retry) return false;
-        }
-        inputs = std::move(ee.inputs);
-      }
+    if (host_it == hosts.end() || !host_it->second.api) return out;
+    auto& host = host_it->second;
+    auto encoding = body_encoding_from(row.encoding);
+    auto body = encoding ? decode_body(*encoding, row.body, static_cast<std::size_t>(row.size))
+                         : tl::expected<std::string, std::string>(tl::unexpect, encoding.error());
+    if (!body) {
+      log::error("delivery body cannot be read", {{"delivery", row.id}, {"error", body.error()}});
+      return out;
     }
+    auto event = webhooks::normalize(host.kind, row.event, json::parse(*body, nullptr, false));
+    if (!event || !*event) return out;
+    if (!check_pipeline_file(host, **event)) return std::nullopt;
+    auto ee = translate(**event, host.bot_login);
+    if (ee.needs_actor_facts && !fill_actor_facts(rdb, row.host, host, ee)) return std::nullopt;
+    // tollgate's own promotion PRs (branches tollgate/...) never start runs: their merges are
+    // inputs of the runs that opened them, and reading .tollgate.yaml in an environment
+    // repository would cost an API call per promotion for nothing.
+    const auto* pr_event = std::get_if<webhooks::PullRequestEvent>(&(*event)->payload);
+    const bool own_branch = pr_event && pr_event->pr.head_ref.rfind("tollgate/", 0) == 0;
+    if (ee.trigger && !own_branch) {
+      if (prepare_trigger(row.host, host, *ee.trigger, **event, out.new_runs) == Fetch::retry) return std::nullopt;
+    }
+    out.inputs = std::move(ee.inputs);
+    return out;
+  }
+
+  // Consumes the delivery and applies what it does, in one transaction. false: not applied (logged).
+  bool apply_delivery(const DeliveryRow& row, const PreparedDelivery& prepared) {
+    const std::string key = delivery_key(row.id);
     bool scheduled = false;
     const std::string host_name = row.host;
     auto err = inbox.transact_sync([&](sqlite::Db& db) -> std::string {
       auto fresh = runs::try_consume(db, key, now_ms());
       if (!fresh) return fresh.error();
       if (!*fresh) return {};
-      if (auto e = start_runs(db, host_name, new_runs, key, &scheduled); !e.empty()) return e;
-      for (const auto& input : inputs) {
+      if (auto e = start_runs(db, host_name, prepared.new_runs, key, &scheduled); !e.empty()) return e;
+      for (const auto& input : prepared.inputs) {
         if (auto e = offer(db, host_name, input, key, &scheduled); !e.empty()) return e;
       }
       return {};
@@ -926,6 +981,9 @@ struct EngineService::Impl {
 
   void events_loop() {
     (void)::pthread_setname_np(::pthread_self(), "tg-events");
+    // Behind intake, like the normaliser: under a burst of deliveries the I/O threads and the
+    // inbox writer get the CPU first (a 202 is owed within seconds; a promotion step is not).
+    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
     auto rdb = sqlite::Db::open(options.database);
     if (!rdb) {
       log::error("engine cannot open the database", {{"error", rdb.error().message}});
@@ -949,6 +1007,7 @@ struct EngineService::Impl {
   void worker_loop(unsigned index) {
     const std::string name = "tg-job-" + std::to_string(index);
     (void)::pthread_setname_np(::pthread_self(), name.c_str());
+    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);  // behind intake, as above
     char host[64] = {};
     (void)::gethostname(host, sizeof host - 1);
     const std::string owner = std::string(host) + ":" + std::to_string(::getpid()) + ":" + std::to_string(index);

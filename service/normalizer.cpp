@@ -89,7 +89,7 @@ void Normalizer::loop() {
   (void)::pthread_setname_np(::pthread_self(), "tg-normalize");
   // Intake first: answering deliveries fast matters more than processing them at once, so this
   // thread yields the CPU to the I/O threads under load and catches up when they are idle.
-  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
   auto db = sqlite::Db::open(database_);
   if (!db) {
     log::error("normalizer cannot open the database", {{"error", db.error().message}});

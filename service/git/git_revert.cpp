@@ -32,6 +32,7 @@ bool valid_branch(const std::string& b) {
 }  // namespace
 
 tl::expected<RevertResult, Error> GitWriter::revert(const RevertRequest& req) {
+  lg::init_once();
   auto url = parse_repo_url(req.url);
   if (!url) return tl::unexpected(Error{ErrorKind::invalid_request, "invalid repository url: " + url.error()});
   const std::string name = url->full_name();

@@ -42,8 +42,9 @@ tl::expected<std::monostate, Error> validate(const PromotionRequest& req) {
 
 }  // namespace
 
+// libgit2 is initialised at the first operation, not here: its start-up loads the system's CA
+// certificates (~1.6 MB), which a service that promotes nothing yet does not need.
 GitWriter::GitWriter(GitWriterOptions options) : options_(std::move(options)) {
-  lg::init_once();
   if (options_.smart_http) {
     // Retries are the writer's (with_retries): one attempt per call here. A "git/" user agent is
     // what hosts expect of a git client on their smart HTTP endpoints.
@@ -72,6 +73,7 @@ std::shared_ptr<std::mutex> GitWriter::mirror_lock(const std::string& mirror_pat
 }
 
 tl::expected<CopySource, Error> GitWriter::read_copy_source(const CopyEdit& edit, const Credentials& fallback) {
+  lg::init_once();
   auto url = parse_repo_url(edit.source_url);
   if (!url) return tl::unexpected(Error{ErrorKind::invalid_request, "copy: invalid source url: " + url.error()});
   const std::string name = url->full_name();
@@ -105,6 +107,7 @@ tl::expected<CopySource, Error> GitWriter::read_copy_source(const CopyEdit& edit
 }
 
 tl::expected<PromotionResult, Error> GitWriter::promote(const PromotionRequest& req) {
+  lg::init_once();
   auto url = parse_repo_url(req.url);
   if (!url) return tl::unexpected(Error{ErrorKind::invalid_request, "invalid repository url: " + url.error()});
   const std::string name = url->full_name();

@@ -10,6 +10,7 @@
 #include <deque>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -207,16 +208,7 @@ struct HttpClient::Impl {
     HttpResponse response;
   };
 
-  explicit Impl(HttpClientOptions o) : options(std::move(o)), tls_ctx(ssl::context::tls_client), rng(std::random_device{}()) {
-    tls_ctx.set_verify_mode(ssl::verify_peer);
-    boost::system::error_code ec;
-    if (options.ca_file.empty()) {
-      tls_ctx.set_default_verify_paths(ec);
-    } else {
-      tls_ctx.load_verify_file(options.ca_file, ec);
-    }
-    // Reported on every https request rather than thrown from the constructor.
-    if (ec) tls_setup_error = "ca file '" + options.ca_file + "': " + ec.message();
+  explicit Impl(HttpClientOptions o) : options(std::move(o)), rng(std::random_device{}()) {
     proxy = options.https_proxy ? *options.https_proxy : env("HTTPS_PROXY", "https_proxy");
     no_proxy = options.no_proxy ? *options.no_proxy : env("NO_PROXY", "no_proxy");
     if (!proxy.empty() && proxy.find("://") == std::string::npos) proxy = "http://" + proxy;
@@ -233,8 +225,25 @@ struct HttpClient::Impl {
   HttpClientOptions options;
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
-  ssl::context tls_ctx;
+  // Made at the first https connection (I/O thread only): the system's CA store takes ~1.5 MB,
+  // which a service that talks to no https host (intake only, a plain-http test host) never needs.
+  std::optional<ssl::context> tls_ctx;
   std::string tls_setup_error;
+
+  ssl::context& tls_context() {
+    if (tls_ctx) return *tls_ctx;
+    tls_ctx.emplace(ssl::context::tls_client);
+    tls_ctx->set_verify_mode(ssl::verify_peer);
+    boost::system::error_code ec;
+    if (options.ca_file.empty()) {
+      tls_ctx->set_default_verify_paths(ec);
+    } else {
+      tls_ctx->load_verify_file(options.ca_file, ec);
+    }
+    // Reported on every https request rather than thrown.
+    if (ec) tls_setup_error = "ca file '" + options.ca_file + "': " + ec.message();
+    return *tls_ctx;
+  }
   std::string proxy;
   std::string no_proxy;
   std::map<std::string, HostState> hosts;  // I/O thread only; std::map keeps references stable
@@ -359,8 +368,9 @@ struct HttpClient::Impl {
       conn->plain = std::move(stream);
       co_return conn;
     }
+    auto& tls = tls_context();
     if (!tls_setup_error.empty()) co_return tl::unexpected(HttpError{HttpErrorKind::tls, where + ": " + tls_setup_error});
-    conn->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*stream), tls_ctx);
+    conn->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*stream), tls);
     SSL* ssl_handle = conn->tls->native_handle();
     X509_VERIFY_PARAM* param = SSL_get0_param(ssl_handle);
     if (is_ip(u.host)) {
