@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian package tollgate's build and tests need. Idempotent; runs as root or
 # through sudo. Usage: deploy/install-deps.sh [--tests]
-#   --tests  also what only the test suite needs (chromium for the dashboard's browser tests)
+#   --tests  also what only the test suite needs (chromium for the dashboard's browser tests,
+#            systemd for `systemd-analyze verify` of deploy/systemd/tollgate.service)
 set -euo pipefail
 
 packages=(
@@ -18,7 +19,7 @@ packages=(
   lighttpd
 )
 if [ "${1:-}" = "--tests" ]; then
-  packages+=(chromium)
+  packages+=(chromium systemd)
 fi
 
 if [ "$(id -u)" -eq 0 ]; then
