@@ -432,9 +432,7 @@ function inboxDepth(text) {
   return m ? Number(m[1]) : null;
 }
 
-// Polls /metrics until the normaliser has taken every delivery out of 'new'. The normaliser runs
-// at low priority (intake first), so under a sanitizer on a busy CI machine it can take a while.
-// The normaliser runs at a low priority (intake first), so under a sanitizer with other tests
+// Polls /metrics until the normaliser has taken every delivery out of 'new'. The normaliser runs at a low priority (intake first), so under a sanitizer with other tests
 // taking both cores it can go slowly: what must hold is that it keeps draining. Fails when the
 // depth has not gone down for stallMs, or is not 0 within limitMs.
 async function waitForEmptyInbox(port, { stallMs = 30_000, limitMs = 300_000 } = {}) {
@@ -468,6 +466,25 @@ sys.stdout.write(json.dumps(rows, default=enc))
 `;
 
 // Stored deliveries through `tollgate inbox` (bodies are stored compressed; it decodes them).
+// Polls /metrics until the counter `name` reaches `expected`; fails if it goes past it, or stops
+// growing for stallMs (the engine, like the normaliser, runs at a low priority), or takes limitMs.
+async function waitForMetric(port, name, expected, { stallMs = 30_000, limitMs = 300_000 } = {}) {
+  const started = Date.now();
+  let best = { value: -1, at: started };
+  while (true) {
+    const m = new RegExp(`^${name} (\\d+)$`, "m").exec(await metrics(port));
+    const value = m ? Number(m[1]) : null;
+    assert.notEqual(value, null, `/metrics has no ${name}`);
+    if (value === expected) return;
+    assert.ok(value < expected, `${name} is ${value}, more than ${expected}`);
+    const now = Date.now();
+    if (value > best.value) best = { value, at: now };
+    if (now - best.at > stallMs) assert.fail(`${name} stuck at ${value} (of ${expected}) for ${stallMs / 1000} s`);
+    if (now - started > limitMs) assert.fail(`${name} still ${value} (of ${expected}) after ${limitMs / 1000} s`);
+    await sleep(100);
+  }
+}
+
 function inboxRows(db, ...args) {
   assert.ok(fs.existsSync(db), `database ${db} does not exist`);
   const r = spawnSync(BIN, ["inbox", "--database", db, ...args], { encoding: "utf8", maxBuffer: 512 * 1024 * 1024 });
@@ -1007,6 +1024,23 @@ describe("tollgate serve", { skip: SKIP }, () => {
     await waitForEmptyInbox(server.port);
     const failed = sql(server.db, "SELECT delivery_id, event, error FROM inbox WHERE state = 'failed'");
     assert.deepEqual(failed, [], "none fails normalisation");
+    // The engine then consumes every normalised delivery exactly once, and nothing else. These
+    // hosts have no token, so each changes nothing and they are consumed many to a transaction.
+    const normalised = sql(server.db, "SELECT COUNT(*) AS n FROM delivery_outcomes WHERE state = 'normalized'")[0].n;
+    assert.ok(normalised >= 1000, `only ${normalised} deliveries normalised`);
+    await waitForMetric(server.port, "tollgate_engine_events_total", normalised);
+    const unconsumed = sql(
+      server.db,
+      "SELECT o.delivery FROM delivery_outcomes o WHERE o.state = 'normalized' " +
+        "AND NOT EXISTS (SELECT 1 FROM consumed c WHERE c.key = 'delivery:' || o.delivery)",
+    );
+    assert.deepEqual(unconsumed, [], "every normalised delivery is consumed");
+    const strayKeys = sql(
+      server.db,
+      "SELECT c.key FROM consumed c WHERE c.key LIKE 'delivery:%' AND NOT EXISTS " +
+        "(SELECT 1 FROM delivery_outcomes o WHERE o.state = 'normalized' AND c.key = 'delivery:' || o.delivery)",
+    );
+    assert.deepEqual(strayKeys, [], "only normalised deliveries are consumed");
   });
 
   // 4 -------------------------------------------------------------------------------------------
