@@ -2,7 +2,8 @@
 # Installs every Debian package tollgate's build and tests need. Idempotent; runs as root or
 # through sudo. Usage: deploy/install-deps.sh [--tests]
 #   --tests  also what only the test suite needs (chromium for the dashboard's browser tests,
-#            systemd for `systemd-analyze verify` of deploy/systemd/tollgate.service)
+#            systemd for `systemd-analyze verify` of deploy/systemd/tollgate.service, PostgreSQL 15
+#            for the PostgreSQL store's tests)
 set -euo pipefail
 
 packages=(
@@ -12,14 +13,14 @@ packages=(
   # libraries (DESIGN.md)
   libyaml-cpp-dev libvalijson-dev nlohmann-json3-dev libkainjow-mustache-dev libcli11-dev
   catch2 libexpected-dev libre2-dev
-  libboost1.81-dev libsqlite3-dev libssl-dev libsimdjson-dev liblz4-dev libgit2-dev libjemalloc-dev
+  libboost1.81-dev libsqlite3-dev libssl-dev libsimdjson-dev liblz4-dev libgit2-dev libjemalloc-dev libpq-dev
   # runtime data and tools used by tests and benchmarks
   tzdata hyperfine python3 sqlite3 openssl curl
   # the test Git host: git http-backend behind lighttpd (mod_cgi, mod_auth are in the package)
   lighttpd
 )
 if [ "${1:-}" = "--tests" ]; then
-  packages+=(chromium systemd)
+  packages+=(chromium systemd postgresql-15)
 fi
 
 if [ "$(id -u)" -eq 0 ]; then

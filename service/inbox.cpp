@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "service/log.hpp"
+#include "service/migrations.hpp"
 
 namespace tollgate_migrations {
 std::string_view embedded(std::string_view name);
@@ -17,10 +18,6 @@ std::string_view embedded(std::string_view name);
 namespace tollgate::service {
 
 namespace {
-
-// In order; each file's name is its version. Never edit a released one: add the next.
-constexpr std::array<std::string_view, 4> kMigrations{"0001_inbox.sql", "0002_outcomes.sql", "0003_engine.sql",
-                                                     "0004_api.sql"};
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())

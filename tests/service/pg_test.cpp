@@ -1,0 +1,254 @@
+// The PostgreSQL layer (service/pg.hpp) and schema (service/pg_schema.hpp). The tests that need a
+// server use TOLLGATE_TEST_POSTGRES (a libpq URL; tests/run.sh starts a PostgreSQL 15 on
+// 127.0.0.1 and sets it); each works in a schema of its own, dropped at the end. Without it they
+// are skipped with a warning, except under CI=true, where its absence is a failure.
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "service/inbox.hpp"
+#include "service/migrations.hpp"
+#include "service/pg.hpp"
+#include "service/pg_schema.hpp"
+#include "service/sqlite.hpp"
+
+using namespace tollgate::service;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string server_url() {
+  const char* url = std::getenv("TOLLGATE_TEST_POSTGRES");
+  return url != nullptr ? url : "";
+}
+
+// False (after a warning) when there is no server to test against; fails the test under CI.
+bool have_server() {
+  if (!server_url().empty()) return true;
+  const char* ci = std::getenv("CI");
+  if (ci != nullptr && std::string(ci) == "true") FAIL("CI=true but TOLLGATE_TEST_POSTGRES is not set (tests/run.sh starts a server)");
+  WARN("TOLLGATE_TEST_POSTGRES is not set: skipping the tests that need a PostgreSQL server");
+  return false;
+}
+
+// A connection whose search_path is a fresh schema of its own; the schema is dropped at the end.
+struct Scratch {
+  std::string schema;
+  std::optional<pg::Db> db;
+  Scratch() {
+    static std::atomic<int> counter{0};
+    schema = "tg_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+    auto opened = pg::Db::open(server_url());
+    if (!opened) FAIL(opened.error().message);
+    db.emplace(std::move(*opened));
+    REQUIRE(db->exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE"));
+    REQUIRE(db->exec("CREATE SCHEMA " + schema));
+    REQUIRE(db->exec("SET search_path TO " + schema));
+  }
+  // Another connection to the same schema.
+  pg::Db connect() const {
+    auto other = pg::Db::open(server_url());
+    if (!other) FAIL(other.error().message);
+    REQUIRE(other->exec("SET search_path TO " + schema));
+    return std::move(*other);
+  }
+  ~Scratch() {
+    if (db) (void)db->exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
+  }
+};
+
+std::vector<std::string> column_strings(pg::Db& db, const std::string& sql, const std::vector<std::string>& params = {}) {
+  auto q = db.prepare(sql);
+  if (!q) FAIL(q.error().message);
+  for (std::size_t i = 0; i < params.size(); ++i) q->bind(static_cast<int>(i + 1), params[i]);
+  std::vector<std::string> out;
+  while (true) {
+    auto row = q->step();
+    if (!row) FAIL(row.error().message);
+    if (!*row) break;
+    out.push_back(q->text(0));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("pg: ? and ?N placeholders become $N, outside quotes and comments", "[pg]") {
+  CHECK(pg::translate_placeholders("SELECT a FROM t WHERE b = ? AND c = ?") == "SELECT a FROM t WHERE b = $1 AND c = $2");
+  CHECK(pg::translate_placeholders("WHERE o.delivery > ?1 AND x = ?1 || ?2") == "WHERE o.delivery > $1 AND x = $1 || $2");
+  CHECK(pg::translate_placeholders("SELECT '?', \"a?b\", ? -- why?\n, ?") == "SELECT '?', \"a?b\", $1 -- why?\n, $2");
+  CHECK(pg::translate_placeholders("SELECT 'it''s ?', ?") == "SELECT 'it''s ?', $1");
+  CHECK(pg::translate_placeholders("no placeholders") == "no placeholders");
+}
+
+TEST_CASE("pg: passwords are redacted from connection strings", "[pg]") {
+  CHECK(pg::redact("postgres://tollgate:s3cret@db.example:5432/tollgate") == "postgres://tollgate:***@db.example:5432/tollgate");
+  CHECK(pg::redact("postgresql://tollgate@db/tollgate?sslmode=require&password=s3cret") ==
+        "postgresql://tollgate@db/tollgate?sslmode=require&password=***");
+  CHECK(pg::redact("host=db user=tollgate password=s3cret dbname=x") == "host=db user=tollgate password=*** dbname=x");
+  CHECK(pg::redact("postgres://db.example/tollgate") == "postgres://db.example/tollgate");
+}
+
+TEST_CASE("pg: a server that is not there is a clear error without the password", "[pg]") {
+  auto db = pg::Db::open("postgres://tollgate:s3cret@127.0.0.1:1/tollgate?connect_timeout=5");
+  REQUIRE_FALSE(db);
+  CHECK_THAT(db.error().message, Catch::Contains("cannot connect to PostgreSQL at 'postgres://tollgate:***@127.0.0.1:1/tollgate"));
+  CHECK_THAT(db.error().message, !Catch::Contains("s3cret"));
+}
+
+TEST_CASE("pg: migrations build the SQLite store's tables, columns and indexes, once", "[pg][server]") {
+  if (!have_server()) return;
+  Scratch s;
+  auto version = pg::migrate(*s.db);
+  REQUIRE(version);
+  CHECK(*version == static_cast<int>(kMigrations.size()));
+  auto again = pg::migrate(*s.db);
+  REQUIRE(again);
+  CHECK(*again == *version);
+  CHECK(column_strings(*s.db, "SELECT name FROM schema_migrations ORDER BY version") ==
+        std::vector<std::string>(kMigrations.begin(), kMigrations.end()));
+
+  // The same migrations on SQLite, then both schemas side by side.
+  const auto file = fs::temp_directory_path() / ("tollgate-pg-test-" + std::to_string(::getpid()) + ".db");
+  fs::remove(file);
+  std::map<std::string, std::vector<std::string>> lite_tables;
+  std::vector<std::string> lite_indexes;
+  {
+    auto lite = sqlite::Db::open(file.string());
+    REQUIRE(lite);
+    auto v = migrate(*lite);
+    REQUIRE(v);
+    CHECK(*v == *version);
+    auto tables = lite->prepare(
+        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name");
+    REQUIRE(tables);
+    std::vector<std::string> names;
+    while (*tables->step()) names.push_back(tables->text(0));
+    for (const auto& t : names) {
+      auto cols = lite->prepare("SELECT name FROM pragma_table_info(?) ORDER BY cid");
+      REQUIRE(cols);
+      cols->bind(1, t);
+      while (*cols->step()) lite_tables[t].push_back(cols->text(0));
+    }
+    auto idx = lite->prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name");
+    REQUIRE(idx);
+    while (*idx->step()) lite_indexes.push_back(idx->text(0));
+  }
+  fs::remove(file);
+  std::map<std::string, std::vector<std::string>> pg_tables;
+  for (const auto& t : column_strings(*s.db, "SELECT table_name FROM information_schema.tables WHERE table_schema = ? ORDER BY table_name",
+                                      {s.schema})) {
+    pg_tables[t] = column_strings(
+        *s.db, "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        {s.schema, t});
+  }
+  CHECK(pg_tables == lite_tables);
+  // Indexes by name, less the ones PostgreSQL makes for primary keys and UNIQUE constraints
+  // (SQLite's are automatic too and have no SQL).
+  auto pg_indexes = column_strings(*s.db,
+                                   "SELECT indexname FROM pg_indexes WHERE schemaname = ? AND indexname NOT LIKE '%\\_pkey' "
+                                   "AND indexname NOT LIKE '%\\_key' ORDER BY indexname",
+                                   {s.schema});
+  CHECK(pg_indexes == lite_indexes);
+}
+
+TEST_CASE("pg: statements round-trip bytes, numbers and NULL; ON CONFLICT and unique violations", "[pg][server]") {
+  if (!have_server()) return;
+  Scratch s;
+  REQUIRE(pg::migrate(*s.db));
+  const std::string body("\x00\x01\xff\xfe{\"a\":\"\\u00e9\"}\n\x00", 19);
+  auto insert = s.db->prepare(
+      "INSERT INTO deliveries (host, delivery_id, event, repo, received_at, body, body_encoding, body_size) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (host, delivery_id) DO NOTHING");
+  REQUIRE(insert);
+  const std::int64_t big = 4'102'444'800'000;  // 2100-01-01 in unix milliseconds: beyond 32 bits
+  insert->bind(1, "github").bind(2, "d-1").bind(3, "push").bind(4, "acme/app").bind(5, big);
+  insert->bind_blob(6, body).bind(7, "identity").bind_null(8);
+  REQUIRE(insert->step());
+  CHECK(s.db->changes() == 1);
+  insert->reset();
+  insert->bind(1, "github").bind(2, "d-1").bind(3, "push").bind(4, "acme/app").bind(5, big);
+  insert->bind_blob(6, body).bind(7, "identity").bind_null(8);
+  REQUIRE(insert->step());
+  CHECK(s.db->changes() == 0);  // the same (host, delivery id): not stored twice
+
+  auto read = s.db->prepare("SELECT id, body, received_at, body_size, repo FROM deliveries WHERE delivery_id = ?1 AND host = ?2");
+  REQUIRE(read);
+  read->bind(1, "d-1").bind(2, "github");
+  auto row = read->step();
+  REQUIRE(row);
+  REQUIRE(*row);
+  CHECK(read->int64(0) >= 1);
+  CHECK(read->text(1) == body);
+  CHECK(read->int64(2) == big);
+  CHECK(read->is_null(3));
+  CHECK_FALSE(read->is_null(4));
+  CHECK(read->text(4) == "acme/app");
+  auto more = read->step();
+  REQUIRE(more);
+  CHECK_FALSE(*more);
+
+  auto plain = s.db->prepare("INSERT INTO deliveries (host, delivery_id, event, received_at, body) VALUES (?, ?, ?, ?, ?)");
+  REQUIRE(plain);
+  plain->bind(1, "github").bind(2, "d-1").bind(3, "push").bind(4, std::int64_t{1}).bind_blob(5, "x");
+  auto dup = plain->step();
+  REQUIRE_FALSE(dup);
+  CHECK(dup.error().sqlstate == "23505");
+  CHECK_THAT(dup.error().message, Catch::Contains("deliveries_host_delivery_id_key"));
+
+  auto bad = s.db->prepare("SELECT nope FROM deliveries");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().sqlstate == "42703");
+}
+
+TEST_CASE("pg: run_refs match owner/name case-insensitively, as hosts do", "[pg][server]") {
+  if (!have_server()) return;
+  Scratch s;
+  REQUIRE(pg::migrate(*s.db));
+  REQUIRE(s.db->exec("INSERT INTO runs (id, host, repo, pipeline, status, definition, definition_sha, state, created_at, updated_at) "
+                     "VALUES ('r1', 'github', 'Acme/App', 'p', 'running', '', '', '{}', 1, 1)"));
+  REQUIRE(s.db->exec("INSERT INTO run_refs (host, repo, kind, ref, run_id, stage) VALUES ('github', 'Acme/Env-Dev', 'pr', '7', 'r1', 'dev')"));
+  CHECK(column_strings(*s.db, "SELECT run_id FROM run_refs WHERE host = ? AND repo = ? AND kind = 'pr' AND ref = ?",
+                       {"github", "acme/env-dev", "7"}) == std::vector<std::string>{"r1"});
+  // The primary key is case-insensitive too: the same ref under another spelling is a duplicate.
+  auto dup = s.db->exec("INSERT INTO run_refs (host, repo, kind, ref, run_id, stage) VALUES ('github', 'ACME/ENV-DEV', 'pr', '7', 'r1', 'dev')");
+  REQUIRE_FALSE(dup);
+  CHECK(dup.error().sqlstate == "23505");
+}
+
+TEST_CASE("pg: replicas migrating at once each end at the latest version, every migration applied once", "[pg][server]") {
+  if (!have_server()) return;
+  Scratch s;
+  constexpr int kReplicas = 4;
+  std::vector<std::string> results(kReplicas);
+  std::vector<pg::Db> dbs;
+  for (int i = 0; i < kReplicas; ++i) dbs.push_back(s.connect());
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kReplicas; ++i) {
+    threads.emplace_back([&, i] {
+      auto v = pg::migrate(dbs[static_cast<std::size_t>(i)]);
+      results[static_cast<std::size_t>(i)] = v ? std::to_string(*v) : v.error();
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& r : results) CHECK(r == std::to_string(kMigrations.size()));
+  CHECK(column_strings(*s.db, "SELECT COUNT(*) FROM schema_migrations") == std::vector<std::string>{std::to_string(kMigrations.size())});
+}
+
+TEST_CASE("pg: a database from a newer tollgate is refused, not changed", "[pg][server]") {
+  if (!have_server()) return;
+  Scratch s;
+  REQUIRE(pg::migrate(*s.db));
+  REQUIRE(s.db->exec("INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, '0099_future.sql', 0)"));
+  auto v = pg::migrate(*s.db);
+  REQUIRE_FALSE(v);
+  CHECK_THAT(v.error(), Catch::Contains("schema version 99") && Catch::Contains("newer tollgate"));
+}
