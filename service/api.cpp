@@ -21,7 +21,7 @@
 #include "service/log.hpp"
 #include "service/metrics.hpp"
 #include "service/run_store.hpp"
-#include "service/sqlite.hpp"
+#include "service/store.hpp"
 #include "webhooks/receiver.hpp"
 
 namespace tollgate_dashboard {
@@ -127,7 +127,7 @@ std::optional<std::int64_t> parse_limit(const Query& q, std::int64_t def, std::i
 // Reads a page: the query asked for limit + 1 rows; each of the first `limit` becomes an item.
 // Returns the items and whether there are more, or SQLite's error.
 template <class Item>
-tl::expected<std::pair<json, bool>, std::string> read_page(sqlite::Stmt& s, std::int64_t limit, Item item) {
+tl::expected<std::pair<json, bool>, std::string> read_page(store::Stmt& s, std::int64_t limit, Item item) {
   json items = json::array();
   while (true) {
     auto row = s.step();
@@ -151,7 +151,7 @@ struct Where {
     args.emplace_back(*value);
   }
   // Binds the arguments from 1; returns the next index.
-  int bind(sqlite::Stmt& s) const {
+  int bind(store::Stmt& s) const {
     int i = 1;
     for (const auto& a : args) {
       if (const auto* text = std::get_if<std::string>(&a)) s.bind(i++, *text); else s.bind(i++, std::get<std::int64_t>(a));
@@ -239,7 +239,7 @@ struct Api::Impl {
 
   // Read connections, one per concurrent request.
   std::mutex pool_mutex;
-  std::vector<sqlite::Db> pool;
+  std::vector<store::Db> pool;
 
   // Pipeline files by text, parsed once.
   std::mutex defs_mutex;
@@ -265,15 +265,15 @@ struct Api::Impl {
 
   struct Conn {
     Impl* impl;
-    std::optional<sqlite::Db> db;
-    Conn(Impl* i, sqlite::Db d) : impl(i), db(std::move(d)) {}
+    std::optional<store::Db> db;
+    Conn(Impl* i, store::Db d) : impl(i), db(std::move(d)) {}
     Conn(Conn&& o) noexcept : impl(o.impl), db(std::move(o.db)) { o.db.reset(); }
     ~Conn() {
       if (!db) return;
       std::lock_guard lock(impl->pool_mutex);
       if (impl->pool.size() < 8) impl->pool.push_back(std::move(*db));
     }
-    sqlite::Db& operator*() { return *db; }
+    store::Db& operator*() { return *db; }
   };
 
   tl::expected<Conn, std::string> conn() {
@@ -285,7 +285,7 @@ struct Api::Impl {
         return c;
       }
     }
-    auto db = sqlite::Db::open(options.database);
+    auto db = store::Db::open(options.database);
     if (!db) return tl::unexpected("cannot open the database: " + db.error().message);
     return Conn(this, std::move(*db));
   }
@@ -373,7 +373,7 @@ struct Api::Impl {
       "(SELECT json_group_array(json_array(json_extract(value, '$.name'), json_extract(value, '$.status'))) "
       "FROM json_each(runs.state, '$.stages')), created_at, updated_at, finished_at, rowid";
 
-  json summary_of(const sqlite::Stmt& s) {
+  json summary_of(const store::Stmt& s) {
     const json source = json::parse(s.text(6), nullptr, false);
     const json stages_raw = json::parse(s.text(7), nullptr, false);
     json stages = json::array();
@@ -413,7 +413,7 @@ struct Api::Impl {
             {"stages", stages}};
   }
 
-  tl::expected<std::optional<json>, std::string> summary(sqlite::Db& db, const std::string& id) {
+  tl::expected<std::optional<json>, std::string> summary(store::Db& db, const std::string& id) {
     auto q = db.prepare(std::string("SELECT ") + kSummaryColumns + " FROM runs WHERE id = ?");
     if (!q) return tl::unexpected(q.error().message);
     q->bind(1, id);
@@ -457,7 +457,7 @@ struct Api::Impl {
     if (!s) return error(503, "reading runs: " + s.error().message);
     s->bind(where.bind(*s), *limit + 1);
     std::string next;
-    auto page = read_page(*s, *limit, [&](const sqlite::Stmt& row) {
+    auto page = read_page(*s, *limit, [&](const store::Stmt& row) {
       next = std::to_string(row.int64(8)) + "." + std::to_string(row.int64(11));
       return summary_of(row);
     });
@@ -547,15 +547,15 @@ struct Api::Impl {
 
   // One read transaction, so the summary and the stages come from the same commit.
   struct ReadTx {
-    sqlite::Db& db;
+    store::Db& db;
     bool open;
-    explicit ReadTx(sqlite::Db& d) : db(d), open(static_cast<bool>(d.exec("BEGIN"))) {}
+    explicit ReadTx(store::Db& d) : db(d), open(static_cast<bool>(d.exec("BEGIN"))) {}
     ~ReadTx() {
       if (open) (void)db.exec("COMMIT");
     }
   };
 
-  tl::expected<std::optional<json>, std::string> run_detail(sqlite::Db& db, const std::string& id) {
+  tl::expected<std::optional<json>, std::string> run_detail(store::Db& db, const std::string& id) {
     ReadTx tx(db);
     auto base = summary(db, id);
     if (!base) return tl::unexpected(base.error());
@@ -624,7 +624,7 @@ struct Api::Impl {
     return json_ok(200, {{"pipelines", out}});
   }
 
-  tl::expected<json, std::string> pipeline_json(sqlite::Db& db, const std::string& host, const std::string& repo,
+  tl::expected<json, std::string> pipeline_json(store::Db& db, const std::string& host, const std::string& repo,
                                                 const std::string& name) {
     auto newest = db.prepare(std::string("SELECT ") + kSummaryColumns + ", definition FROM runs WHERE host = ? AND repo = ? AND "
                              "pipeline = ? ORDER BY created_at DESC, rowid DESC LIMIT 1");
@@ -695,7 +695,7 @@ struct Api::Impl {
   static constexpr const char* kAuditColumns =
       "a.id, a.run_id, r.pipeline, a.seq, a.at, a.stage, a.from_state, a.to_state, a.actor, a.reason";
 
-  static json audit_of(const sqlite::Stmt& s) {
+  static json audit_of(const store::Stmt& s) {
     return {{"id", s.int64(0)},   {"run_id", s.text(1)},     {"pipeline", s.text(2)}, {"seq", s.int64(3)},
             {"at", iso(s.int64(4))}, {"stage", s.text(5)}, {"from", s.text(6)},     {"to", s.text(7)},
             {"actor", s.text(8)}, {"reason", s.text(9)}};

@@ -6,13 +6,13 @@
 #include <nlohmann/json.hpp>
 
 #include "service/config.hpp"
-#include "service/sqlite.hpp"
+#include "service/store.hpp"
 
 namespace tollgate::cli {
 
 namespace {
 
-using service::sqlite::Db;
+using service::store::Db;
 using json = nlohmann::json;
 
 // Opens the database of `args` (from --database, or the configuration's `database`).
@@ -70,7 +70,7 @@ int run_runs(const AuditArgs& args, std::ostream& out, std::ostream& err) {
       "SELECT * FROM (SELECT id, host, repo, pipeline, status, definition_sha, state, created_at, updated_at, finished_at "
       "FROM runs WHERE (?1 = '' OR id = ?1) AND (?2 = '' OR status = ?2) ORDER BY created_at DESC, id DESC LIMIT ?3) "
       "ORDER BY created_at, id";
-  return print_rows(*db, sql, args, "runs", out, err, [](const service::sqlite::Stmt& q) {
+  return print_rows(*db, sql, args, "runs", out, err, [](const service::store::Stmt& q) {
     json row{{"id", q.text(0)},     {"host", q.text(1)},           {"repo", q.text(2)},
              {"pipeline", q.text(3)}, {"status", q.text(4)},       {"sha", q.text(5)},
              {"created_at", q.int64(7)}, {"updated_at", q.int64(8)}};
@@ -98,7 +98,7 @@ int run_audit(const AuditArgs& args, std::ostream& out, std::ostream& err) {
   const std::string sql =
       "SELECT * FROM (SELECT id, run_id, seq, at, stage, from_state, to_state, actor, reason, input FROM audit "
       "WHERE (?1 = '' OR run_id = ?1) AND ?2 = ?2 ORDER BY id DESC LIMIT ?3) ORDER BY id";
-  int rc = print_rows(*db, sql, args, "audit", out, err, [](const service::sqlite::Stmt& q) {
+  int rc = print_rows(*db, sql, args, "audit", out, err, [](const service::store::Stmt& q) {
     json row{{"run", q.text(1)}, {"seq", q.int64(2)}, {"at", q.int64(3)}, {"stage", q.text(4)}, {"from", q.text(5)},
              {"to", q.text(6)},  {"actor", q.text(7)}, {"reason", q.text(8)}};
     if (!q.is_null(9)) row["input"] = q.text(9);
@@ -109,7 +109,7 @@ int run_audit(const AuditArgs& args, std::ostream& out, std::ostream& err) {
   const std::string jobs_sql =
       "SELECT * FROM (SELECT id, run_id, kind, stage, state, attempts, last_error, created_at, finished_at, key FROM jobs "
       "WHERE (?1 = '' OR run_id = ?1) AND ?2 = ?2 ORDER BY id DESC LIMIT ?3) ORDER BY id";
-  return print_rows(*db, jobs_sql, args, "audit", out, err, [](const service::sqlite::Stmt& q) {
+  return print_rows(*db, jobs_sql, args, "audit", out, err, [](const service::store::Stmt& q) {
     json row{{"job", q.int64(0)},   {"run", q.text(1)},      {"kind", q.text(2)},       {"stage", q.text(3)},
              {"state", q.text(4)},  {"attempts", q.int64(5)}, {"created_at", q.int64(7)}, {"key", q.text(9)}};
     if (!q.is_null(6)) row["error"] = q.text(6);

@@ -20,7 +20,7 @@
 #include "service/log.hpp"
 #include "service/probes.hpp"
 #include "service/run_store.hpp"
-#include "service/sqlite.hpp"
+#include "service/store.hpp"
 #include "templates/mustache.hpp"
 
 namespace tollgate::service {
@@ -134,7 +134,7 @@ struct EngineService::Impl {
   std::map<std::string, std::int64_t> job_gauges, run_gauges;
   std::chrono::steady_clock::time_point gauges_at{};
 
-  void refresh_gauges(sqlite::Db& rdb) {
+  void refresh_gauges(store::Db& rdb) {
     const auto now = std::chrono::steady_clock::now();
     if (now - gauges_at < std::chrono::seconds(1)) return;
     gauges_at = now;
@@ -219,7 +219,7 @@ struct EngineService::Impl {
 
   // Applies one input to one run and saves what changed. Errors are SQLite's (the transaction
   // rolls back); a run that cannot be read is logged and left alone, so it cannot hold up others.
-  std::string apply_to_run(sqlite::Db& db, const std::string& run_id, const pipeline::Input& input,
+  std::string apply_to_run(store::Db& db, const std::string& run_id, const pipeline::Input& input,
                            const std::string& key, bool* scheduled = nullptr, std::string* refused = nullptr) {
     auto rec = runs::load_run(db, run_id);
     if (!rec) {
@@ -251,7 +251,7 @@ struct EngineService::Impl {
   // before tollgate closed it): the environment changed outside the run, which the engine no
   // longer acts on. The run's audit log records it, so the change is not invisible. (Closing such
   // a PR changes nothing and is not recorded.)
-  std::string audit_late_pr_event(sqlite::Db& db, const runs::RunRecord& rec, const pipeline::Pipeline& def,
+  std::string audit_late_pr_event(store::Db& db, const runs::RunRecord& rec, const pipeline::Pipeline& def,
                                   const pipeline::Input& input, const std::string& key) {
     const auto* merged = std::get_if<pipeline::PrMerged>(&input);
     if (!merged || merged->by_tollgate) return {};
@@ -284,7 +284,7 @@ struct EngineService::Impl {
   }
 
   // concurrency: queue — when a run ends, the oldest queued run of its pipeline starts.
-  std::string start_next_queued(sqlite::Db& db, const runs::RunRecord& ended, const std::string& key, bool* scheduled) {
+  std::string start_next_queued(store::Db& db, const runs::RunRecord& ended, const std::string& key, bool* scheduled) {
     auto in_flight = runs::in_flight_runs(db, ended.host, ended.repo, ended.pipeline);
     if (!in_flight) return in_flight.error();
     std::vector<pipeline::RunState> states;
@@ -305,7 +305,7 @@ struct EngineService::Impl {
   }
 
   // Offers a webhook input to every run it concerns.
-  std::string offer(sqlite::Db& db, const std::string& host, const pipeline::Input& input, const std::string& key,
+  std::string offer(store::Db& db, const std::string& host, const pipeline::Input& input, const std::string& key,
                     bool* scheduled) {
     const auto route = route_of(input);
     if (!route) return {};
@@ -435,7 +435,7 @@ struct EngineService::Impl {
     return Fetch::ok;
   }
 
-  std::string start_runs(sqlite::Db& db, const std::string& host, const std::vector<NewRun>& new_runs,
+  std::string start_runs(store::Db& db, const std::string& host, const std::vector<NewRun>& new_runs,
                          const std::string& key, bool* scheduled) {
     for (const auto& nr : new_runs) {
       const std::string id = make_run_id(host, nr.source.repo, nr.pipeline, nr.source.sha);
@@ -574,7 +574,7 @@ struct EngineService::Impl {
   // ------------------------------------------------------------------------------------------
   // Comments and reviews: the author's permission, and the teams the gates ask about.
 
-  bool fill_actor_facts(sqlite::Db& rdb, const std::string& host_name, EngineHost& host, EngineEvent& ee) {
+  bool fill_actor_facts(store::Db& rdb, const std::string& host_name, EngineHost& host, EngineEvent& ee) {
     for (auto& input : ee.inputs) {
       pipeline::ActorFacts* actor = nullptr;
       std::string repo;
@@ -648,7 +648,7 @@ struct EngineService::Impl {
 
   // Returns how many were consumed; *blocked: one could not be handled yet (the host API is
   // unavailable) and the rest wait behind it, in order.
-  std::size_t drain_events(sqlite::Db& rdb, bool* blocked) {
+  std::size_t drain_events(store::Db& rdb, bool* blocked) {
     // Driven by the outcomes (rowid = delivery id), which exist only for deliveries the
     // normaliser has done: the scan ends where the normaliser is. Scanning deliveries instead
     // read the whole not-yet-normalised backlog (every row of it) at every nudge.
@@ -684,7 +684,7 @@ struct EngineService::Impl {
       std::vector<std::int64_t> idle;
       const auto flush_idle = [&]() -> bool {
         if (idle.empty()) return true;
-        auto err = inbox.transact_sync([&](sqlite::Db& db) -> std::string {
+        auto err = inbox.transact_sync([&](store::Db& db) -> std::string {
           for (const auto id : idle) {
             if (auto fresh = runs::try_consume(db, delivery_key(id), now_ms()); !fresh) return fresh.error();
           }
@@ -736,7 +736,7 @@ struct EngineService::Impl {
 
   // Reads what the delivery needs from the host (its pipeline file, the actor's permission) and
   // works out what it does. nullopt: not now, the host API is unavailable (retry later).
-  std::optional<PreparedDelivery> prepare_delivery(sqlite::Db& rdb, const DeliveryRow& row) {
+  std::optional<PreparedDelivery> prepare_delivery(store::Db& rdb, const DeliveryRow& row) {
     PreparedDelivery out;
     auto host_it = hosts.find(row.host);
     if (host_it == hosts.end() || !host_it->second.api) return out;
@@ -770,7 +770,7 @@ struct EngineService::Impl {
     const std::string key = delivery_key(row.id);
     bool scheduled = false;
     const std::string host_name = row.host;
-    auto err = inbox.transact_sync([&](sqlite::Db& db) -> std::string {
+    auto err = inbox.transact_sync([&](store::Db& db) -> std::string {
       auto fresh = runs::try_consume(db, key, now_ms());
       if (!fresh) return fresh.error();
       if (!*fresh) return {};
@@ -846,9 +846,9 @@ struct EngineService::Impl {
   }
 
   // Claims and runs one due job. false: none was due.
-  bool run_one_job(sqlite::Db& rdb, const std::string& owner) {
+  bool run_one_job(store::Db& rdb, const std::string& owner) {
     runs::Claim claim;
-    auto err = inbox.transact_sync([&](sqlite::Db& db) -> std::string {
+    auto err = inbox.transact_sync([&](store::Db& db) -> std::string {
       auto c = runs::claim_jobs(db, now_ms(), owner, options.lease, 1);
       if (!c) return c.error();
       claim = std::move(*c);
@@ -908,7 +908,7 @@ struct EngineService::Impl {
     bool lost = false;
     auto kind = outcome.kind;
     if (kind == ExecOutcome::Kind::retry && cj.attempts >= options.max_job_attempts) kind = ExecOutcome::Kind::terminal;
-    auto err = inbox.transact_sync([&](sqlite::Db& db) -> std::string {
+    auto err = inbox.transact_sync([&](store::Db& db) -> std::string {
       tl::expected<bool, std::string> held;
       if (kind == ExecOutcome::Kind::retry) {
         const auto wait = outcome.retry_after.value_or(backoff(cj.attempts));
@@ -983,8 +983,8 @@ struct EngineService::Impl {
     (void)::pthread_setname_np(::pthread_self(), "tg-events");
     // Behind intake, like the normaliser: under a burst of deliveries the I/O threads and the
     // inbox writer get the CPU first (a 202 is owed within seconds; a promotion step is not).
-    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
-    auto rdb = sqlite::Db::open(options.database);
+    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+    auto rdb = store::Db::open(options.database);
     if (!rdb) {
       log::error("engine cannot open the database", {{"error", rdb.error().message}});
       return;
@@ -1007,11 +1007,11 @@ struct EngineService::Impl {
   void worker_loop(unsigned index) {
     const std::string name = "tg-job-" + std::to_string(index);
     (void)::pthread_setname_np(::pthread_self(), name.c_str());
-    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);  // behind intake, as above
+    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);  // behind intake, as above
     char host[64] = {};
     (void)::gethostname(host, sizeof host - 1);
     const std::string owner = std::string(host) + ":" + std::to_string(::getpid()) + ":" + std::to_string(index);
-    auto rdb = sqlite::Db::open(options.database);
+    auto rdb = store::Db::open(options.database);
     if (!rdb) {
       log::error("job worker cannot open the database", {{"error", rdb.error().message}});
       return;
@@ -1081,7 +1081,7 @@ struct EngineService::Impl {
 
   ApiOutcome act(const std::string& run_id, pipeline::ApiAction action, const ApiActor& actor, const std::string& key) {
     using K = ApiOutcome::Kind;
-    auto rdb = sqlite::Db::open(options.database);
+    auto rdb = store::Db::open(options.database);
     if (!rdb) return {K::failed, "cannot open the database: " + rdb.error().message};
     auto rec = runs::load_run(*rdb, run_id);
     if (!rec) return {K::failed, rec.error()};
@@ -1116,7 +1116,7 @@ struct EngineService::Impl {
     bool scheduled = false;
     bool repeated = false;
     const std::string input_key = "api:" + key;
-    auto err = inbox.transact_sync([&](sqlite::Db& db) -> std::string {
+    auto err = inbox.transact_sync([&](store::Db& db) -> std::string {
       auto fresh = runs::try_consume(db, input_key, now_ms());
       if (!fresh) return fresh.error();
       if (!*fresh) {
@@ -1194,7 +1194,7 @@ struct EngineService::Impl {
     ApiOutcome out;
     for (const auto& nr : new_runs) out.runs.push_back(make_run_id(host_name, repo, nr.pipeline, sha));
     bool scheduled = false;
-    auto err = inbox.transact_sync([&](sqlite::Db& db) -> std::string {
+    auto err = inbox.transact_sync([&](store::Db& db) -> std::string {
       for (const auto& id : out.runs) {
         auto existing = runs::load_run(db, id);
         if (!existing) return existing.error();
@@ -1224,7 +1224,7 @@ void EngineService::start() {
   // Their runs would otherwise wait out the lease (side effects are idempotent: running them again
   // is safe).
   std::int64_t released = 0;
-  const auto err = impl_->inbox.transact_sync([&released](sqlite::Db& db) -> std::string {
+  const auto err = impl_->inbox.transact_sync([&released](store::Db& db) -> std::string {
     auto n = runs::release_leases(db);
     if (!n) return n.error();
     released = *n;

@@ -7,9 +7,11 @@
 #include <chrono>
 #include <future>
 #include <string_view>
+#include <tuple>
 
 #include "service/log.hpp"
 #include "service/migrations.hpp"
+#include "service/pg_schema.hpp"
 
 namespace tollgate_migrations {
 std::string_view embedded(std::string_view name);
@@ -24,7 +26,7 @@ std::int64_t now_ms() {
       .count();
 }
 
-std::string describe(const sqlite::Error& e) { return e.message + " (sqlite code " + std::to_string(e.code) + ")"; }
+using store::describe;
 
 void log_store(const StoredDelivery& d, StoreResult result, const std::string& error,
                std::chrono::steady_clock::time_point committed) {
@@ -40,7 +42,8 @@ void log_store(const StoredDelivery& d, StoreResult result, const std::string& e
 
 }  // namespace
 
-tl::expected<int, std::string> migrate(sqlite::Db& db) {
+tl::expected<int, std::string> migrate(store::Db& db) {
+  if (auto* pg = db.postgres()) return pg::migrate(*pg);
   if (auto r = db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
                        "applied_at INTEGER NOT NULL)");
       !r) {
@@ -58,7 +61,7 @@ tl::expected<int, std::string> migrate(sqlite::Db& db) {
   for (std::size_t i = static_cast<std::size_t>(version); i < kMigrations.size(); ++i) {
     std::string_view sql = tollgate_migrations::embedded(kMigrations[i]);
     if (sql.empty()) return tl::unexpected("migration " + std::string(kMigrations[i]) + " is not built in");
-    if (auto r = db.exec("BEGIN IMMEDIATE"); !r) return tl::unexpected(describe(r.error()));
+    if (auto r = db.begin_write(); !r) return tl::unexpected(describe(r.error()));
     auto applied = db.exec(sql);
     if (applied) {
       auto record = db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)");
@@ -82,26 +85,30 @@ tl::expected<int, std::string> migrate(sqlite::Db& db) {
 tl::expected<std::unique_ptr<Inbox>, std::string> Inbox::open(const InboxOptions& options) {
   std::unique_ptr<Inbox> inbox(new Inbox());
   inbox->options_ = options;
-  auto fail = [&](const sqlite::Error& e) {
+  auto fail = [&](const store::Error& e) {
     return tl::unexpected("database '" + options.path + "': " + describe(e));
   };
-  auto db = sqlite::Db::open(options.path);
+  auto db = store::Db::open(options.path);
   if (!db) return fail(db.error());
   // 32 KiB pages (a new database only; SQLite's default is 4 KiB): a commit of 16-32 deliveries
   // of ~3.6 KB each is a few WAL frames instead of ~20, i.e. a few pwrite calls (two per frame)
   // and a few page copies for the checkpointer; measured best of 4-64 KiB (bench/RESULTS.md).
+  const bool lite = db->kind() == store::Kind::sqlite;
   for (const char* pragma : {"PRAGMA page_size=32768", "PRAGMA journal_mode=WAL", "PRAGMA foreign_keys=ON",
                              // Checkpoints run on their own thread (checkpointer_loop), never inside
                              // a commit that deliveries are waiting for.
                              "PRAGMA wal_autocheckpoint=0", "PRAGMA journal_size_limit=67108864",
                              options.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"}) {
+    if (!lite) break;
     if (auto r = db->exec(pragma); !r) return fail(r.error());
   }
   auto version = migrate(*db);
-  if (!version) return tl::unexpected("database '" + options.path + "': " + version.error());
+  if (!version) return tl::unexpected("database '" + store::redact(options.path) + "': " + version.error());
   inbox->schema_version_ = *version;
-  if (auto ps = db->prepare("PRAGMA page_size"); ps) {
-    if (auto row = ps->step(); row && *row) inbox->page_size_ = std::max<std::int64_t>(ps->int64(0), 512);
+  if (lite) {
+    if (auto ps = db->prepare("PRAGMA page_size"); ps) {
+      if (auto row = ps->step(); row && *row) inbox->page_size_ = std::max<std::int64_t>(ps->int64(0), 512);
+    }
   }
   auto insert = db->prepare(
       "INSERT INTO deliveries (host, delivery_id, event, repo, received_at, body, body_encoding, body_size) "
@@ -115,11 +122,13 @@ tl::expected<std::unique_ptr<Inbox>, std::string> Inbox::open(const InboxOptions
   if (!insert_outcome) return fail(insert_outcome.error());
   inbox->insert_outcome_ = std::move(*insert_outcome);
   inbox->writer_db_ = std::move(*db);
-  inbox->writer_db_->on_wal_commit([raw = inbox.get()](int frames) { raw->wal_grew(frames); });
+  if (auto* w = inbox->writer_db_->sqlite()) w->on_wal_commit([raw = inbox.get()](int frames) { raw->wal_grew(frames); });
 
-  auto reader = sqlite::Db::open(options.path);
+  auto reader = store::Db::open(options.path);
   if (!reader) return fail(reader.error());
-  if (auto r = reader->exec("PRAGMA wal_autocheckpoint=0"); !r) return fail(r.error());
+  if (lite) {
+    if (auto r = reader->exec("PRAGMA wal_autocheckpoint=0"); !r) return fail(r.error());
+  }
   // Deliveries are processed in id order; the ones after the last outcome are still waiting.
   auto depth = reader->prepare(
       "SELECT COUNT(*) FROM deliveries WHERE id > (SELECT COALESCE(MAX(delivery), 0) FROM delivery_outcomes)");
@@ -127,16 +136,17 @@ tl::expected<std::unique_ptr<Inbox>, std::string> Inbox::open(const InboxOptions
   inbox->depth_stmt_ = std::move(*depth);
   inbox->reader_db_ = std::move(*reader);
 
+  inbox->writer_ = std::thread([raw = inbox.get()] { raw->writer_loop(); });
+  if (!lite) return inbox;  // PostgreSQL checkpoints by itself
+
   auto checkpointer = sqlite::Db::open(options.path);
-  if (!checkpointer) return fail(checkpointer.error());
+  if (!checkpointer) return fail(store::Error{checkpointer.error().code, "", checkpointer.error().message});
   // A connection that has not read the database yet has not opened the WAL, and a checkpoint on
   // it silently does nothing: read once first.
   for (const char* sql : {"PRAGMA wal_autocheckpoint=0", "SELECT COUNT(*) FROM schema_migrations"}) {
-    if (auto r = checkpointer->exec(sql); !r) return fail(r.error());
+    if (auto r = checkpointer->exec(sql); !r) return fail(store::Error{r.error().code, "", r.error().message});
   }
   inbox->checkpoint_db_ = std::move(*checkpointer);
-
-  inbox->writer_ = std::thread([raw = inbox.get()] { raw->writer_loop(); });
   inbox->checkpointer_ = std::thread([raw = inbox.get()] { raw->checkpointer_loop(); });
   return inbox;
 }
@@ -178,7 +188,7 @@ void Inbox::wal_grew(int frames) {
   // checkpoints itself, so the WAL stays bounded and intake slows to what the disk sustains.
   const std::int64_t bytes = static_cast<std::int64_t>(frames) * page_size_;
   if (bytes >= options_.wal_hard_limit) {
-    (void)writer_db_->checkpoint_passive();
+    if (auto* w = writer_db_->sqlite()) (void)w->checkpoint_passive();
   } else if (bytes >= options_.wal_soft_limit) {
     std::lock_guard lock(checkpoint_mutex_);
     checkpoint_wanted_ = true;
@@ -210,6 +220,7 @@ void Inbox::writer_loop() {
   std::vector<PendingWork> works;
   std::vector<std::string> work_errors;
   std::vector<StoreResult> results;
+  std::vector<std::size_t> order;
   auto last_commit = std::chrono::steady_clock::time_point{};
   while (true) {
     {
@@ -239,11 +250,23 @@ void Inbox::writer_loop() {
     results.assign(batch.size(), StoreResult::failed);
     std::string error;
     auto& db = *writer_db_;
-    if (auto begin = db.exec("BEGIN IMMEDIATE"); !begin) {
+    if (auto begin = db.begin_write(); !begin) {
       error = describe(begin.error());
     } else {
       const std::int64_t now = now_ms();
-      for (std::size_t i = 0; i < batch.size() && error.empty(); ++i) {
+      // On PostgreSQL other replicas insert at the same time: in (host, delivery id) order, two
+      // batches holding the same ids wait for each other in one direction only, never deadlock.
+      order.resize(batch.size());
+      for (std::size_t i = 0; i < batch.size(); ++i) order[i] = i;
+      if (db.kind() == store::Kind::postgres) {
+        std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+          const auto& x = batch[a].delivery;
+          const auto& y = batch[b].delivery;
+          return std::tie(x.host, x.delivery_id) < std::tie(y.host, y.delivery_id);
+        });
+      }
+      for (const std::size_t i : order) {
+        if (!error.empty()) break;
         const auto& d = batch[i].delivery;
         insert_->reset();
         insert_->bind(1, d.host).bind(2, d.delivery_id).bind(3, d.event).bind(4, d.repo).bind(5, now);

@@ -17,7 +17,7 @@
 #include <tl/expected.hpp>
 
 #include "service/body_codec.hpp"
-#include "service/sqlite.hpp"
+#include "service/store.hpp"
 
 namespace tollgate::service {
 
@@ -81,7 +81,7 @@ class Inbox {
   // keep its changes, or why it failed (its changes are rolled back; an exception counts as a
   // failure). `done` runs on the writer thread after the commit with the work's error, or the
   // commit's. The promotion engine applies every input this way, exactly once.
-  using Work = std::function<std::string(sqlite::Db&)>;
+  using Work = std::function<std::string(store::Db&)>;
   void transact(Work work, std::function<void(const std::string& error)> done);
   // The same, waiting for the commit (never call it from the writer thread's callbacks).
   [[nodiscard]] std::string transact_sync(Work work);
@@ -108,12 +108,12 @@ class Inbox {
   };
 
   InboxOptions options_;
-  std::optional<sqlite::Db> writer_db_;
-  std::optional<sqlite::Stmt> insert_;
-  std::optional<sqlite::Stmt> insert_outcome_;
+  std::optional<store::Db> writer_db_;
+  std::optional<store::Stmt> insert_;
+  std::optional<store::Stmt> insert_outcome_;
   std::mutex reader_mutex_;
-  std::optional<sqlite::Db> reader_db_;
-  std::optional<sqlite::Stmt> depth_stmt_;
+  std::optional<store::Db> reader_db_;
+  std::optional<store::Stmt> depth_stmt_;
 
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -142,6 +142,6 @@ class Inbox {
 };
 
 // Applies schemas/migrations (embedded) in order, each in its own transaction; returns the version.
-[[nodiscard]] tl::expected<int, std::string> migrate(sqlite::Db& db);
+[[nodiscard]] tl::expected<int, std::string> migrate(store::Db& db);
 
 }  // namespace tollgate::service

@@ -8,11 +8,11 @@
 
 #include "service/body_codec.hpp"
 #include "service/config.hpp"
-#include "service/sqlite.hpp"
+#include "service/store.hpp"
 
 namespace tollgate::cli {
 
-using service::sqlite::Db;
+using service::store::Db;
 
 int run_inbox(const InboxArgs& args, std::ostream& out, std::ostream& err) {
   std::string path = args.database;

@@ -11,7 +11,7 @@
 
 #include "service/body_codec.hpp"
 #include "service/log.hpp"
-#include "service/sqlite.hpp"
+#include "service/store.hpp"
 
 namespace tollgate::service {
 
@@ -89,14 +89,14 @@ void Normalizer::loop() {
   (void)::pthread_setname_np(::pthread_self(), "tg-normalize");
   // Intake first: answering deliveries fast matters more than processing them at once, so this
   // thread yields the CPU to the I/O threads under load and catches up when they are idle.
-  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
-  auto db = sqlite::Db::open(database_);
+  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+  auto db = store::Db::open(database_);
   if (!db) {
     log::error("normalizer cannot open the database", {{"error", db.error().message}});
     return;
   }
-  // This connection only reads; checkpoints are the inbox's checkpointer's job.
-  if (auto r = db->exec("PRAGMA wal_autocheckpoint=0"); !r) {
+  // This connection only reads; checkpoints are the inbox's checkpointer's job (SQLite).
+  if (auto r = db->kind() == store::Kind::sqlite ? db->exec("PRAGMA wal_autocheckpoint=0") : tl::expected<void, store::Error>{}; !r) {
     log::error("normalizer cannot configure its connection", {{"error", r.error().message}});
     return;
   }

@@ -36,7 +36,11 @@ Error result_error(const PGresult* r, PGconn* conn) {
   if (r != nullptr) {
     const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     e.sqlstate = state != nullptr ? state : "";
-    e.message = trimmed(PQresultErrorMessage(r));
+    // The primary message and its detail (not "ERROR:  ..." with hints and context).
+    const char* primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    const char* detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+    e.message = primary != nullptr ? trimmed(primary) : trimmed(PQresultErrorMessage(r));
+    if (detail != nullptr) e.message += ": " + trimmed(detail);
   }
   if (e.message.empty()) e.message = trimmed(PQerrorMessage(conn));
   if (e.message.empty()) e.message = "unknown PostgreSQL error";

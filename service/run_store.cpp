@@ -90,35 +90,35 @@ constexpr std::string_view kClaimOrder =
     "j.due_at + CASE WHEN j.kind IN " TOLLGATE_COSMETIC " THEN 1000 ELSE 0 END, j.id";
 #undef TOLLGATE_COSMETIC
 
-std::string describe(const sqlite::Error& e) { return e.message + " (sqlite code " + std::to_string(e.code) + ")"; }
+using store::describe;
 
 std::int64_t ms(Instant t) { return t.time_since_epoch().count(); }
 Instant instant(std::int64_t v) { return Instant{std::chrono::milliseconds{v}}; }
 
 std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
 
-tl::expected<sqlite::Stmt, std::string> prepare(sqlite::Db& db, std::string_view sql, const std::string& what) {
+tl::expected<store::Stmt, std::string> prepare(store::Db& db, std::string_view sql, const std::string& what) {
   auto s = db.prepare(sql);
   if (!s) return tl::unexpected(what + ": " + describe(s.error()));
   return std::move(*s);
 }
 
 // Steps a statement that returns no rows.
-tl::expected<void, std::string> run(sqlite::Stmt& s, const std::string& what) {
+tl::expected<void, std::string> run(store::Stmt& s, const std::string& what) {
   auto r = s.step();
   if (!r) return tl::unexpected(what + ": " + describe(r.error()));
   return {};
 }
 
 // Steps to the next row: true with a row, false when done.
-tl::expected<bool, std::string> next(sqlite::Stmt& s, const std::string& what) {
+tl::expected<bool, std::string> next(store::Stmt& s, const std::string& what) {
   auto r = s.step();
   if (!r) return tl::unexpected(what + ": " + describe(r.error()));
   return *r;
 }
 
 // A run row (kRunColumns) with its state parsed.
-tl::expected<RunRecord, std::string> record_of(const sqlite::Stmt& s) {
+tl::expected<RunRecord, std::string> record_of(const store::Stmt& s) {
   RunRecord r;
   r.id = s.text(0);
   r.host = s.text(1);
@@ -140,7 +140,7 @@ tl::expected<RunRecord, std::string> record_of(const sqlite::Stmt& s) {
   return r;
 }
 
-tl::expected<std::vector<RunRecord>, std::string> records_of(sqlite::Stmt& s, const std::string& what) {
+tl::expected<std::vector<RunRecord>, std::string> records_of(store::Stmt& s, const std::string& what) {
   std::vector<RunRecord> out;
   while (true) {
     auto row = next(s, what);
@@ -153,7 +153,7 @@ tl::expected<std::vector<RunRecord>, std::string> records_of(sqlite::Stmt& s, co
   return out;
 }
 
-tl::expected<std::vector<std::string>, std::string> ids_of(sqlite::Stmt& s, const std::string& what) {
+tl::expected<std::vector<std::string>, std::string> ids_of(store::Stmt& s, const std::string& what) {
   std::vector<std::string> out;
   while (true) {
     auto row = next(s, what);
@@ -172,10 +172,10 @@ std::optional<std::int64_t> finished_ms(const pipeline::RunState& state, Instant
 
 // The API's view of each stage (run_stages, 0004_api.sql): rows of the stages whose status,
 // rollback, start or end changed since `before` (all of them when there is no before).
-tl::expected<void, std::string> save_stage_rows(sqlite::Db& db, const RunRecord& meta, const pipeline::RunState* before,
+tl::expected<void, std::string> save_stage_rows(store::Db& db, const RunRecord& meta, const pipeline::RunState* before,
                                                 const pipeline::RunState& state) {
   const std::string what = "run " + in_quotes(meta.id) + ": saving stage rows";
-  std::optional<sqlite::Stmt> ins;
+  std::optional<store::Stmt> ins;
   for (const auto& st : state.stages) {
     if (before) {
       const auto* old = before->stage(st.name);
@@ -210,7 +210,7 @@ tl::expected<void, std::string> save_stage_rows(sqlite::Db& db, const RunRecord&
   return {};
 }
 
-tl::expected<void, std::string> save_refs(sqlite::Db& db, const RunRecord& meta, const pipeline::RunState& state,
+tl::expected<void, std::string> save_refs(store::Db& db, const RunRecord& meta, const pipeline::RunState& state,
                                           const StageRepos& repos) {
   const std::string what = "run " + in_quotes(meta.id) + ": saving refs";
   auto del = prepare(db, "DELETE FROM run_refs WHERE run_id = ?", what);
@@ -245,7 +245,7 @@ tl::expected<void, std::string> save_refs(sqlite::Db& db, const RunRecord& meta,
   return {};
 }
 
-tl::expected<std::size_t, std::string> save_audit(sqlite::Db& db, const std::string& run_id,
+tl::expected<std::size_t, std::string> save_audit(store::Db& db, const std::string& run_id,
                                                   const std::vector<pipeline::Transition>& transitions,
                                                   std::string_view input_key, Instant now) {
   if (transitions.empty()) return 0;
@@ -272,7 +272,7 @@ tl::expected<std::size_t, std::string> save_audit(sqlite::Db& db, const std::str
   return transitions.size();
 }
 
-tl::expected<std::pair<std::size_t, std::size_t>, std::string> save_jobs(sqlite::Db& db, const std::string& run_id,
+tl::expected<std::pair<std::size_t, std::size_t>, std::string> save_jobs(store::Db& db, const std::string& run_id,
                                                                          const std::vector<pipeline::Job>& jobs,
                                                                          Instant now) {
   std::size_t scheduled = 0, duplicates = 0;
@@ -299,7 +299,7 @@ tl::expected<std::pair<std::size_t, std::size_t>, std::string> save_jobs(sqlite:
 
 // Ends a lease held by `owner`: `set` is the SET clause, its parameters from 3 on (bound by `bind`).
 template <class Bind>
-tl::expected<bool, std::string> end_lease(sqlite::Db& db, std::int64_t id, std::string_view owner, std::string_view set,
+tl::expected<bool, std::string> end_lease(store::Db& db, std::int64_t id, std::string_view owner, std::string_view set,
                                           const std::string& what, Bind bind) {
   auto s = prepare(db,
                    "UPDATE jobs SET " + std::string(set) +
@@ -327,7 +327,7 @@ StageRepos stage_repos(const pipeline::Pipeline& def) {
   return out;
 }
 
-tl::expected<bool, std::string> try_consume(sqlite::Db& db, std::string_view key, Instant now) {
+tl::expected<bool, std::string> try_consume(store::Db& db, std::string_view key, Instant now) {
   const std::string what = "consuming input " + in_quotes(key);
   if (key.empty()) return tl::unexpected(what + ": the key is empty");
   auto s = prepare(db, "INSERT INTO consumed (key, at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", what);
@@ -337,7 +337,7 @@ tl::expected<bool, std::string> try_consume(sqlite::Db& db, std::string_view key
   return db.changes() == 1;
 }
 
-tl::expected<void, std::string> insert_run(sqlite::Db& db, const RunRecord& record) {
+tl::expected<void, std::string> insert_run(store::Db& db, const RunRecord& record) {
   const std::string what = "run " + in_quotes(record.id);
   if (record.id.empty()) return tl::unexpected(std::string("a run needs an id"));
   if (record.state.id != record.id) {
@@ -362,7 +362,7 @@ tl::expected<void, std::string> insert_run(sqlite::Db& db, const RunRecord& reco
   return save_stage_rows(db, record, nullptr, record.state);
 }
 
-tl::expected<std::optional<RunRecord>, std::string> load_run(sqlite::Db& db, std::string_view id) {
+tl::expected<std::optional<RunRecord>, std::string> load_run(store::Db& db, std::string_view id) {
   const std::string what = "run " + in_quotes(id) + ": loading";
   auto s = prepare(db, "SELECT " + std::string(kRunColumns) + " FROM runs WHERE id = ?", what);
   if (!s) return tl::unexpected(s.error());
@@ -375,7 +375,7 @@ tl::expected<std::optional<RunRecord>, std::string> load_run(sqlite::Db& db, std
   return std::optional<RunRecord>{std::move(*r)};
 }
 
-tl::expected<SaveResult, std::string> save_step(sqlite::Db& db, const RunRecord& meta, const pipeline::Step& step,
+tl::expected<SaveResult, std::string> save_step(store::Db& db, const RunRecord& meta, const pipeline::Step& step,
                                                 std::string_view input_key, Instant now, const StageRepos& repos) {
   const std::string what = "run " + in_quotes(meta.id);
   if (step.run.id != meta.id) return tl::unexpected(what + ": the step is of run " + in_quotes(step.run.id));
@@ -403,7 +403,7 @@ tl::expected<SaveResult, std::string> save_step(sqlite::Db& db, const RunRecord&
   return out;
 }
 
-tl::expected<std::vector<std::string>, std::string> runs_by_pr(sqlite::Db& db, std::string_view host,
+tl::expected<std::vector<std::string>, std::string> runs_by_pr(store::Db& db, std::string_view host,
                                                                std::string_view repo, std::int64_t pr) {
   const std::string what = "runs of PR " + std::string(repo) + "#" + std::to_string(pr);
   auto s = prepare(db,
@@ -415,7 +415,7 @@ tl::expected<std::vector<std::string>, std::string> runs_by_pr(sqlite::Db& db, s
   return ids_of(*s, what);
 }
 
-tl::expected<std::vector<std::string>, std::string> runs_by_sha(sqlite::Db& db, std::string_view host,
+tl::expected<std::vector<std::string>, std::string> runs_by_sha(store::Db& db, std::string_view host,
                                                                 std::string_view repo, std::string_view sha) {
   const std::string what = "runs of commit " + std::string(repo) + "@" + std::string(sha);
   auto s = prepare(db,
@@ -427,7 +427,7 @@ tl::expected<std::vector<std::string>, std::string> runs_by_sha(sqlite::Db& db, 
   return ids_of(*s, what);
 }
 
-tl::expected<std::vector<RunRecord>, std::string> in_flight_runs(sqlite::Db& db, std::string_view host,
+tl::expected<std::vector<RunRecord>, std::string> in_flight_runs(store::Db& db, std::string_view host,
                                                                  std::string_view repo, std::string_view pipeline) {
   const std::string what = "in-flight runs of " + std::string(repo) + " " + in_quotes(pipeline);
   auto s = prepare(db,
@@ -440,7 +440,7 @@ tl::expected<std::vector<RunRecord>, std::string> in_flight_runs(sqlite::Db& db,
   return records_of(*s, what);
 }
 
-tl::expected<std::vector<RunRecord>, std::string> list_runs(sqlite::Db& db, std::size_t limit,
+tl::expected<std::vector<RunRecord>, std::string> list_runs(store::Db& db, std::size_t limit,
                                                             std::optional<pipeline::RunStatus> status) {
   const std::string what = "listing runs";
   auto s = prepare(db,
@@ -453,7 +453,7 @@ tl::expected<std::vector<RunRecord>, std::string> list_runs(sqlite::Db& db, std:
   return records_of(*s, what);
 }
 
-tl::expected<std::vector<AuditRow>, std::string> audit_of(sqlite::Db& db, std::string_view run_id) {
+tl::expected<std::vector<AuditRow>, std::string> audit_of(store::Db& db, std::string_view run_id) {
   const std::string what = "run " + in_quotes(run_id) + ": reading the audit log";
   auto s = prepare(db,
                    "SELECT seq, at, stage, from_state, to_state, actor, reason, COALESCE(input, '') FROM audit "
@@ -472,7 +472,7 @@ tl::expected<std::vector<AuditRow>, std::string> audit_of(sqlite::Db& db, std::s
   return out;
 }
 
-tl::expected<Claim, std::string> claim_jobs(sqlite::Db& db, Instant now, std::string_view owner,
+tl::expected<Claim, std::string> claim_jobs(store::Db& db, Instant now, std::string_view owner,
                                             std::chrono::milliseconds lease, std::size_t limit) {
   const std::string what = "claiming jobs";
   Claim out;
@@ -532,25 +532,25 @@ tl::expected<Claim, std::string> claim_jobs(sqlite::Db& db, Instant now, std::st
   return out;
 }
 
-tl::expected<bool, std::string> complete_job(sqlite::Db& db, std::int64_t id, std::string_view owner, Instant now) {
+tl::expected<bool, std::string> complete_job(store::Db& db, std::int64_t id, std::string_view owner, Instant now) {
   return end_lease(db, id, owner, "state = 'done', finished_at = ?3", "completing job " + std::to_string(id),
-                   [&](sqlite::Stmt& s) { s.bind(3, ms(now)); });
+                   [&](store::Stmt& s) { s.bind(3, ms(now)); });
 }
 
-tl::expected<bool, std::string> retry_job(sqlite::Db& db, std::int64_t id, std::string_view owner, Instant due_at,
+tl::expected<bool, std::string> retry_job(store::Db& db, std::int64_t id, std::string_view owner, Instant due_at,
                                           std::string_view error) {
   return end_lease(db, id, owner,
                    "state = 'pending', due_at = ?3, last_error = ?4, lease_owner = NULL, lease_until = NULL",
-                   "retrying job " + std::to_string(id), [&](sqlite::Stmt& s) { s.bind(3, ms(due_at)).bind(4, error); });
+                   "retrying job " + std::to_string(id), [&](store::Stmt& s) { s.bind(3, ms(due_at)).bind(4, error); });
 }
 
-tl::expected<bool, std::string> fail_job(sqlite::Db& db, std::int64_t id, std::string_view owner,
+tl::expected<bool, std::string> fail_job(store::Db& db, std::int64_t id, std::string_view owner,
                                          std::string_view error, Instant now) {
   return end_lease(db, id, owner, "state = 'failed', last_error = ?3, finished_at = ?4",
-                   "failing job " + std::to_string(id), [&](sqlite::Stmt& s) { s.bind(3, error).bind(4, ms(now)); });
+                   "failing job " + std::to_string(id), [&](store::Stmt& s) { s.bind(3, error).bind(4, ms(now)); });
 }
 
-tl::expected<std::int64_t, std::string> release_leases(sqlite::Db& db) {
+tl::expected<std::int64_t, std::string> release_leases(store::Db& db) {
   auto q = db.prepare(
       "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_until = NULL, attempts = MAX(attempts - 1, 0) "
       "WHERE state = 'leased'");
@@ -559,7 +559,7 @@ tl::expected<std::int64_t, std::string> release_leases(sqlite::Db& db) {
   return static_cast<std::int64_t>(db.changes());
 }
 
-tl::expected<std::optional<Instant>, std::string> next_due(sqlite::Db& db) {
+tl::expected<std::optional<Instant>, std::string> next_due(store::Db& db) {
   const std::string what = "finding the next due job";
   auto s = prepare(db,
                    "SELECT MIN(t) FROM (SELECT MIN(j.due_at) AS t FROM jobs j WHERE j.state = 'pending' AND " +
@@ -573,7 +573,7 @@ tl::expected<std::optional<Instant>, std::string> next_due(sqlite::Db& db) {
   return std::optional<Instant>{instant(s->int64(0))};
 }
 
-tl::expected<std::map<std::string, std::int64_t>, std::string> job_counts(sqlite::Db& db) {
+tl::expected<std::map<std::string, std::int64_t>, std::string> job_counts(store::Db& db) {
   const std::string what = "counting jobs";
   std::map<std::string, std::int64_t> out{{"pending", 0}, {"leased", 0}, {"done", 0}, {"failed", 0}};
   auto s = prepare(db, "SELECT state, COUNT(*) FROM jobs GROUP BY state", what);

@@ -20,7 +20,7 @@
 #include <tl/expected.hpp>
 
 #include "pipeline/engine.hpp"
-#include "service/sqlite.hpp"
+#include "service/store.hpp"
 
 namespace tollgate::pipeline {
 // The JSON form of a job as the job table stores it. from_json throws nlohmann::json::exception
@@ -57,13 +57,13 @@ using StageRepos = std::map<std::string, std::string, std::less<>>;
 
 // Marks an input applied. true: newly consumed; false: it was applied before (the caller rolls back
 // or skips it).
-[[nodiscard]] tl::expected<bool, std::string> try_consume(sqlite::Db& db, std::string_view key, Instant now);
+[[nodiscard]] tl::expected<bool, std::string> try_consume(store::Db& db, std::string_view key, Instant now);
 
 // A new run (updated_at = created_at; finished_at from the state when it is already terminal).
 // Fails when the id exists or record.id / record.pipeline disagree with the state.
-[[nodiscard]] tl::expected<void, std::string> insert_run(sqlite::Db& db, const RunRecord& record);
+[[nodiscard]] tl::expected<void, std::string> insert_run(store::Db& db, const RunRecord& record);
 // Nothing when there is no such run; an error naming the run when its stored state is malformed.
-[[nodiscard]] tl::expected<std::optional<RunRecord>, std::string> load_run(sqlite::Db& db, std::string_view id);
+[[nodiscard]] tl::expected<std::optional<RunRecord>, std::string> load_run(store::Db& db, std::string_view id);
 
 struct SaveResult {
   std::size_t audited = 0;          // audit rows written
@@ -74,24 +74,24 @@ struct SaveResult {
 // (finished_at while terminal, cleared when a /retry makes it run again), its refs (replaced, in
 // the stage repos of `repos`), one audit row per transition (seq continuing from the run's last,
 // input = input_key) and the jobs (by key, at most once ever; due at job.at, else now).
-[[nodiscard]] tl::expected<SaveResult, std::string> save_step(sqlite::Db& db, const RunRecord& meta,
+[[nodiscard]] tl::expected<SaveResult, std::string> save_step(store::Db& db, const RunRecord& meta,
                                                             const pipeline::Step& step, std::string_view input_key,
                                                             Instant now, const StageRepos& repos);
 
 // Runs with a stage whose promotion or revert PR is `pr` in `repo` / with `sha` as a stage's head,
 // merge or revert head in `repo`: their ids, oldest run first (the caller loads each, so one broken
 // run does not keep the others from their webhooks).
-[[nodiscard]] tl::expected<std::vector<std::string>, std::string> runs_by_pr(sqlite::Db& db, std::string_view host,
+[[nodiscard]] tl::expected<std::vector<std::string>, std::string> runs_by_pr(store::Db& db, std::string_view host,
                                                                              std::string_view repo, std::int64_t pr);
-[[nodiscard]] tl::expected<std::vector<std::string>, std::string> runs_by_sha(sqlite::Db& db, std::string_view host,
+[[nodiscard]] tl::expected<std::vector<std::string>, std::string> runs_by_sha(store::Db& db, std::string_view host,
                                                                               std::string_view repo, std::string_view sha);
 // Queued and running runs of one pipeline (source host + repo + pipeline name), oldest first.
-[[nodiscard]] tl::expected<std::vector<RunRecord>, std::string> in_flight_runs(sqlite::Db& db, std::string_view host,
+[[nodiscard]] tl::expected<std::vector<RunRecord>, std::string> in_flight_runs(store::Db& db, std::string_view host,
                                                                                std::string_view repo,
                                                                                std::string_view pipeline);
 // The newest `limit` runs, newest first, of one status when given.
 [[nodiscard]] tl::expected<std::vector<RunRecord>, std::string> list_runs(
-    sqlite::Db& db, std::size_t limit, std::optional<pipeline::RunStatus> status = std::nullopt);
+    store::Db& db, std::size_t limit, std::optional<pipeline::RunStatus> status = std::nullopt);
 
 struct AuditRow {
   std::int64_t seq = 0;
@@ -104,7 +104,7 @@ struct AuditRow {
   friend bool operator==(const AuditRow&, const AuditRow&) = default;
 };
 // A run's audit log in seq order.
-[[nodiscard]] tl::expected<std::vector<AuditRow>, std::string> audit_of(sqlite::Db& db, std::string_view run_id);
+[[nodiscard]] tl::expected<std::vector<AuditRow>, std::string> audit_of(store::Db& db, std::string_view run_id);
 
 // ---------------------------------------------------------------------------------------------
 // Jobs
@@ -134,24 +134,24 @@ struct Claim {
 // effects happen in the order the engine scheduled them, retries included; except that jobs that
 // move the stage on do not wait for status updates. Different stages, and
 // timers, are claimed regardless.
-[[nodiscard]] tl::expected<Claim, std::string> claim_jobs(sqlite::Db& db, Instant now, std::string_view owner,
+[[nodiscard]] tl::expected<Claim, std::string> claim_jobs(store::Db& db, Instant now, std::string_view owner,
                                                           std::chrono::milliseconds lease, std::size_t limit);
 // The three ends of a lease; each only while the job is leased by `owner` (false otherwise: the
 // lease ran out and another worker has it, or it is finished).
-[[nodiscard]] tl::expected<bool, std::string> complete_job(sqlite::Db& db, std::int64_t id, std::string_view owner,
+[[nodiscard]] tl::expected<bool, std::string> complete_job(store::Db& db, std::int64_t id, std::string_view owner,
                                                            Instant now);
-[[nodiscard]] tl::expected<bool, std::string> retry_job(sqlite::Db& db, std::int64_t id, std::string_view owner,
+[[nodiscard]] tl::expected<bool, std::string> retry_job(store::Db& db, std::int64_t id, std::string_view owner,
                                                         Instant due_at, std::string_view error);
-[[nodiscard]] tl::expected<bool, std::string> fail_job(sqlite::Db& db, std::int64_t id, std::string_view owner,
+[[nodiscard]] tl::expected<bool, std::string> fail_job(store::Db& db, std::int64_t id, std::string_view owner,
                                                        std::string_view error, Instant now);
 // At start, when one process serves the database (SQLite): every leased job belongs to a process
 // that is gone (killed, crashed) and goes back to pending at once instead of after its lease, with
 // that attempt not counted (a crash is not the job's failure). Returns how many.
-[[nodiscard]] tl::expected<std::int64_t, std::string> release_leases(sqlite::Db& db);
+[[nodiscard]] tl::expected<std::int64_t, std::string> release_leases(store::Db& db);
 // When claim_jobs may next have something: the earliest due_at of a pending job not held back by
 // per-run order, or lease_until of a leased job. Nothing: no pending or leased job.
-[[nodiscard]] tl::expected<std::optional<Instant>, std::string> next_due(sqlite::Db& db);
+[[nodiscard]] tl::expected<std::optional<Instant>, std::string> next_due(store::Db& db);
 // Jobs per state (pending, leased, done, failed; every state present).
-[[nodiscard]] tl::expected<std::map<std::string, std::int64_t>, std::string> job_counts(sqlite::Db& db);
+[[nodiscard]] tl::expected<std::map<std::string, std::int64_t>, std::string> job_counts(store::Db& db);
 
 }  // namespace tollgate::service::runs

@@ -927,6 +927,8 @@ for (const flavor of ["gitlab", "gitea"]) {
     const byBob = api.addNote(pr, "bob", "/approve");
     await sendHook(tollgate.port, flavor, ...commentHook({ repo: "acme/env-dev", pr, note: byBob, by: "bob" }));
     const run = await eventually("the run to succeed", () => sql(tollgate.db, "SELECT id, status FROM runs").find((r) => r.status === "succeeded"), { ms: 30_000 }).catch(fail(tollgate, api));
+    // The reaction is a job of its own, which may finish after the merge.
+    await eventually(`bob's /approve to get its ${plusOne}`, () => byBob.reactions?.length, { ms: 30_000 }).catch(fail(tollgate, api));
     assert.deepEqual(byBob.reactions, [plusOne], `bob's /approve got one ${plusOne} reaction`);
     assert.ok(pr.merged, `the ${prWord} is merged`);
     const merges = api.requests.filter((r) => r.path === `${env}/${flavor === "gitlab" ? "merge_requests" : "pulls"}/${pr.number}/merge`);

@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "service/inbox.hpp"
-#include "service/sqlite.hpp"
+#include "service/store.hpp"
 
 namespace tollgate_migrations {
 std::string_view embedded(std::string_view name);
@@ -46,7 +46,7 @@ StoreResult store_sync(Inbox& inbox, StoredDelivery d) {
 }
 
 std::int64_t count_rows(const fs::path& db_path, const std::string& where = "1") {
-  auto db = sqlite::Db::open(db_path.string());
+  auto db = store::Db::open(db_path.string());
   auto stmt = db->prepare("SELECT COUNT(*) FROM deliveries WHERE " + where);
   REQUIRE(stmt);
   auto row = stmt->step();
@@ -111,7 +111,7 @@ TEST_CASE("the inbox logs each delivery's fate once it is committed, and new dat
     CHECK(j["repo"] == "acme/app");
     CHECK(j["ms"].get<double>() >= 5.0);  // from `received` to the commit
   }
-  auto conn = sqlite::Db::open(db.string());
+  auto conn = store::Db::open(db.string());
   REQUIRE(conn);
   auto ps = conn->prepare("PRAGMA page_size");
   REQUIRE(ps);
@@ -207,7 +207,7 @@ TEST_CASE("migrations are versioned and applied once", "[inbox]") {
   }
   CHECK(count_rows(path) == 1);
   {
-    auto db = sqlite::Db::open(path);
+    auto db = store::Db::open(path);
     REQUIRE(db->exec("INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'future', 0)"));
   }
   auto newer = Inbox::open({.path = path});
@@ -223,7 +223,7 @@ TEST_CASE("migration 2 moves normalisation outcomes out of the delivery rows", "
   auto path = (dir.path / "v1.db").string();
   {
     // A database as tollgate with schema version 1 left it: one delivery processed, one waiting.
-    auto db = sqlite::Db::open(path);
+    auto db = store::Db::open(path);
     REQUIRE(db);
     REQUIRE(db->exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"));
     REQUIRE(db->exec(std::string(tollgate_migrations::embedded("0001_inbox.sql"))));
@@ -238,7 +238,7 @@ TEST_CASE("migration 2 moves normalisation outcomes out of the delivery rows", "
   CHECK((*inbox)->schema_version() == 4);
   CHECK((*inbox)->depth() == 1);
   (*inbox)->stop();
-  auto db = sqlite::Db::open(path);
+  auto db = store::Db::open(path);
   REQUIRE(db);
   auto q = db->prepare("SELECT delivery_id, state, COALESCE(event_json, ''), COALESCE(error, '') FROM inbox ORDER BY id");
   REQUIRE(q);
@@ -291,7 +291,7 @@ TEST_CASE("a compressed delivery is stored with its encoding and original size",
     REQUIRE(inbox);
     CHECK(store_sync(**inbox, {"github", "z", "push", "", packed.bytes, packed.encoding, packed.size}) == StoreResult::stored);
   }
-  auto db = sqlite::Db::open(path);
+  auto db = store::Db::open(path);
   REQUIRE(db);
   auto q = db->prepare("SELECT body, body_encoding, body_size FROM deliveries WHERE delivery_id = 'z'");
   REQUIRE(q);

@@ -4,6 +4,7 @@
 // are skipped with a warning, except under CI=true, where its absence is a failure.
 #include <atomic>
 #include <cstdlib>
+#include <future>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -52,6 +53,11 @@ struct Scratch {
     REQUIRE(db->exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE"));
     REQUIRE(db->exec("CREATE SCHEMA " + schema));
     REQUIRE(db->exec("SET search_path TO " + schema));
+  }
+  // A connection URL whose connections work in this schema (libpq's options parameter).
+  std::string url() const {
+    const std::string base = server_url();
+    return base + (base.find('?') == std::string::npos ? "?" : "&") + "options=-csearch_path%3D" + schema;
   }
   // Another connection to the same schema.
   pg::Db connect() const {
@@ -122,7 +128,7 @@ TEST_CASE("pg: migrations build the SQLite store's tables, columns and indexes, 
   std::map<std::string, std::vector<std::string>> lite_tables;
   std::vector<std::string> lite_indexes;
   {
-    auto lite = sqlite::Db::open(file.string());
+    auto lite = store::Db::open(file.string());
     REQUIRE(lite);
     auto v = migrate(*lite);
     REQUIRE(v);
@@ -251,4 +257,45 @@ TEST_CASE("pg: a database from a newer tollgate is refused, not changed", "[pg][
   auto v = pg::migrate(*s.db);
   REQUIRE_FALSE(v);
   CHECK_THAT(v.error(), Catch::Contains("schema version 99") && Catch::Contains("newer tollgate"));
+}
+
+TEST_CASE("pg: the inbox on PostgreSQL: two inboxes (replicas) store each (host, delivery id) once", "[pg][server]") {
+  if (!have_server()) return;
+  Scratch s;
+  auto first = Inbox::open({.path = s.url()});
+  REQUIRE(first);
+  CHECK((*first)->schema_version() == static_cast<int>(kMigrations.size()));
+  auto second = Inbox::open({.path = s.url()});
+  REQUIRE(second);
+  const auto store_sync = [](Inbox& inbox, StoredDelivery d) {
+    std::promise<StoreResult> p;
+    auto f = p.get_future();
+    inbox.store(std::move(d), [&p](StoreResult r, const std::string&) { p.set_value(r); });
+    return f.get();
+  };
+  // Every id sent to both replicas at once, from several threads each.
+  constexpr int kThreads = 4, kIds = 150;
+  std::atomic<int> stored{0}, duplicates{0}, failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2 * kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Inbox& inbox = t % 2 == 0 ? **first : **second;
+      for (int i = t / 2; i < kIds; i += kThreads) {
+        const std::string body = "{\"n\":" + std::to_string(i) + "}";
+        switch (store_sync(inbox, {"github", "id-" + std::to_string(i), "push", "acme/app", body})) {
+          case StoreResult::stored: ++stored; break;
+          case StoreResult::duplicate: ++duplicates; break;
+          case StoreResult::failed: ++failed; break;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(failed == 0);
+  CHECK(stored == kIds);
+  CHECK(duplicates == kIds);
+  CHECK(column_strings(*s.db, "SELECT COUNT(*) FROM deliveries") == std::vector<std::string>{std::to_string(kIds)});
+  CHECK(column_strings(*s.db, "SELECT body FROM deliveries WHERE delivery_id = 'id-7'") == std::vector<std::string>{"{\"n\":7}"});
+  CHECK((*first)->depth() == kIds);
+  CHECK((*first)->reachable());
 }

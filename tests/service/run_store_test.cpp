@@ -13,7 +13,7 @@
 #include "service/api.hpp"
 #include "service/inbox.hpp"
 #include "service/run_store.hpp"
-#include "service/sqlite.hpp"
+#include "service/store.hpp"
 
 namespace tollgate_migrations {
 std::string_view embedded(std::string_view name);
@@ -43,10 +43,10 @@ struct TempDir {
 // A migrated database in a temp dir, with foreign keys on as the inbox opens it.
 struct Store {
   TempDir dir;
-  sqlite::Db db;
+  store::Db db;
   Store() : db(open(dir)) {}
-  static sqlite::Db open(const TempDir& d) {
-    auto db = sqlite::Db::open((d.path / "t.db").string());
+  static store::Db open(const TempDir& d) {
+    auto db = store::Db::open((d.path / "t.db").string());
     REQUIRE(db);
     REQUIRE(db->exec("PRAGMA foreign_keys=ON"));
     auto v = migrate(*db);
@@ -114,21 +114,21 @@ struct Run {
   TimePoint now = kT0;
   std::vector<Transition> audit;
 
-  Run(sqlite::Db& db, const std::string& id, TimePoint created = kT0) : now(created) {
+  Run(store::Db& db, const std::string& id, TimePoint created = kT0) : now(created) {
     meta = record(def, id, created);
     REQUIRE(runs::insert_run(db, meta));
     state = meta.state;
     apply_step(db, start_run(def, state, cx(now)), "api:start-" + id);
   }
 
-  runs::SaveResult apply_step(sqlite::Db& db, const Step& step, const std::string& key) {
+  runs::SaveResult apply_step(store::Db& db, const Step& step, const std::string& key) {
     auto saved = runs::save_step(db, meta, step, key, now, runs::stage_repos(def));
     REQUIRE(saved);
     state = step.run;
     audit.insert(audit.end(), step.transitions.begin(), step.transitions.end());
     return *saved;
   }
-  runs::SaveResult in(sqlite::Db& db, const Input& input, const std::string& key) {
+  runs::SaveResult in(store::Db& db, const Input& input, const std::string& key) {
     return apply_step(db, apply(def, state, input, cx(now)), key);
   }
 };
@@ -163,7 +163,7 @@ Job job(JobKind kind, std::string key, std::optional<TimePoint> at = std::nullop
 }
 
 // Schedules `jobs` for the run, with its state unchanged.
-runs::SaveResult schedule(sqlite::Db& db, Run& run, std::vector<Job> jobs, const std::string& key) {
+runs::SaveResult schedule(store::Db& db, Run& run, std::vector<Job> jobs, const std::string& key) {
   Step s;
   s.run = run.state;
   s.jobs = std::move(jobs);
@@ -176,7 +176,7 @@ std::vector<std::string> keys(const runs::Claim& c) {
   return out;
 }
 
-runs::Claim claim(sqlite::Db& db, Instant now, const std::string& owner, std::chrono::milliseconds lease = 30s,
+runs::Claim claim(store::Db& db, Instant now, const std::string& owner, std::chrono::milliseconds lease = 30s,
                   std::size_t limit = 10) {
   auto c = runs::claim_jobs(db, now, owner, lease, limit);
   REQUIRE(c);
@@ -190,7 +190,7 @@ TEST_CASE("migration 3 applies to a database at version 2 and keeps its deliveri
   TempDir dir;
   auto path = (dir.path / "v2.db").string();
   {
-    auto db = sqlite::Db::open(path);
+    auto db = store::Db::open(path);
     REQUIRE(db);
     REQUIRE(db->exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"));
     REQUIRE(db->exec(std::string(tollgate_migrations::embedded("0001_inbox.sql"))));
@@ -200,7 +200,7 @@ TEST_CASE("migration 3 applies to a database at version 2 and keeps its deliveri
                      "VALUES ('github', 'a', 'push', 1, '{}', 2), ('github', 'b', 'pull_request', 2, '{\"x\":1}', 7)"));
     REQUIRE(db->exec("INSERT INTO delivery_outcomes VALUES (1, 'normalized', '{}', NULL, 5)"));
   }
-  auto db = sqlite::Db::open(path);
+  auto db = store::Db::open(path);
   REQUIRE(db);
   auto v = migrate(*db);
   REQUIRE(v);
@@ -761,7 +761,7 @@ TEST_CASE("migration 4 fills the API's columns for runs an older tollgate wrote"
   TempDir dir;
   const std::string path = (dir.path / "old.db").string();
   {
-    auto db = sqlite::Db::open(path);
+    auto db = store::Db::open(path);
     REQUIRE(db);
     REQUIRE(db->exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"));
     for (const char* m : {"0001_inbox.sql", "0002_outcomes.sql", "0003_engine.sql"}) {
@@ -786,7 +786,7 @@ TEST_CASE("migration 4 fills the API's columns for runs an older tollgate wrote"
       REQUIRE(ins->step());
     }
   }
-  auto db = sqlite::Db::open(path);
+  auto db = store::Db::open(path);
   REQUIRE(db);
   auto v = migrate(*db);
   REQUIRE(v);
