@@ -1,12 +1,86 @@
 #include "service/pg.hpp"
 
+#include <dlfcn.h>
 #include <libpq-fe.h>
 
 #include <cctype>
 #include <charconv>
 #include <map>
+#include <type_traits>
 
 namespace tollgate::service::pg {
+
+namespace {
+// libpq is loaded when the first PostgreSQL connection is opened, not linked: linking it loads
+// its dependencies (LDAP, GnuTLS, Kerberos) into every tollgate at start, ~3 MB of resident memory
+// that a SQLite deployment never uses (bench/RESULTS.md: idle RSS).
+struct Libpq {
+  decltype(&::PQclear) PQclear = nullptr;
+  decltype(&::PQcmdTuples) PQcmdTuples = nullptr;
+  decltype(&::PQconnectdb) PQconnectdb = nullptr;
+  decltype(&::PQdescribePrepared) PQdescribePrepared = nullptr;
+  decltype(&::PQerrorMessage) PQerrorMessage = nullptr;
+  decltype(&::PQexec) PQexec = nullptr;
+  decltype(&::PQexecPrepared) PQexecPrepared = nullptr;
+  decltype(&::PQfinish) PQfinish = nullptr;
+  decltype(&::PQfreemem) PQfreemem = nullptr;
+  decltype(&::PQftype) PQftype = nullptr;
+  decltype(&::PQgetisnull) PQgetisnull = nullptr;
+  decltype(&::PQgetlength) PQgetlength = nullptr;
+  decltype(&::PQgetvalue) PQgetvalue = nullptr;
+  decltype(&::PQnparams) PQnparams = nullptr;
+  decltype(&::PQntuples) PQntuples = nullptr;
+  decltype(&::PQprepare) PQprepare = nullptr;
+  decltype(&::PQresultErrorField) PQresultErrorField = nullptr;
+  decltype(&::PQresultErrorMessage) PQresultErrorMessage = nullptr;
+  decltype(&::PQresultStatus) PQresultStatus = nullptr;
+  decltype(&::PQsetNoticeProcessor) PQsetNoticeProcessor = nullptr;
+  decltype(&::PQstatus) PQstatus = nullptr;
+  decltype(&::PQunescapeBytea) PQunescapeBytea = nullptr;
+  std::string error;  // why it could not be loaded; empty when loaded
+};
+
+const Libpq& lib() {
+  static const Libpq loaded = [] {
+    Libpq l;
+    void* handle = ::dlopen("libpq.so.5", RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      const char* why = ::dlerror();
+      l.error = std::string("the PostgreSQL store needs libpq (Debian: apt-get install libpq5): ") + (why != nullptr ? why : "dlopen failed");
+      return l;
+    }
+    const auto load = [&](auto& fn, const char* name) {
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(::dlsym(handle, name));
+      if (fn == nullptr && l.error.empty()) l.error = std::string("libpq.so.5 has no ") + name + ": too old a libpq";
+    };
+    load(l.PQclear, "PQclear");
+    load(l.PQcmdTuples, "PQcmdTuples");
+    load(l.PQconnectdb, "PQconnectdb");
+    load(l.PQdescribePrepared, "PQdescribePrepared");
+    load(l.PQerrorMessage, "PQerrorMessage");
+    load(l.PQexec, "PQexec");
+    load(l.PQexecPrepared, "PQexecPrepared");
+    load(l.PQfinish, "PQfinish");
+    load(l.PQfreemem, "PQfreemem");
+    load(l.PQftype, "PQftype");
+    load(l.PQgetisnull, "PQgetisnull");
+    load(l.PQgetlength, "PQgetlength");
+    load(l.PQgetvalue, "PQgetvalue");
+    load(l.PQnparams, "PQnparams");
+    load(l.PQntuples, "PQntuples");
+    load(l.PQprepare, "PQprepare");
+    load(l.PQresultErrorField, "PQresultErrorField");
+    load(l.PQresultErrorMessage, "PQresultErrorMessage");
+    load(l.PQresultStatus, "PQresultStatus");
+    load(l.PQsetNoticeProcessor, "PQsetNoticeProcessor");
+    load(l.PQstatus, "PQstatus");
+    load(l.PQunescapeBytea, "PQunescapeBytea");
+    return l;
+  }();
+  return loaded;
+}
+
+}  // namespace
 
 struct Connection {
   PGconn* conn = nullptr;
@@ -16,7 +90,7 @@ struct Connection {
   // statement per request) reuses one, so a long-lived connection holds a bounded number.
   std::map<std::string, std::pair<std::string, int>, std::less<>> prepared;
   ~Connection() {
-    if (conn != nullptr) PQfinish(conn);
+    if (conn != nullptr) lib().PQfinish(conn);
   }
 };
 
@@ -34,21 +108,21 @@ std::string trimmed(const char* message) {
 Error result_error(const PGresult* r, PGconn* conn) {
   Error e;
   if (r != nullptr) {
-    const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char* state = lib().PQresultErrorField(r, PG_DIAG_SQLSTATE);
     e.sqlstate = state != nullptr ? state : "";
     // The primary message and its detail (not "ERROR:  ..." with hints and context).
-    const char* primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    const char* detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
-    e.message = primary != nullptr ? trimmed(primary) : trimmed(PQresultErrorMessage(r));
+    const char* primary = lib().PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    const char* detail = lib().PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+    e.message = primary != nullptr ? trimmed(primary) : trimmed(lib().PQresultErrorMessage(r));
     if (detail != nullptr) e.message += ": " + trimmed(detail);
   }
-  if (e.message.empty()) e.message = trimmed(PQerrorMessage(conn));
+  if (e.message.empty()) e.message = trimmed(lib().PQerrorMessage(conn));
   if (e.message.empty()) e.message = "unknown PostgreSQL error";
   return e;
 }
 
 int affected(const PGresult* r) {
-  const char* n = PQcmdTuples(const_cast<PGresult*>(r));
+  const char* n = lib().PQcmdTuples(const_cast<PGresult*>(r));
   int v = 0;
   if (n != nullptr && *n != '\0') std::from_chars(n, n + std::char_traits<char>::length(n), v);
   return v;
@@ -117,7 +191,7 @@ std::string translate_placeholders(std::string_view sql) {
   return out;
 }
 
-void Stmt::Clear::operator()(pg_result* r) const { PQclear(r); }
+void Stmt::Clear::operator()(pg_result* r) const { lib().PQclear(r); }
 
 Stmt& Stmt::bind(int index, std::string_view text) {
   if (index >= 1 && index <= params_) bound_[static_cast<std::size_t>(index - 1)] = {std::string(text), false};
@@ -144,10 +218,10 @@ tl::expected<bool, Error> Stmt::step() {
       lengths[i] = bound_[i].value ? static_cast<int>(bound_[i].value->size()) : 0;
       formats[i] = bound_[i].binary ? 1 : 0;
     }
-    result_.reset(PQexecPrepared(conn_->conn, name_.c_str(), params_, values.data(), lengths.data(), formats.data(), 0));
+    result_.reset(lib().PQexecPrepared(conn_->conn, name_.c_str(), params_, values.data(), lengths.data(), formats.data(), 0));
     ran_ = true;
     row_ = -1;
-    const auto status = result_ ? PQresultStatus(result_.get()) : PGRES_FATAL_ERROR;
+    const auto status = result_ ? lib().PQresultStatus(result_.get()) : PGRES_FATAL_ERROR;
     if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
       Error e = result_error(result_.get(), conn_->conn);
       result_.reset();
@@ -156,7 +230,7 @@ tl::expected<bool, Error> Stmt::step() {
     conn_->changes = affected(result_.get());
   }
   if (!result_) return false;
-  if (row_ + 1 < PQntuples(result_.get())) {
+  if (row_ + 1 < lib().PQntuples(result_.get())) {
     ++row_;
     return true;
   }
@@ -171,28 +245,28 @@ void Stmt::reset() {
 }
 
 std::int64_t Stmt::int64(int column) const {
-  if (!result_ || row_ < 0 || PQgetisnull(result_.get(), row_, column)) return 0;
-  const char* v = PQgetvalue(result_.get(), row_, column);
+  if (!result_ || row_ < 0 || lib().PQgetisnull(result_.get(), row_, column)) return 0;
+  const char* v = lib().PQgetvalue(result_.get(), row_, column);
   std::int64_t out = 0;
-  std::from_chars(v, v + PQgetlength(result_.get(), row_, column), out);
+  std::from_chars(v, v + lib().PQgetlength(result_.get(), row_, column), out);
   return out;
 }
 
 std::string Stmt::text(int column) const {
-  if (!result_ || row_ < 0 || PQgetisnull(result_.get(), row_, column)) return {};
-  const char* v = PQgetvalue(result_.get(), row_, column);
-  const auto n = static_cast<std::size_t>(PQgetlength(result_.get(), row_, column));
-  if (PQftype(result_.get(), column) != kByteaOid) return std::string(v, n);
+  if (!result_ || row_ < 0 || lib().PQgetisnull(result_.get(), row_, column)) return {};
+  const char* v = lib().PQgetvalue(result_.get(), row_, column);
+  const auto n = static_cast<std::size_t>(lib().PQgetlength(result_.get(), row_, column));
+  if (lib().PQftype(result_.get(), column) != kByteaOid) return std::string(v, n);
   std::size_t size = 0;
-  unsigned char* bytes = PQunescapeBytea(reinterpret_cast<const unsigned char*>(v), &size);
+  unsigned char* bytes = lib().PQunescapeBytea(reinterpret_cast<const unsigned char*>(v), &size);
   if (bytes == nullptr) return {};
   std::string out(reinterpret_cast<const char*>(bytes), size);
-  PQfreemem(bytes);
+  lib().PQfreemem(bytes);
   return out;
 }
 
 bool Stmt::is_null(int column) const {
-  return !result_ || row_ < 0 || PQgetisnull(result_.get(), row_, column) != 0;
+  return !result_ || row_ < 0 || lib().PQgetisnull(result_.get(), row_, column) != 0;
 }
 
 Db::Db(Db&&) noexcept = default;
@@ -200,22 +274,23 @@ Db& Db::operator=(Db&&) noexcept = default;
 Db::~Db() = default;
 
 tl::expected<Db, Error> Db::open(const std::string& url) {
+  if (!lib().error.empty()) return tl::unexpected(Error{"", lib().error});
   Db db;
   db.conn_ = std::make_unique<Connection>();
-  db.conn_->conn = PQconnectdb(url.c_str());
+  db.conn_->conn = lib().PQconnectdb(url.c_str());
   if (db.conn_->conn == nullptr) return tl::unexpected(Error{"", "out of memory connecting to PostgreSQL"});
-  if (PQstatus(db.conn_->conn) != CONNECTION_OK) {
+  if (lib().PQstatus(db.conn_->conn) != CONNECTION_OK) {
     // libpq's message names the host and port, never the password.
-    return tl::unexpected(Error{"", "cannot connect to PostgreSQL at '" + redact(url) + "': " + trimmed(PQerrorMessage(db.conn_->conn))});
+    return tl::unexpected(Error{"", "cannot connect to PostgreSQL at '" + redact(url) + "': " + trimmed(lib().PQerrorMessage(db.conn_->conn))});
   }
   // Notices (e.g. "relation already exists, skipping") are not errors: not on stderr.
-  PQsetNoticeProcessor(db.conn_->conn, [](void*, const char*) {}, nullptr);
+  lib().PQsetNoticeProcessor(db.conn_->conn, [](void*, const char*) {}, nullptr);
   return db;
 }
 
 tl::expected<void, Error> Db::exec(std::string_view sql) {
-  std::unique_ptr<PGresult, Stmt::Clear> r(PQexec(conn_->conn, std::string(sql).c_str()));
-  const auto status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+  std::unique_ptr<PGresult, Stmt::Clear> r(lib().PQexec(conn_->conn, std::string(sql).c_str()));
+  const auto status = r ? lib().PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && status != PGRES_EMPTY_QUERY) {
     return tl::unexpected(result_error(r.get(), conn_->conn));
   }
@@ -232,12 +307,12 @@ tl::expected<Stmt, Error> Db::prepare(std::string_view sql) {
   } else {
     const std::string name = "tg" + std::to_string(++conn_->next_name);
     const std::string text = translate_placeholders(sql);
-    std::unique_ptr<PGresult, Stmt::Clear> r(PQprepare(conn_->conn, name.c_str(), text.c_str(), 0, nullptr));
-    if (!r || PQresultStatus(r.get()) != PGRES_COMMAND_OK) return tl::unexpected(result_error(r.get(), conn_->conn));
-    std::unique_ptr<PGresult, Stmt::Clear> d(PQdescribePrepared(conn_->conn, name.c_str()));
-    if (!d || PQresultStatus(d.get()) != PGRES_COMMAND_OK) return tl::unexpected(result_error(d.get(), conn_->conn));
+    std::unique_ptr<PGresult, Stmt::Clear> r(lib().PQprepare(conn_->conn, name.c_str(), text.c_str(), 0, nullptr));
+    if (!r || lib().PQresultStatus(r.get()) != PGRES_COMMAND_OK) return tl::unexpected(result_error(r.get(), conn_->conn));
+    std::unique_ptr<PGresult, Stmt::Clear> d(lib().PQdescribePrepared(conn_->conn, name.c_str()));
+    if (!d || lib().PQresultStatus(d.get()) != PGRES_COMMAND_OK) return tl::unexpected(result_error(d.get(), conn_->conn));
     s.name_ = name;
-    s.params_ = PQnparams(d.get());
+    s.params_ = lib().PQnparams(d.get());
     conn_->prepared.emplace(std::string(sql), std::pair{name, s.params_});
   }
   s.bound_.assign(static_cast<std::size_t>(s.params_), Stmt::Param{});

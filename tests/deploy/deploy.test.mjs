@@ -727,15 +727,23 @@ describe("deploy/container/Dockerfile", () => {
     for (const dir of copied) assert.ok(!ignored.includes(dir), `.dockerignore excludes ${dir}, which the Dockerfile copies`);
   });
 
-  test("the runtime packages are exactly those of the libraries the binary links", (t) => {
+  test("the runtime packages are exactly those of the libraries the binary links or loads", (t) => {
     if (!BIN) return t.skip(NO_BIN);
     if (!which("readelf") || !which("dpkg")) return t.skip("readelf or dpkg is missing: cannot map the binary's libraries to packages");
-    const needed = [...spawnSync("readelf", ["-d", BIN], { encoding: "utf8" }).stdout.matchAll(/\(NEEDED\)\s+Shared library: \[(.+)\]/g)].map((m) => m[1]);
-    assert.ok(needed.length > 5, "readelf lists the binary's libraries");
-    if (needed.some((l) => /^lib(a|ub|t)san\./.test(l))) return t.skip("a sanitizer build: the image holds a release build");
+    const linked = [...spawnSync("readelf", ["-d", BIN], { encoding: "utf8" }).stdout.matchAll(/\(NEEDED\)\s+Shared library: \[(.+)\]/g)].map((m) => m[1]);
+    assert.ok(linked.length > 5, "readelf lists the binary's libraries");
+    if (linked.some((l) => /^lib(a|ub|t)san\./.test(l))) return t.skip("a sanitizer build: the image holds a release build");
+    // And the ones the code loads itself (dlopen("libX.so.N"): libpq, for a postgres:// database).
+    const loaded = [...read("service", "pg.cpp").matchAll(/dlopen\("([^"]+)"/g)].map((m) => m[1]);
+    assert.ok(loaded.includes("libpq.so.5"), "service/pg.cpp loads libpq.so.5");
+    const needed = [...linked, ...loaded];
     // Where the loader finds each one (ldd), and the package owning that file (dpkg -S; with
     // merged /usr, dpkg may know it under /lib or /usr/lib).
     const resolved = new Map([...spawnSync("ldd", [BIN], { encoding: "utf8" }).stdout.matchAll(/^\s*(\S+) => (\S+)/gm)].map((m) => [m[1], m[2]]));
+    for (const lib of loaded) {
+      const m = /\s(\/\S+)$/m.exec(spawnSync("sh", ["-c", `/sbin/ldconfig -p | grep -F "${lib} (" | grep x86-64 | head -n 1`], { encoding: "utf8" }).stdout);
+      if (m) resolved.set(lib, m[1]);
+    }
     const owners = new Set();
     for (const lib of needed) {
       const file = resolved.get(lib);
@@ -751,7 +759,7 @@ describe("deploy/container/Dockerfile", () => {
     const base = new Set(["libc6", "libgcc-s1"]); // essential: in every Debian image
     const data = new Set(["ca-certificates", "tzdata"]); // read at run time: HTTPS roots, time zones
     for (const o of owners) assert.ok(base.has(o) || runtimePackages.includes(o), `the runtime stage lacks ${o}`);
-    for (const r of runtimePackages) assert.ok(data.has(r) || owners.has(r), `the runtime stage installs ${r}, which the binary does not link`);
+    for (const r of runtimePackages) assert.ok(data.has(r) || owners.has(r), `the runtime stage installs ${r}, which the binary neither links nor loads`);
   });
 });
 
