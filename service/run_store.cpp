@@ -445,7 +445,7 @@ tl::expected<std::vector<RunRecord>, std::string> list_runs(store::Db& db, std::
   const std::string what = "listing runs";
   auto s = prepare(db,
                    "SELECT " + std::string(kRunColumns) +
-                       " FROM runs WHERE ?1 IS NULL OR status = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2",
+                       " FROM runs WHERE CAST(?1 AS TEXT) IS NULL OR status = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2",
                    what);
   if (!s) return tl::unexpected(s.error());
   if (status) s->bind(1, std::string_view(pipeline::to_string(*status))); else s->bind_null(1);
@@ -552,7 +552,7 @@ tl::expected<bool, std::string> fail_job(store::Db& db, std::int64_t id, std::st
 
 tl::expected<std::int64_t, std::string> release_leases(store::Db& db) {
   auto q = db.prepare(
-      "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_until = NULL, attempts = MAX(attempts - 1, 0) "
+      "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_until = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END "
       "WHERE state = 'leased'");
   if (!q) return tl::unexpected("cannot release job leases: " + q.error().message);
   if (auto r = q->step(); !r) return tl::unexpected("cannot release job leases: " + r.error().message);
@@ -564,7 +564,7 @@ tl::expected<std::optional<Instant>, std::string> next_due(store::Db& db) {
   auto s = prepare(db,
                    "SELECT MIN(t) FROM (SELECT MIN(j.due_at) AS t FROM jobs j WHERE j.state = 'pending' AND " +
                        std::string(kInRunOrder) +
-                       " UNION ALL SELECT MIN(lease_until) FROM jobs WHERE state = 'leased')",
+                       " UNION ALL SELECT MIN(lease_until) FROM jobs WHERE state = 'leased') AS due",
                    what);
   if (!s) return tl::unexpected(s.error());
   auto row = next(*s, what);

@@ -1,4 +1,5 @@
 #include <atomic>
+#include <cstdlib>
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -40,12 +41,37 @@ struct TempDir {
   }
 };
 
-// A migrated database in a temp dir, with foreign keys on as the inbox opens it.
+// A migrated database: a SQLite file in a temp dir, with foreign keys on as the inbox opens it;
+// or, with TOLLGATE_TEST_STORE=postgres, a schema of its own on the PostgreSQL server at
+// TOLLGATE_TEST_POSTGRES (ctest run_store_on_postgres), dropped at the end.
 struct Store {
   TempDir dir;
+  std::string schema;
   store::Db db;
-  Store() : db(open(dir)) {}
-  static store::Db open(const TempDir& d) {
+  Store() : db(open(dir, schema)) {}
+  ~Store() {
+    if (!schema.empty()) (void)db.exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
+  }
+  static bool on_postgres() {
+    const char* s = std::getenv("TOLLGATE_TEST_STORE");
+    return s != nullptr && std::string(s) == "postgres";
+  }
+  static store::Db open(const TempDir& d, std::string& schema) {
+    if (on_postgres()) {
+      const char* url = std::getenv("TOLLGATE_TEST_POSTGRES");
+      if (url == nullptr) FAIL("TOLLGATE_TEST_STORE=postgres needs TOLLGATE_TEST_POSTGRES");
+      schema = "tg_rs_" + std::to_string(::getpid()) + "_" + std::to_string(TempDir::counter()++);
+      auto admin = store::Db::open(url);
+      if (!admin) FAIL(store::describe(admin.error()));
+      REQUIRE(admin->exec("CREATE SCHEMA " + schema));
+      const std::string base(url);
+      auto db = store::Db::open(base + (base.find('?') == std::string::npos ? "?" : "&") + "options=-csearch_path%3D" + schema);
+      if (!db) FAIL(store::describe(db.error()));
+      auto v = migrate(*db);
+      if (!v) FAIL(v.error());
+      CHECK(*v == 4);
+      return std::move(*db);
+    }
     auto db = store::Db::open((d.path / "t.db").string());
     REQUIRE(db);
     REQUIRE(db->exec("PRAGMA foreign_keys=ON"));
@@ -315,7 +341,7 @@ TEST_CASE("insert_run and save_step refuse inconsistent runs", "[run_store]") {
   REQUIRE(runs::insert_run(s.db, r));
   auto twice = runs::insert_run(s.db, r);
   REQUIRE_FALSE(twice);
-  CHECK(twice.error().find("UNIQUE") != std::string::npos);
+  CHECK((twice.error().find("UNIQUE") != std::string::npos || twice.error().find("duplicate key") != std::string::npos));
 
   auto ghost = record(def, "ghost", kT0);
   Step step = start_run(def, ghost.state, cx(kT0));
@@ -609,11 +635,14 @@ TEST_CASE("a malformed stored state is an error naming the run", "[run_store]") 
   Run run(s.db, "r1");
   SECTION("not JSON") { REQUIRE(s.db.exec("UPDATE runs SET state = '{\"version\": 1,' WHERE id = 'r1'")); }
   SECTION("JSON of another shape") { REQUIRE(s.db.exec("UPDATE runs SET state = '{\"version\": 1}' WHERE id = 'r1'")); }
+  const bool pg = s.db.kind() == store::Kind::postgres;
   SECTION("an unknown status") {
-    REQUIRE(s.db.exec("UPDATE runs SET state = json_set(state, '$.status', 'exploded') WHERE id = 'r1'"));
+    REQUIRE(s.db.exec(pg ? "UPDATE runs SET state = jsonb_set(state::jsonb, '{status}', '\"exploded\"')::text WHERE id = 'r1'"
+                         : "UPDATE runs SET state = json_set(state, '$.status', 'exploded') WHERE id = 'r1'"));
   }
   SECTION("another run's state") {
-    REQUIRE(s.db.exec("UPDATE runs SET state = json_set(state, '$.id', 'r9') WHERE id = 'r1'"));
+    REQUIRE(s.db.exec(pg ? "UPDATE runs SET state = jsonb_set(state::jsonb, '{id}', '\"r9\"')::text WHERE id = 'r1'"
+                         : "UPDATE runs SET state = json_set(state, '$.id', 'r9') WHERE id = 'r1'"));
   }
   auto loaded = runs::load_run(s.db, "r1");
   REQUIRE_FALSE(loaded);

@@ -13,7 +13,10 @@ CREATE TABLE runs (
   state           TEXT    NOT NULL,
   created_at      BIGINT  NOT NULL,
   updated_at      BIGINT  NOT NULL,
-  finished_at     BIGINT
+  finished_at     BIGINT,
+  -- SQLite's implicit rowid, which the store orders runs of the same millisecond by (insertion
+  -- order) and the API's cursors name; a column of that name here, so one SQL text serves both.
+  rowid           BIGINT  GENERATED ALWAYS AS IDENTITY UNIQUE
 );
 CREATE INDEX runs_by_pipeline ON runs (host, repo, pipeline, status, created_at);
 CREATE INDEX runs_by_created ON runs (created_at);
