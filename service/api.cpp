@@ -368,10 +368,18 @@ struct Api::Impl {
   // ------------------------------------------------------------------------------------------
   // Runs
 
-  static constexpr const char* kSummaryColumns =
+  // A run's summary: its columns, the source and each stage's [name, status] read from the state
+  // JSON by the database (SQLite's JSON1 functions, PostgreSQL's jsonb ones), and its rowid.
+  static constexpr const char* kSqliteSummaryColumns =
       "id, host, repo, pipeline, status, version, json_extract(state, '$.source'), "
       "(SELECT json_group_array(json_array(json_extract(value, '$.name'), json_extract(value, '$.status'))) "
       "FROM json_each(runs.state, '$.stages')), created_at, updated_at, finished_at, rowid";
+  static constexpr const char* kPostgresSummaryColumns =
+      "id, host, repo, pipeline, status, version, (state::jsonb -> 'source')::text, "
+      "COALESCE((SELECT json_agg(json_build_array(st.value ->> 'name', st.value ->> 'status'))::text "
+      "FROM jsonb_array_elements(state::jsonb -> 'stages') AS st(value)), '[]'), created_at, updated_at, finished_at, rowid";
+  const char* const kSummaryColumns =
+      store::is_postgres(options.database) ? kPostgresSummaryColumns : kSqliteSummaryColumns;
 
   json summary_of(const store::Stmt& s) {
     const json source = json::parse(s.text(6), nullptr, false);
@@ -599,7 +607,7 @@ struct Api::Impl {
     where.equals("host", q.get("host"));
     where.equals("repo", q.get("repo"));
     where.equals("pipeline", q.get("name"));
-    auto groups = (**db).prepare("SELECT host, repo, pipeline, COUNT(*), SUM(status IN ('queued', 'running')) FROM runs" +
+    auto groups = (**db).prepare("SELECT host, repo, pipeline, COUNT(*), SUM(CASE WHEN status IN ('queued', 'running') THEN 1 ELSE 0 END) FROM runs" +
                                  where.sql + " GROUP BY host, repo, pipeline ORDER BY repo, pipeline, host");
     if (!groups) return error(503, "reading pipelines: " + groups.error().message);
     where.bind(*groups);
@@ -778,8 +786,8 @@ struct Api::Impl {
         "SELECT host, repo, pipeline, status, created_at, finished_at, "
         "(SELECT MIN(finished_at) FROM run_stages WHERE run_id = runs.id AND rollback <> 'none') AS rolled_back, "
         "(SELECT MIN(at) FROM audit WHERE run_id = runs.id AND stage = '' AND to_state = 'succeeded') AS deployed "
-        "FROM runs WHERE finished_at >= ?1 AND (?2 IS NULL OR host = ?2) AND (?3 IS NULL OR repo = ?3) AND "
-        "(?4 IS NULL OR pipeline = ?4) ORDER BY finished_at");
+        "FROM runs WHERE finished_at >= ?1 AND (CAST(?2 AS TEXT) IS NULL OR host = ?2) AND "
+        "(CAST(?3 AS TEXT) IS NULL OR repo = ?3) AND (CAST(?4 AS TEXT) IS NULL OR pipeline = ?4) ORDER BY finished_at");
     if (!s) {
       *problem = s.error().message;
       return out;

@@ -1,6 +1,7 @@
 #include "service/audit_command.hpp"
 
 #include <filesystem>
+#include <limits>
 #include <ostream>
 
 #include <nlohmann/json.hpp>
@@ -26,13 +27,13 @@ std::optional<Db> open_database(const AuditArgs& args, const char* command, std:
     }
     path = config->database;
   }
-  if (!std::filesystem::is_regular_file(path)) {
+  if (!service::store::is_postgres(path) && !std::filesystem::is_regular_file(path)) {
     err << "tollgate " << command << ": error: database '" << path << "' does not exist (tollgate serve creates it)\n";
     return std::nullopt;
   }
   auto db = Db::open(path);
   if (!db) {
-    err << "tollgate " << command << ": error: database '" << path << "': " << db.error().message << "\n";
+    err << "tollgate " << command << ": error: database '" << service::store::redact(path) << "': " << db.error().message << "\n";
     return std::nullopt;
   }
   return std::move(*db);
@@ -48,7 +49,8 @@ int print_rows(Db& db, const std::string& sql, const AuditArgs& args, const char
         << " (a database from an older tollgate: start tollgate serve once to migrate it)\n";
     return 2;
   }
-  q->bind(1, args.run).bind(2, args.status).bind(3, args.limit.value_or(-1));
+  // No --limit: every row (SQLite reads LIMIT -1 so, PostgreSQL refuses it).
+  q->bind(1, args.run).bind(2, args.status).bind(3, args.limit.value_or(std::numeric_limits<std::int64_t>::max()));
   while (true) {
     auto step = q->step();
     if (!step) {
@@ -69,7 +71,7 @@ int run_runs(const AuditArgs& args, std::ostream& out, std::ostream& err) {
   const std::string sql =
       "SELECT * FROM (SELECT id, host, repo, pipeline, status, definition_sha, state, created_at, updated_at, finished_at "
       "FROM runs WHERE (?1 = '' OR id = ?1) AND (?2 = '' OR status = ?2) ORDER BY created_at DESC, id DESC LIMIT ?3) "
-      "ORDER BY created_at, id";
+      "AS newest ORDER BY created_at, id";
   return print_rows(*db, sql, args, "runs", out, err, [](const service::store::Stmt& q) {
     json row{{"id", q.text(0)},     {"host", q.text(1)},           {"repo", q.text(2)},
              {"pipeline", q.text(3)}, {"status", q.text(4)},       {"sha", q.text(5)},
@@ -97,7 +99,7 @@ int run_audit(const AuditArgs& args, std::ostream& out, std::ostream& err) {
   if (!db) return 2;
   const std::string sql =
       "SELECT * FROM (SELECT id, run_id, seq, at, stage, from_state, to_state, actor, reason, input FROM audit "
-      "WHERE (?1 = '' OR run_id = ?1) AND ?2 = ?2 ORDER BY id DESC LIMIT ?3) ORDER BY id";
+      "WHERE (?1 = '' OR run_id = ?1) AND CAST(?2 AS TEXT) = CAST(?2 AS TEXT) ORDER BY id DESC LIMIT ?3) AS newest ORDER BY id";
   int rc = print_rows(*db, sql, args, "audit", out, err, [](const service::store::Stmt& q) {
     json row{{"run", q.text(1)}, {"seq", q.int64(2)}, {"at", q.int64(3)}, {"stage", q.text(4)}, {"from", q.text(5)},
              {"to", q.text(6)},  {"actor", q.text(7)}, {"reason", q.text(8)}};
@@ -108,7 +110,7 @@ int run_audit(const AuditArgs& args, std::ostream& out, std::ostream& err) {
   // Side effects: every job of the run (or all runs), with its outcome.
   const std::string jobs_sql =
       "SELECT * FROM (SELECT id, run_id, kind, stage, state, attempts, last_error, created_at, finished_at, key FROM jobs "
-      "WHERE (?1 = '' OR run_id = ?1) AND ?2 = ?2 ORDER BY id DESC LIMIT ?3) ORDER BY id";
+      "WHERE (?1 = '' OR run_id = ?1) AND CAST(?2 AS TEXT) = CAST(?2 AS TEXT) ORDER BY id DESC LIMIT ?3) AS newest ORDER BY id";
   return print_rows(*db, jobs_sql, args, "audit", out, err, [](const service::store::Stmt& q) {
     json row{{"job", q.int64(0)},   {"run", q.text(1)},      {"kind", q.text(2)},       {"stage", q.text(3)},
              {"state", q.text(4)},  {"attempts", q.int64(5)}, {"created_at", q.int64(7)}, {"key", q.text(9)}};

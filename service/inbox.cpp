@@ -86,7 +86,7 @@ tl::expected<std::unique_ptr<Inbox>, std::string> Inbox::open(const InboxOptions
   std::unique_ptr<Inbox> inbox(new Inbox());
   inbox->options_ = options;
   auto fail = [&](const store::Error& e) {
-    return tl::unexpected("database '" + options.path + "': " + describe(e));
+    return tl::unexpected("database '" + store::redact(options.path) + "': " + describe(e));
   };
   auto db = store::Db::open(options.path);
   if (!db) return fail(db.error());

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <ostream>
 
 #include <nlohmann/json.hpp>
@@ -24,7 +25,7 @@ int run_inbox(const InboxArgs& args, std::ostream& out, std::ostream& err) {
     }
     path = config->database;
   }
-  if (!std::filesystem::is_regular_file(path)) {
+  if (!service::store::is_postgres(path) && !std::filesystem::is_regular_file(path)) {
     err << "tollgate inbox: error: database '" << path << "' does not exist (tollgate serve creates it)\n";
     return 2;
   }
@@ -35,20 +36,20 @@ int run_inbox(const InboxArgs& args, std::ostream& out, std::ostream& err) {
   }
   auto db = Db::open(path);
   if (!db) {
-    err << "tollgate inbox: error: database '" << path << "': " << db.error().message << "\n";
+    err << "tollgate inbox: error: database '" << service::store::redact(path) << "': " << db.error().message << "\n";
     return 2;
   }
   std::string sql =
       "SELECT id, host, delivery_id, event, repo, received_at, state, error, event_json, body, body_encoding, "
       "COALESCE(body_size, length(body)), processed_at FROM inbox WHERE (?1 = '' OR state = ?1) AND (?2 = '' OR delivery_id = ?2) "
       "ORDER BY id DESC LIMIT ?3";
-  auto q = db->prepare("SELECT * FROM (" + sql + ") ORDER BY id");
+  auto q = db->prepare("SELECT * FROM (" + sql + ") AS newest ORDER BY id");
   if (!q) {
     err << "tollgate inbox: error: database '" << path << "': " << q.error().message
         << " (a database from an older tollgate: start tollgate serve once to migrate it)\n";
     return 2;
   }
-  q->bind(1, args.state).bind(2, args.delivery).bind(3, args.limit.value_or(-1));
+  q->bind(1, args.state).bind(2, args.delivery).bind(3, args.limit.value_or(std::numeric_limits<std::int64_t>::max()));  // no --limit: all
   constexpr auto replace = nlohmann::json::error_handler_t::replace;
   while (true) {
     auto step = q->step();

@@ -15,6 +15,7 @@
 #include "service/host/gitlab_host.hpp"
 #include "service/host/http_client.hpp"
 #include "service/host/token_source.hpp"
+#include "service/store.hpp"
 #include "service/tz.hpp"
 #include "service/http_server.hpp"
 #include "service/inbox.hpp"
@@ -127,7 +128,7 @@ int run_serve(const std::string& config_path, unsigned threads) {
     return 2;
   }
   namespace fs = std::filesystem;
-  fs::path db_dir = fs::path(config->database).parent_path();
+  fs::path db_dir = store::is_postgres(config->database) ? fs::path() : fs::path(config->database).parent_path();
   if (!db_dir.empty() && !fs::is_directory(db_dir)) {
     std::cerr << config_path << ": error: 'database': directory '" << db_dir.string() << "' does not exist\n";
     return 2;
@@ -205,7 +206,7 @@ int run_serve(const std::string& config_path, unsigned threads) {
     hosts.push_back({{"name", name}, {"kind", webhooks::to_string(host.kind)}, {"secrets", host.webhook_secrets.size()}});
   }
   log::info("listening", {{"address", config->listen_host + ":" + std::to_string(*port)},
-                          {"database", config->database},
+                          {"database", store::redact(config->database)},
                           {"schema_version", (*inbox)->schema_version()},
                           {"synchronous", config->intake.sqlite_synchronous},
                           {"threads", threads},
