@@ -1224,7 +1224,9 @@ void EngineService::start() {
   // Their runs would otherwise wait out the lease (side effects are idempotent: running them again
   // is safe).
   std::int64_t released = 0;
+  // On PostgreSQL other replicas may hold live leases: those run out on their own instead.
   const auto err = impl_->inbox.transact_sync([&released](store::Db& db) -> std::string {
+    if (db.kind() != store::Kind::sqlite) return {};
     auto n = runs::release_leases(db);
     if (!n) return n.error();
     released = *n;

@@ -507,16 +507,23 @@ tl::expected<Claim, std::string> claim_jobs(store::Db& db, Instant now, std::str
     }
   }
   due->reset();  // no read cursor left open on jobs while it is updated
+  // The lease is taken only if the job is still claimable: another process on the same store (a
+  // replica on PostgreSQL) that claimed it first has leased it by the time this UPDATE may change
+  // the row (PostgreSQL re-checks the condition after waiting for its lock), so each job is
+  // claimed once.
   auto lease_stmt = prepare(db,
-                            "UPDATE jobs SET state = 'leased', lease_owner = ?, lease_until = ?, attempts = attempts + 1 "
-                            "WHERE id = ?",
+                            "UPDATE jobs SET state = 'leased', lease_owner = ?1, lease_until = ?2, attempts = attempts + 1 "
+                            "WHERE id = ?3 AND ((state = 'pending' AND due_at <= ?4) OR (state = 'leased' AND lease_until <= ?4))",
                             what);
   if (!lease_stmt) return tl::unexpected(lease_stmt.error());
-  for (const auto& c : out.jobs) {
+  std::vector<ClaimedJob> leased;
+  for (auto& c : out.jobs) {
     lease_stmt->reset();
-    lease_stmt->bind(1, owner).bind(2, ms(c.lease_until)).bind(3, c.id);
+    lease_stmt->bind(1, owner).bind(2, ms(c.lease_until)).bind(3, c.id).bind(4, ms(now));
     if (auto r = run(*lease_stmt, what + " (job " + std::to_string(c.id) + ")"); !r) return tl::unexpected(r.error());
+    if (db.changes() == 1) leased.push_back(std::move(c));
   }
+  out.jobs = std::move(leased);
   if (!broken.empty()) {
     auto fail_stmt = prepare(db,
                              "UPDATE jobs SET state = 'failed', last_error = ?, finished_at = ?, lease_owner = NULL, "

@@ -2,6 +2,8 @@
 #include <cstdlib>
 #include <chrono>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -55,6 +57,16 @@ struct Store {
   static bool on_postgres() {
     const char* s = std::getenv("TOLLGATE_TEST_STORE");
     return s != nullptr && std::string(s) == "postgres";
+  }
+  // Another connection to the same store (another process, or a replica).
+  store::Db connect() const {
+    const char* url = std::getenv("TOLLGATE_TEST_POSTGRES");
+    const std::string base = url != nullptr ? url : "";
+    auto opened = schema.empty() ? store::Db::open((dir.path / "t.db").string())
+                                 : store::Db::open(base + (base.find('?') == std::string::npos ? "?" : "&") +
+                                                   "options=-csearch_path%3D" + schema);
+    if (!opened) FAIL(store::describe(opened.error()));
+    return std::move(*opened);
   }
   static store::Db open(const TempDir& d, std::string& schema) {
     if (on_postgres()) {
@@ -497,6 +509,42 @@ TEST_CASE("jobs are claimed when due, in due order, and come back when a lease r
   next = runs::next_due(s.db);
   REQUIRE(next);
   CHECK_FALSE(*next);
+}
+
+TEST_CASE("two processes claiming the same due job at once: one leases it, the other gets nothing", "[run_store]") {
+  Store s;
+  Run a(s.db, "ra");
+  REQUIRE(s.db.exec("DELETE FROM jobs"));
+  schedule(s.db, a, {job(JobKind::timer, "timer:a", kT0 + 10s)}, "k1");
+  store::Db other = s.connect();
+  std::atomic<int> claimed{0};
+  std::string problems;
+  std::mutex problems_mutex;
+  // Each claims in a transaction of its own; the first holds its transaction open a while, so the
+  // second claims while the first's lease is not yet committed.
+  const auto claimer = [&](store::Db& db, const char* owner, std::chrono::milliseconds hold) {
+    const auto fail = [&](const std::string& why) {
+      std::lock_guard lock(problems_mutex);
+      problems += std::string(owner) + ": " + why + "\n";
+    };
+    if (auto b = db.begin_write(); !b) return fail(store::describe(b.error()));
+    auto c = runs::claim_jobs(db, kT0 + 20s, owner, 30s, 4);
+    if (!c) {
+      (void)db.exec("ROLLBACK");
+      return fail(c.error());
+    }
+    std::this_thread::sleep_for(hold);
+    if (auto r = db.exec("COMMIT"); !r) return fail(store::describe(r.error()));
+    claimed += static_cast<int>(c->jobs.size());
+  };
+  std::thread first([&] { claimer(s.db, "w1", 300ms); });
+  std::this_thread::sleep_for(50ms);
+  std::thread second([&] { claimer(other, "w2", 0ms); });
+  first.join();
+  second.join();
+  CHECK(problems.empty());
+  CHECK(claimed == 1);
+  CHECK(s.count("SELECT COUNT(*) FROM jobs WHERE state = 'leased' AND attempts = 1") == 1);
 }
 
 TEST_CASE("a run's side effects are claimed in the order scheduled; timers are not held back", "[run_store]") {
