@@ -49,7 +49,7 @@ as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 \
   { cat "$pg_dir/server.log"; exit 1; }
 pg_pid=$(head -n 1 "$pg_dir/data/postmaster.pid")
 export TOLLGATE_TEST_POSTGRES="postgresql://tollgate@127.0.0.1:$pg_port/postgres"
-echo "PostgreSQL $("$pg_bin/postgres" --version | awk '{print $NF}') (pid $pg_pid) at $TOLLGATE_TEST_POSTGRES"
+echo "PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') (pid $pg_pid) at $TOLLGATE_TEST_POSTGRES"
 
 step "release build (-Werror)"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTOLLGATE_WERROR=ON
