@@ -253,6 +253,21 @@ tl::expected<EditResult, EditError> set_image(std::string_view text, const Image
         changed = true;
       }
     } else if (value_node != npos) {
+      // Removing the first of two same-named keys would leave the other in force (and an edit
+      // that is never done: the next run would remove it too), as setting one does (set_path).
+      std::vector<std::size_t> same;
+      const Node& entry = t->at(t->at(images).children[index]);
+      for (std::size_t k = 0; k + 1 < entry.children.size(); k += 2) {
+        std::string name;
+        if (key_text(*t, entry.children[k], name) && name == f.key) same.push_back(entry.children[k]);
+      }
+      if (same.size() > 1) {
+        return tl::unexpected(error_at(EditErrorKind::not_editable, *t, t->at(same[1]).begin,
+                                       "path '" + path_text + "': key '" + f.key + "' appears more than once in the entry (lines " +
+                                           std::to_string(position_of(t->text, t->at(same[0]).begin).line) + " and " +
+                                           std::to_string(position_of(t->text, t->at(same[1]).begin).line) +
+                                           "); remove the duplicates"));
+      }
       auto s = remove_entry(*t, key, path_text);
       if (!s) return tl::unexpected(s.error());
       std::string next = apply(cur, {*s});

@@ -108,6 +108,11 @@ TEST_CASE("image explains kustomizations it cannot edit", "[edit][image]") {
       {"a: 1\n", "", "image 'ghcr.io/acme/payments': tag '' is neither a tag, a digest ('sha256:...') nor both "
                      "('v1@sha256:...')"},
       {"a: 1\n---\nb: 2\n", "v1", "image 'ghcr.io/acme/payments': the file holds 2 YAML documents; a kustomization is one"},
+      // Found by fuzz_edit: a digest replaces the tag, and removing the first of two newTag keys
+      // left the second in force (and removed it on the next run: not idempotent).
+      {"images:\n- name: ghcr.io/acme/payments\n  newTag: v0\n  newTag: v1\n", "sha256:0123456789abcdef",
+       "path 'images[0].newTag': key 'newTag' appears more than once in the entry (lines 3 and 4); remove the "
+       "duplicates"},
   }));
   auto r = set_image(input, ImageEdit{app, tag});
   REQUIRE_FALSE(r.has_value());
