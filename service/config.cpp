@@ -419,12 +419,20 @@ tl::expected<Config, std::vector<Diagnostic>> parse_config(const std::string& te
     if (!it->is_object()) {
       r.error("/engine", "engine", "must be a mapping");
     } else {
-      r.known_keys(*it, "/engine", "'engine'", {"workers", "resync_interval", "checks_settle", "merge_retry", "probe_interval"});
+      r.known_keys(*it, "/engine", "'engine'", {"workers", "resync_interval", "checks_settle", "merge_retry", "probe_interval", "lease"});
       if (auto v = r.count(*it, "workers", "/engine", "engine.workers", 1, 256)) cfg.engine.workers = static_cast<unsigned>(*v);
       if (auto v = r.duration(*it, "resync_interval", "/engine", "engine.resync_interval")) cfg.engine.resync_interval = *v;
       if (auto v = r.duration(*it, "checks_settle", "/engine", "engine.checks_settle")) cfg.engine.checks_settle = *v;
       if (auto v = r.duration(*it, "merge_retry", "/engine", "engine.merge_retry")) cfg.engine.merge_retry = *v;
       if (auto v = r.duration(*it, "probe_interval", "/engine", "engine.probe_interval")) cfg.engine.probe_interval = *v;
+      if (auto v = r.duration(*it, "lease", "/engine", "engine.lease")) {
+        if (*v < std::chrono::seconds(3) || *v > std::chrono::hours(1)) {
+          r.error("/engine/lease", "engine.lease",
+                  "must be between 3s and 1h: how long a job stays with a replica that stopped renewing it (default 30s)");
+        } else {
+          cfg.engine.lease = *v;
+        }
+      }
     }
   }
   if (auto it = root.find("api"); it != root.end()) read_api(r, *it, cfg);

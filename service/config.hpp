@@ -59,6 +59,7 @@ struct EngineConfig {
   std::chrono::milliseconds checks_settle{10'000};     // `checks: all` waits this long after a head push
   std::chrono::milliseconds merge_retry{60'000};       // after a 405
   std::chrono::milliseconds probe_interval{15'000};    // between verify probes
+  std::chrono::milliseconds lease{30'000};             // a job's hold on it (renewed while it runs)
 };
 
 // A named bearer token of the REST API (docs/api.md).

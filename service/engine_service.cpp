@@ -124,7 +124,13 @@ struct EngineService::Impl {
   bool stopping = false;
   std::uint64_t generation = 0;  // bumped by every nudge
   std::thread events_thread;
+  std::thread leases_thread;
   std::vector<std::thread> worker_threads;
+  std::string replica;  // this replica's name: the start of its workers' lease owners
+
+  // Jobs at work in this process (id -> lease owner): their leases are renewed while they run.
+  std::mutex working_mutex;
+  std::map<std::int64_t, std::string> working;
 
   std::atomic<std::uint64_t> events{0}, runs_started{0}, jobs_done{0}, jobs_retried{0}, jobs_failed{0};
   std::int64_t cursor = 0;  // the last delivery consumed in order (events thread)
@@ -157,7 +163,13 @@ struct EngineService::Impl {
   std::map<std::string, std::shared_ptr<const pipeline::PipelineFile>, std::less<>> defs;  // by text
 
   Impl(EngineServiceOptions o, Inbox& i, std::map<std::string, EngineHost> h, git::GitWriter* w)
-      : options(std::move(o)), inbox(i), hosts(std::move(h)), writer(w) {}
+      : options(std::move(o)), inbox(i), hosts(std::move(h)), writer(w), replica(options.replica) {
+    if (replica.empty()) {
+      char name[256] = {};
+      (void)::gethostname(name, sizeof name - 1);
+      replica = name[0] != 0 ? name : "tollgate";
+    }
+  }
 
   // ------------------------------------------------------------------------------------------
   // Time and context
@@ -221,6 +233,7 @@ struct EngineService::Impl {
   // rolls back); a run that cannot be read is logged and left alone, so it cannot hold up others.
   std::string apply_to_run(store::Db& db, const std::string& run_id, const pipeline::Input& input,
                            const std::string& key, bool* scheduled = nullptr, std::string* refused = nullptr) {
+    if (auto locked = runs::lock_runs(db); !locked) return locked.error();  // other replicas
     auto rec = runs::load_run(db, run_id);
     if (!rec) {
       log::error("run cannot be read", {{"run", run_id}, {"error", rec.error()}});
@@ -439,6 +452,7 @@ struct EngineService::Impl {
                          const std::string& key, bool* scheduled) {
     for (const auto& nr : new_runs) {
       const std::string id = make_run_id(host, nr.source.repo, nr.pipeline, nr.source.sha);
+      if (auto locked = runs::lock_runs(db); !locked) return locked.error();
       auto existing = runs::load_run(db, id);
       if (!existing) return existing.error();
       if (*existing) continue;  // one run per (pipeline, sha)
@@ -845,6 +859,21 @@ struct EngineService::Impl {
     return out;
   }
 
+  // Git writes to one repository from several replicas go one at a time: a session lock on the
+  // worker's connection, held for the write (let go if the replica dies, with the connection).
+  static std::function<std::shared_ptr<void>(const std::string&)> repo_lock(store::Db& rdb, const std::string& host) {
+    return [&rdb, host](const std::string& repo) -> std::shared_ptr<void> {
+      std::string name = "tollgate:repo\n" + host + "\n";
+      for (const char c : repo) name.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+      if (auto l = store::lock(rdb, name); !l) {
+        // The push is safe without it (a branch tollgate alone writes; a rejected push is retried).
+        log::warn("git write not serialised with other replicas", {{"repo", repo}, {"error", store::describe(l.error())}});
+        return nullptr;
+      }
+      return std::shared_ptr<void>(nullptr, [&rdb, name](void*) { (void)store::unlock(rdb, name); });
+    };
+  }
+
   // Claims and runs one due job. false: none was due.
   bool run_one_job(store::Db& rdb, const std::string& owner) {
     runs::Claim claim;
@@ -862,6 +891,18 @@ struct EngineService::Impl {
     if (claim.jobs.empty()) return !claim.broken.empty();
     const auto& cj = claim.jobs.front();
     const std::string key = "job:" + std::to_string(cj.id);
+    {
+      std::lock_guard lock(working_mutex);
+      working[cj.id] = owner;
+    }
+    struct Release {
+      Impl& self;
+      std::int64_t id;
+      ~Release() {
+        std::lock_guard lock(self.working_mutex);
+        self.working.erase(id);
+      }
+    } release{*this, cj.id};
 
     if (cj.job.kind == pipeline::JobKind::timer) {
       const pipeline::Input input = pipeline::TimerFired{cj.job.stage, cj.job.timer, cj.job.seq};
@@ -894,6 +935,7 @@ struct EngineService::Impl {
         cx.host_name = (*rec)->host;
         cx.source_pr_title = (*rec)->state.source.title;
         cx.hints = &hints;
+        if (rdb.kind() == store::Kind::postgres) cx.lock_repo = repo_lock(rdb, (*rec)->host);
         log::info("job started", {{"job", cj.id}, {"kind", pipeline::to_string(cj.job.kind)}, {"run", cj.run_id},
                                   {"stage", cj.job.stage}, {"attempt", cj.attempts}});
         outcome = execute(cj.job, cx);
@@ -989,8 +1031,26 @@ struct EngineService::Impl {
       log::error("engine cannot open the database", {{"error", rdb.error().message}});
       return;
     }
+    // On PostgreSQL every replica has an events thread and one at a time applies deliveries: the
+    // one holding the lock, which passes to another replica when this one dies (with its
+    // connection). So deliveries are applied in order, and a run's events one after the other.
+    bool leading = rdb->kind() == store::Kind::sqlite;
     while (true) {
       const auto seen = current_generation();
+      if (!leading) {
+        auto got = store::try_lock(*rdb, "tollgate:events");
+        if (got && *got) {
+          leading = true;
+          cursor = 0;  // what the previous leader left is found by what it consumed
+          log::info("this replica applies deliveries now");
+        } else {
+          if (!got) log::warn("engine cannot ask for the lead", {{"error", store::describe(got.error())}});
+          refresh_gauges(*rdb);
+          std::unique_lock lock(mutex);  // asks again in a second (nudges are for the leader)
+          if (wake.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; })) return;
+          continue;
+        }
+      }
       bool blocked = false;
       drain_events(*rdb, &blocked);
       if (blocked) {
@@ -1004,13 +1064,40 @@ struct EngineService::Impl {
     }
   }
 
+  // Renews the leases of the jobs this process is at, three times per lease, so that a lease
+  // runs out only when its replica is gone (or stuck): a job may take longer than a lease.
+  void leases_loop() {
+    (void)::pthread_setname_np(::pthread_self(), "tg-leases");
+    const auto every = std::max<std::chrono::milliseconds>(options.lease / 3, std::chrono::milliseconds(100));
+    while (true) {
+      {
+        std::unique_lock lock(mutex);
+        if (wake.wait_for(lock, every, [&] { return stopping; })) return;
+      }
+      std::map<std::string, std::vector<std::int64_t>> by_owner;
+      {
+        std::lock_guard lock(working_mutex);
+        for (const auto& [id, owner] : working) by_owner[owner].push_back(id);
+      }
+      if (by_owner.empty()) continue;
+      std::int64_t asked = 0;
+      const auto until = now_ms() + options.lease;
+      const auto err = inbox.transact_sync([&](store::Db& db) -> std::string {
+        for (const auto& [owner, ids] : by_owner) {
+          asked += static_cast<std::int64_t>(ids.size());
+          if (auto n = runs::renew_leases(db, ids, owner, until); !n) return n.error();
+        }
+        return {};
+      });
+      if (!err.empty()) log::error("cannot renew job leases", {{"error", err}, {"jobs", asked}});
+    }
+  }
+
   void worker_loop(unsigned index) {
     const std::string name = "tg-job-" + std::to_string(index);
     (void)::pthread_setname_np(::pthread_self(), name.c_str());
     (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);  // behind intake, as above
-    char host[64] = {};
-    (void)::gethostname(host, sizeof host - 1);
-    const std::string owner = std::string(host) + ":" + std::to_string(::getpid()) + ":" + std::to_string(index);
+    const std::string owner = replica + ":" + std::to_string(::getpid()) + ":" + std::to_string(index);
     auto rdb = store::Db::open(options.database);
     if (!rdb) {
       log::error("job worker cannot open the database", {{"error", rdb.error().message}});
@@ -1224,10 +1311,11 @@ void EngineService::start() {
   // Their runs would otherwise wait out the lease (side effects are idempotent: running them again
   // is safe).
   std::int64_t released = 0;
-  // On PostgreSQL other replicas may hold live leases: those run out on their own instead.
-  const auto err = impl_->inbox.transact_sync([&released](store::Db& db) -> std::string {
-    if (db.kind() != store::Kind::sqlite) return {};
-    auto n = runs::release_leases(db);
+  // On PostgreSQL other replicas hold live leases: only this replica's (by its name: an earlier
+  // process of it) are released; a dead replica's run out on their own.
+  const std::string prefix = impl_->replica + ":";
+  const auto err = impl_->inbox.transact_sync([&released, &prefix](store::Db& db) -> std::string {
+    auto n = runs::release_leases(db, db.kind() == store::Kind::sqlite ? std::string_view{} : std::string_view{prefix});
     if (!n) return n.error();
     released = *n;
     return {};
@@ -1238,6 +1326,7 @@ void EngineService::start() {
     log::info("jobs of an earlier process released", {{"jobs", released}});
   }
   impl_->events_thread = std::thread([this] { impl_->events_loop(); });
+  impl_->leases_thread = std::thread([this] { impl_->leases_loop(); });
   for (unsigned i = 0; i < std::max(1U, impl_->options.workers); ++i) {
     impl_->worker_threads.emplace_back([this, i] { impl_->worker_loop(i + 1); });
   }
@@ -1252,6 +1341,7 @@ void EngineService::stop() {
     impl_->wake.notify_all();
   }
   if (impl_->events_thread.joinable()) impl_->events_thread.join();
+  if (impl_->leases_thread.joinable()) impl_->leases_thread.join();
   for (auto& t : impl_->worker_threads) {
     if (t.joinable()) t.join();
   }

@@ -56,7 +56,12 @@ struct EngineServiceOptions {
   std::string database{};  // read connections; writes go through the inbox
   std::string public_url{};
   unsigned workers = 4;
-  std::chrono::milliseconds lease{std::chrono::minutes(5)};  // a worker's hold on a job
+  // A worker's hold on a job, renewed while it is at it: another replica takes the job over once
+  // the lease runs out (its replica died).
+  std::chrono::milliseconds lease{std::chrono::seconds(30)};
+  // This replica's name, unique among the replicas of one database (empty: the host name). A
+  // restarted process takes back its own replica's jobs at once instead of after their lease.
+  std::string replica{};
   std::chrono::milliseconds idle_poll{std::chrono::seconds(1)};
   int max_job_attempts = 8;  // side effects the engine does not wait on (statuses, comments...)
   pipeline::EngineOptions engine{};

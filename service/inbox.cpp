@@ -28,6 +28,13 @@ std::int64_t now_ms() {
 
 using store::describe;
 
+// A piece of work's error that says PostgreSQL failed it for a conflict with a concurrent
+// transaction (deadlock, serialization failure): worth doing again. Work reports errors as text
+// (store::describe's "... (SQLSTATE nnnnn)").
+bool lost_to_another_transaction(const std::string& error) {
+  return error.find("(SQLSTATE 40P01)") != std::string::npos || error.find("(SQLSTATE 40001)") != std::string::npos;
+}
+
 void log_store(const StoredDelivery& d, StoreResult result, const std::string& error,
                std::chrono::steady_clock::time_point committed) {
   const double ms = d.received ? std::chrono::duration<double, std::milli>(committed - *d.received).count() : 0.0;
@@ -258,6 +265,13 @@ void Inbox::writer_loop() {
       // batches holding the same ids wait for each other in one direction only, never deadlock.
       order.resize(batch.size());
       for (std::size_t i = 0; i < batch.size(); ++i) order[i] = i;
+      // Ids are handed out at insert and rows become visible at commit: with several replicas
+      // inserting at once, a higher id could be seen before a lower one, and the normaliser,
+      // which reads on from the last id it did, would skip the lower. Replicas therefore insert
+      // deliveries one transaction at a time (the lock is held to this transaction's end).
+      if (db.kind() == store::Kind::postgres && !batch.empty()) {
+        if (auto l = store::lock_in_transaction(db, "tollgate:intake"); !l) error = describe(l.error());
+      }
       if (db.kind() == store::Kind::postgres) {
         std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
           const auto& x = batch[a].delivery;
@@ -291,21 +305,27 @@ void Inbox::writer_loop() {
         }
       }
       insert_outcome_->reset();
-      // Each piece of work in a savepoint of its own: one that fails is undone alone.
+      // Each piece of work in a savepoint of its own: one that fails is undone alone. On
+      // PostgreSQL, work that lost a deadlock with another replica's transaction (each waiting for
+      // a lock the other holds; the server picks one to fail) is undone and done again.
       for (std::size_t i = 0; i < works.size() && error.empty(); ++i) {
-        if (auto sp = db.exec("SAVEPOINT work"); !sp) {
-          error = describe(sp.error());
-          break;
+        for (int attempt = 1; error.empty(); ++attempt) {
+          if (auto sp = db.exec("SAVEPOINT work"); !sp) {
+            error = describe(sp.error());
+            break;
+          }
+          try {
+            work_errors[i] = works[i].work(db);
+          } catch (const std::exception& e) {
+            work_errors[i] = std::string("unexpected error: ") + e.what();
+          }
+          if (!work_errors[i].empty()) {
+            if (auto rb = db.exec("ROLLBACK TO work"); !rb) error = describe(rb.error());
+          }
+          if (auto rel = db.exec("RELEASE work"); !rel && error.empty()) error = describe(rel.error());
+          if (attempt >= 5 || !lost_to_another_transaction(work_errors[i])) break;
+          log::warn("transaction lost to another replica's; doing it again", {{"attempt", attempt}, {"error", work_errors[i]}});
         }
-        try {
-          work_errors[i] = works[i].work(db);
-        } catch (const std::exception& e) {
-          work_errors[i] = std::string("unexpected error: ") + e.what();
-        }
-        if (!work_errors[i].empty()) {
-          if (auto rb = db.exec("ROLLBACK TO work"); !rb) error = describe(rb.error());
-        }
-        if (auto rel = db.exec("RELEASE work"); !rel && error.empty()) error = describe(rel.error());
       }
       if (error.empty()) {
         if (auto commit = db.exec("COMMIT"); !commit) error = describe(commit.error());

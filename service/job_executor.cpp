@@ -497,6 +497,7 @@ ExecOutcome run_prepare(const Job& job, const ExecContext& cx) {
     }
   }
 
+  const auto held = cx.lock_repo ? cx.lock_repo(t->repo_name) : nullptr;
   auto res = cx.writer->promote(req);
   if (!res) return report_failure(job, classify(res.error()));
   if (res->outcome == git::Outcome::unchanged) return report(result_of(job, O::no_change));
@@ -796,6 +797,7 @@ ExecOutcome run_open_revert(const Job& job, const ExecContext& cx) {
   req.message = title + "\n\nThis reverts commit " + job.sha + " (" + pr_ref + ").\nRun: " + run_url(cx.public_url, cx.run.id);
   req.author = cx.identity;
   req.committer = cx.identity;
+  const auto held = cx.lock_repo ? cx.lock_repo(t->repo_name) : nullptr;
   auto res = cx.writer->revert(req);
   if (!res) return report_failure(job, classify(res.error()));
   if (res->outcome == git::Outcome::unchanged) {

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -86,6 +87,9 @@ struct ExecContext {
   std::vector<std::string> source_changed_files{};  // `source.changed_files`
   git::Identity identity{};                      // author and committer of promotion commits
   HostHints* hints = nullptr;                 // optional: fewer lookups (see HostHints)
+  // Held around a git write to `owner/name` (prepare_branch, open_revert_pr): writes to one
+  // repository from several replicas go one at a time. Unset: no lock beyond the writer's own.
+  std::function<std::shared_ptr<void>(const std::string& repo)> lock_repo{};
 };
 
 struct ExecOutcome {

@@ -85,6 +85,10 @@ void Normalizer::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+namespace {
+constexpr std::string_view kLeaderLock = "tollgate:normalizer";
+}  // namespace
+
 void Normalizer::loop() {
   (void)::pthread_setname_np(::pthread_self(), "tg-normalize");
   // Intake first: answering deliveries fast matters more than processing them at once, so this
@@ -101,7 +105,9 @@ void Normalizer::loop() {
     return;
   }
   // Deliveries are processed in id order and each gets an outcome row, so the ones still waiting
-  // are those after the last outcome (ids only grow: the inbox has one writer and never deletes).
+  // are those after the last outcome (ids only grow and become visible in order: the inbox has one
+  // writer, and on PostgreSQL the replicas' inboxes commit deliveries one after the other; rows are
+  // never deleted).
   auto cursor_stmt = db->prepare("SELECT COALESCE(MAX(delivery), 0) FROM delivery_outcomes");
   auto select = db->prepare(
       "SELECT id, host, event, body, body_encoding, COALESCE(body_size, length(body)) FROM deliveries "
@@ -110,9 +116,17 @@ void Normalizer::loop() {
     log::error("normalizer cannot prepare its statements", {{"error", (!cursor_stmt ? cursor_stmt.error() : select.error()).message}});
     return;
   }
+  // On PostgreSQL every replica runs a normaliser, and one at a time works: the one holding the
+  // lock (it passes to another when its replica dies, with the connection). Outcomes are then
+  // written in id order by one process, which the cursor and the engine's event order rely on.
+  const bool shared = db->kind() == store::Kind::postgres;
+  bool leading = !shared;
   std::int64_t cursor = 0;
-  if (auto row = cursor_stmt->step(); row && *row) cursor = cursor_stmt->int64(0);
-  cursor_stmt->reset();
+  const auto read_cursor = [&] {
+    if (auto row = cursor_stmt->step(); row && *row) cursor = cursor_stmt->int64(0);
+    cursor_stmt->reset();
+  };
+  if (leading) read_cursor();
   struct Row {
     std::int64_t id;
     std::string host, event, body, encoding;
@@ -124,6 +138,19 @@ void Normalizer::loop() {
       // next start (outcomes are written in id order, so nothing is skipped or done twice).
       std::lock_guard lock(mutex_);
       if (stopping_) return;
+    }
+    if (!leading) {
+      auto got = store::try_lock(*db, kLeaderLock);
+      if (got && *got) {
+        leading = true;
+        read_cursor();  // where the previous leader stopped
+        log::info("this replica normalises deliveries now", {{"after", cursor}});
+      } else {
+        if (!got) log::warn("normalizer cannot ask for the lead", {{"error", store::describe(got.error())}});
+        std::unique_lock lock(mutex_);
+        wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });
+        continue;
+      }
     }
     std::vector<Row> rows;
     select->reset();

@@ -557,13 +557,40 @@ tl::expected<bool, std::string> fail_job(store::Db& db, std::int64_t id, std::st
                    "failing job " + std::to_string(id), [&](store::Stmt& s) { s.bind(3, error).bind(4, ms(now)); });
 }
 
-tl::expected<std::int64_t, std::string> release_leases(store::Db& db) {
-  auto q = db.prepare(
-      "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_until = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END "
-      "WHERE state = 'leased'");
-  if (!q) return tl::unexpected("cannot release job leases: " + q.error().message);
-  if (auto r = q->step(); !r) return tl::unexpected("cannot release job leases: " + r.error().message);
+tl::expected<std::int64_t, std::string> release_leases(store::Db& db, std::string_view owner_prefix) {
+  const std::string what = "releasing job leases";
+  auto q = prepare(db,
+                   "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_until = NULL, "
+                   "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END "
+                   "WHERE state = 'leased' AND (?1 = '' OR substr(lease_owner, 1, length(?1)) = ?1)",
+                   what);
+  if (!q) return tl::unexpected(q.error());
+  const std::string prefix(owner_prefix);  // an empty view may have no data: bound as NULL
+  q->bind(1, prefix);
+  if (auto r = run(*q, what); !r) return tl::unexpected(r.error());
   return static_cast<std::int64_t>(db.changes());
+}
+
+tl::expected<std::int64_t, std::string> renew_leases(store::Db& db, const std::vector<std::int64_t>& ids,
+                                                     std::string_view owner, Instant until) {
+  const std::string what = "renewing job leases";
+  auto q = prepare(db, "UPDATE jobs SET lease_until = ?1 WHERE id = ?2 AND state = 'leased' AND lease_owner = ?3", what);
+  if (!q) return tl::unexpected(q.error());
+  std::int64_t held = 0;
+  for (const auto id : ids) {
+    q->reset();
+    q->bind(1, ms(until)).bind(2, id).bind(3, owner);
+    if (auto r = run(*q, what); !r) return tl::unexpected(r.error());
+    held += db.changes();
+  }
+  return held;
+}
+
+tl::expected<void, std::string> lock_runs(store::Db& db) {
+  if (auto r = store::lock_in_transaction(db, "tollgate:runs"); !r) {
+    return tl::unexpected("waiting for other replicas' changes to runs: " + describe(r.error()));
+  }
+  return {};
 }
 
 tl::expected<std::optional<Instant>, std::string> next_due(store::Db& db) {

@@ -144,10 +144,24 @@ struct Claim {
                                                         Instant due_at, std::string_view error);
 [[nodiscard]] tl::expected<bool, std::string> fail_job(store::Db& db, std::int64_t id, std::string_view owner,
                                                        std::string_view error, Instant now);
-// At start, when one process serves the database (SQLite): every leased job belongs to a process
-// that is gone (killed, crashed) and goes back to pending at once instead of after its lease, with
-// that attempt not counted (a crash is not the job's failure). Returns how many.
-[[nodiscard]] tl::expected<std::int64_t, std::string> release_leases(store::Db& db);
+// At start: the leased jobs of processes that are gone (killed, crashed) go back to pending at once
+// instead of after their lease, with that attempt not counted (a crash is not the job's failure).
+// Those are every leased job when one process serves the database (SQLite; owner_prefix empty),
+// else the jobs whose owner starts with `owner_prefix` (this replica's earlier processes, on
+// PostgreSQL). Returns how many.
+[[nodiscard]] tl::expected<std::int64_t, std::string> release_leases(store::Db& db, std::string_view owner_prefix = {});
+// Extends the leases `owner` holds on `ids` to `until` (a worker still at the job; a replica that
+// dies stops renewing, and its jobs are claimable once the lease runs out). Returns how many were
+// still held.
+[[nodiscard]] tl::expected<std::int64_t, std::string> renew_leases(store::Db& db, const std::vector<std::int64_t>& ids,
+                                                                   std::string_view owner, Instant until);
+
+// Inside a write transaction, before runs are read to be changed (a run's state, its audit rows and
+// jobs): on PostgreSQL, waits until no other replica's transaction is changing runs and holds that
+// to the end of this transaction. So a run is never changed from a stale read, queueing and
+// superseding see every run of their pipeline, and audit rows commit in id order (the event stream
+// reads on from the last id it sent). On SQLite, whose one writer orders every transaction, a no-op.
+[[nodiscard]] tl::expected<void, std::string> lock_runs(store::Db& db);
 // When claim_jobs may next have something: the earliest due_at of a pending job not held back by
 // per-run order, or lease_until of a leased job. Nothing: no pending or leased job.
 [[nodiscard]] tl::expected<std::optional<Instant>, std::string> next_due(store::Db& db);

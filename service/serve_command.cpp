@@ -1,6 +1,8 @@
 #include "service/serve_command.hpp"
 
 #include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <thread>
@@ -133,6 +135,21 @@ int run_serve(const std::string& config_path, unsigned threads) {
     std::cerr << config_path << ": error: 'database': directory '" << db_dir.string() << "' does not exist\n";
     return 2;
   }
+  // The replica's name (TOLLGATE_REPLICA, e.g. a pod's name; else the host name): its workers'
+  // job leases carry it, and a restart takes back the leases its earlier process held.
+  std::string replica;
+  if (const char* r = std::getenv("TOLLGATE_REPLICA"); r != nullptr) {
+    replica = r;
+    const bool valid = !replica.empty() && replica.size() <= 63 && std::all_of(replica.begin(), replica.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' || c == '.';
+    });
+    if (!valid) {
+      std::cerr << "tollgate: TOLLGATE_REPLICA='" << replica
+                << "' is not a replica name: use 1 to 63 letters, digits, '-', '_' or '.' (e.g. the pod's name), "
+                   "unique among the replicas of one database\n";
+      return 2;
+    }
+  }
   std::map<std::string, webhooks::HostKind> kinds;
   for (const auto& [name, host] : config->hosts) kinds[name] = host.kind;
   Normalizer normalizer(config->database, kinds);
@@ -156,6 +173,8 @@ int run_serve(const std::string& config_path, unsigned threads) {
   engine_options.public_url = config->public_url;
   engine_options.zones = &zones;
   engine_options.workers = config->engine.workers;
+  engine_options.lease = config->engine.lease;
+  engine_options.replica = replica;
   const auto secs = [](std::chrono::milliseconds ms) {
     return std::max(std::chrono::seconds(1), std::chrono::duration_cast<std::chrono::seconds>(ms));
   };

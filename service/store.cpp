@@ -91,6 +91,43 @@ int Db::changes() const {
   return std::visit([](const auto& d) { return d.changes(); }, db_);
 }
 
+namespace {
+// Runs `select <function>(hashtextextended(name, 0))`; the first column of the row, if asked.
+tl::expected<bool, Error> advisory(Db& db, const char* function, std::string_view name) {
+  auto q = db.prepare(std::string("SELECT ") + function + "(hashtextextended(?1, 0))::text");
+  if (!q) return tl::unexpected(q.error());
+  q->bind(1, name);
+  auto row = q->step();
+  if (!row) return tl::unexpected(row.error());
+  const bool granted = *row && q->text(0) != "false";
+  q->reset();
+  return granted;
+}
+}  // namespace
+
+tl::expected<bool, Error> try_lock(Db& db, std::string_view name) {
+  if (db.kind() == Kind::sqlite) return true;
+  return advisory(db, "pg_try_advisory_lock", name);
+}
+
+tl::expected<void, Error> lock(Db& db, std::string_view name) {
+  if (db.kind() == Kind::sqlite) return {};
+  if (auto r = advisory(db, "pg_advisory_lock", name); !r) return tl::unexpected(r.error());
+  return {};
+}
+
+tl::expected<void, Error> unlock(Db& db, std::string_view name) {
+  if (db.kind() == Kind::sqlite) return {};
+  if (auto r = advisory(db, "pg_advisory_unlock", name); !r) return tl::unexpected(r.error());
+  return {};
+}
+
+tl::expected<void, Error> lock_in_transaction(Db& db, std::string_view name) {
+  if (db.kind() == Kind::sqlite) return {};
+  if (auto r = advisory(db, "pg_advisory_xact_lock", name); !r) return tl::unexpected(r.error());
+  return {};
+}
+
 tl::expected<void, Error> Db::begin_write() { return exec(kind() == Kind::sqlite ? "BEGIN IMMEDIATE" : "BEGIN"); }
 
 }  // namespace tollgate::service::store

@@ -176,3 +176,22 @@ TEST_CASE("the API's tokens are read from files; their mistakes are reported by 
   CHECK(text.find("0123456789abcdef") == std::string::npos);
   CHECK(text.find("abc\n") == std::string::npos);
 }
+
+TEST_CASE("engine.lease is a duration between 3s and 1h", "[config]") {
+  Dir dir;
+  {
+    std::ofstream(dir.path / "s") << "secret\n";
+  }
+  const std::string hosts = "hosts:\n  github:\n    kind: github\n    webhook_secret_file: s\n";
+  auto defaulted = parse_config(hosts, "t.yaml", dir.path.string());
+  REQUIRE(defaulted);
+  CHECK(defaulted->engine.lease == std::chrono::seconds(30));
+  auto set = parse_config("engine:\n  lease: 10s\n" + hosts, "t.yaml", dir.path.string());
+  REQUIRE(set);
+  CHECK(set->engine.lease == std::chrono::seconds(10));
+  auto short_lease = parse_config("engine:\n  lease: 1s\n" + hosts, "t.yaml", dir.path.string());
+  REQUIRE_FALSE(short_lease);
+  CHECK(messages(short_lease.error()) ==
+        "t.yaml:2:10: error: 'engine.lease': must be between 3s and 1h: how long a job stays with a replica that "
+        "stopped renewing it (default 30s)\n");
+}

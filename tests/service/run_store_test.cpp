@@ -766,6 +766,72 @@ TEST_CASE("at start, the leases of a process that is gone are released at once, 
   CHECK(*none == 2);  // the new process's own leases, were it to restart now
 }
 
+TEST_CASE("a restarted replica takes back its own leases only; renewing keeps a lease held", "[run_store]") {
+  Store s;
+  Run a(s.db, "ra");
+  REQUIRE(s.db.exec("DELETE FROM jobs"));
+  const TimePoint t = kT0;
+  schedule(s.db, a, {job(JobKind::timer, "timer:a:1", t), job(JobKind::timer, "timer:a:2", t), job(JobKind::timer, "timer:a:3", t)},
+           "k1");
+  auto r1 = claim(s.db, t, "r1:100:1", 30s, 1);
+  auto r10 = claim(s.db, t, "r10:200:1", 30s, 1);
+  auto r2 = claim(s.db, t, "r2:300:1", 30s, 1);
+  REQUIRE(r1.jobs.size() == 1);
+  REQUIRE(r10.jobs.size() == 1);
+  REQUIRE(r2.jobs.size() == 1);
+  // Replica r1 restarts: its earlier process's job goes back at once; r10's and r2's stay leased
+  // (a name that merely starts with "r1" is another replica).
+  auto released = runs::release_leases(s.db, "r1:");
+  REQUIRE(released);
+  CHECK(*released == 1);
+  auto again = claim(s.db, t + 1s, "r1:101:1", 30s, 5);
+  CHECK(keys(again) == std::vector<std::string>{r1.jobs[0].key});
+  REQUIRE(again.jobs.size() == 1);
+  REQUIRE(runs::complete_job(s.db, again.jobs[0].id, "r1:101:1", t + 2s));
+  // r2 keeps renewing: past its first lease, its job is still its own; r10 stopped: its job is
+  // claimable once the lease ran out.
+  auto renewed = runs::renew_leases(s.db, {r2.jobs[0].id, r10.jobs[0].id}, "r2:300:1", t + 60s);
+  REQUIRE(renewed);
+  CHECK(*renewed == 1);  // r10's job is not r2's to renew
+  CHECK(keys(claim(s.db, t + 45s, "r3:400:1", 30s, 5)) == std::vector<std::string>{r10.jobs[0].key});
+  auto done = runs::complete_job(s.db, r2.jobs[0].id, "r2:300:1", t + 50s);
+  REQUIRE(done);
+  CHECK(*done);
+}
+
+TEST_CASE("changes to runs from two connections go one transaction at a time", "[run_store]") {
+  Store s;
+  Run a(s.db, "ra");
+  if (!Store::on_postgres()) {
+    // SQLite's one writer orders every transaction already: the lock is granted at once.
+    REQUIRE(s.db.begin_write());
+    CHECK(runs::lock_runs(s.db));
+    REQUIRE(s.db.exec("COMMIT"));
+    return;
+  }
+  store::Db other = s.connect();
+  REQUIRE(s.db.begin_write());
+  REQUIRE(runs::lock_runs(s.db));
+  std::atomic<bool> first_committed{false};
+  std::atomic<bool> second_saw_commit{false};
+  std::string problem;
+  std::thread second([&] {
+    if (auto b = other.begin_write(); !b) {
+      problem = store::describe(b.error());
+      return;
+    }
+    if (auto l = runs::lock_runs(other); !l) problem = l.error();
+    second_saw_commit = first_committed.load();
+    (void)other.exec("COMMIT");
+  });
+  std::this_thread::sleep_for(300ms);
+  first_committed = true;
+  REQUIRE(s.db.exec("COMMIT"));
+  second.join();
+  CHECK(problem.empty());
+  CHECK(second_saw_commit);  // it waited for the first transaction to end
+}
+
 TEST_CASE("stages do not wait for each other's side effects", "[run_store]") {
   Store s;
   Run a(s.db, "ra");
