@@ -1034,13 +1034,20 @@ struct EngineService::Impl {
     // On PostgreSQL every replica has an events thread and one at a time applies deliveries: the
     // one holding the lock, which passes to another replica when this one dies (with its
     // connection). So deliveries are applied in order, and a run's events one after the other.
-    bool leading = rdb->kind() == store::Kind::sqlite;
+    const bool shared = rdb->kind() == store::Kind::postgres;
+    bool leading = !shared;
+    std::uint64_t led_session = 0;  // the connection's session that holds the lock
     while (true) {
       const auto seen = current_generation();
+      if (shared && leading && rdb->session() != led_session) {
+        leading = false;  // the connection was opened again: the lock went with the old one
+        log::warn("the engine's connection was opened again; asking for the lead again");
+      }
       if (!leading) {
         auto got = store::try_lock(*rdb, "tollgate:events");
         if (got && *got) {
           leading = true;
+          led_session = rdb->session();
           cursor = 0;  // what the previous leader left is found by what it consumed
           log::info("this replica applies deliveries now");
         } else {

@@ -121,6 +121,7 @@ void Normalizer::loop() {
   // written in id order by one process, which the cursor and the engine's event order rely on.
   const bool shared = db->kind() == store::Kind::postgres;
   bool leading = !shared;
+  std::uint64_t led_session = 0;  // the connection's session that holds the lock
   std::int64_t cursor = 0;
   const auto read_cursor = [&] {
     if (auto row = cursor_stmt->step(); row && *row) cursor = cursor_stmt->int64(0);
@@ -139,10 +140,15 @@ void Normalizer::loop() {
       std::lock_guard lock(mutex_);
       if (stopping_) return;
     }
+    if (shared && leading && db->session() != led_session) {
+      leading = false;  // the connection was opened again: the lock went with the old one
+      log::warn("the normaliser's connection was opened again; asking for the lead again");
+    }
     if (!leading) {
       auto got = store::try_lock(*db, kLeaderLock);
       if (got && *got) {
         leading = true;
+        led_session = db->session();
         read_cursor();  // where the previous leader stopped
         log::info("this replica normalises deliveries now", {{"after", cursor}});
       } else {

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <charconv>
 #include <map>
+#include <set>
 #include <type_traits>
 
 namespace tollgate::service::pg {
@@ -37,6 +38,8 @@ struct Libpq {
   decltype(&::PQsetNoticeProcessor) PQsetNoticeProcessor = nullptr;
   decltype(&::PQstatus) PQstatus = nullptr;
   decltype(&::PQunescapeBytea) PQunescapeBytea = nullptr;
+  decltype(&::PQreset) PQreset = nullptr;
+  decltype(&::PQtransactionStatus) PQtransactionStatus = nullptr;
   std::string error;  // why it could not be loaded; empty when loaded
 };
 
@@ -75,6 +78,8 @@ const Libpq& lib() {
     load(l.PQsetNoticeProcessor, "PQsetNoticeProcessor");
     load(l.PQstatus, "PQstatus");
     load(l.PQunescapeBytea, "PQunescapeBytea");
+    load(l.PQreset, "PQreset");
+    load(l.PQtransactionStatus, "PQtransactionStatus");
     return l;
   }();
   return loaded;
@@ -89,8 +94,39 @@ struct Connection {
   // Server-side prepared statements by SQL text: preparing the same text again (the API builds a
   // statement per request) reuses one, so a long-lived connection holds a bounded number.
   std::map<std::string, std::pair<std::string, int>, std::less<>> prepared;
+  std::map<std::string, std::string> texts;  // statement name -> its SQL ($N placeholders)
+  std::set<std::string> live;                // names prepared in the current session
+  std::uint64_t session = 1;                 // bumped at each reconnection
+  bool in_transaction = false;               // as the last statement left it
+  bool lost_transaction = false;             // lost inside a transaction: only ROLLBACK is taken
   ~Connection() {
     if (conn != nullptr) lib().PQfinish(conn);
+  }
+
+  // A connection that broke (the server restarted, failed over, or ended the session) is opened
+  // again before the next statement; statements prepared before are prepared again when used. A
+  // transaction that was open is gone with the old session: until the caller's ROLLBACK, its
+  // statements fail, so the rest of it never commits on its own.
+  tl::expected<void, Error> ready() {
+    if (lib().PQstatus(conn) == CONNECTION_OK) return {};
+    lib().PQreset(conn);
+    if (lib().PQstatus(conn) != CONNECTION_OK) {
+      return tl::unexpected(Error{"08006", "the connection to PostgreSQL was lost and cannot be opened again: " +
+                                               std::string(lib().PQerrorMessage(conn))});
+    }
+    live.clear();
+    ++session;
+    if (in_transaction) lost_transaction = true;
+    in_transaction = false;
+    return {};
+  }
+  // After a statement: whether a transaction is open (kept as it was if the connection broke).
+  void settle() {
+    if (lib().PQstatus(conn) != CONNECTION_OK) return;
+    in_transaction = lib().PQtransactionStatus(conn) != PQTRANS_IDLE;
+  }
+  [[nodiscard]] Error lost() const {
+    return Error{"08006", "the connection to PostgreSQL was lost during this transaction, which was rolled back"};
   }
 };
 
@@ -210,6 +246,14 @@ Stmt& Stmt::bind_null(int index) {
 tl::expected<bool, Error> Stmt::step() {
   if (conn_ == nullptr) return tl::unexpected(Error{"", "statement is not prepared"});
   if (!ran_) {
+    if (auto r = conn_->ready(); !r) return tl::unexpected(r.error());
+    if (conn_->lost_transaction) return tl::unexpected(conn_->lost());
+    if (!conn_->live.contains(name_)) {
+      // Prepared in an earlier session of this connection.
+      std::unique_ptr<PGresult, Clear> p(lib().PQprepare(conn_->conn, name_.c_str(), conn_->texts[name_].c_str(), 0, nullptr));
+      if (!p || lib().PQresultStatus(p.get()) != PGRES_COMMAND_OK) return tl::unexpected(result_error(p.get(), conn_->conn));
+      conn_->live.insert(name_);
+    }
     std::vector<const char*> values(bound_.size());
     std::vector<int> lengths(bound_.size());
     std::vector<int> formats(bound_.size());
@@ -219,6 +263,7 @@ tl::expected<bool, Error> Stmt::step() {
       formats[i] = bound_[i].binary ? 1 : 0;
     }
     result_.reset(lib().PQexecPrepared(conn_->conn, name_.c_str(), params_, values.data(), lengths.data(), formats.data(), 0));
+    conn_->settle();
     ran_ = true;
     row_ = -1;
     const auto status = result_ ? lib().PQresultStatus(result_.get()) : PGRES_FATAL_ERROR;
@@ -289,7 +334,14 @@ tl::expected<Db, Error> Db::open(const std::string& url) {
 }
 
 tl::expected<void, Error> Db::exec(std::string_view sql) {
+  if (auto ok = conn_->ready(); !ok) return tl::unexpected(ok.error());
+  if (conn_->lost_transaction) {
+    if (sql != "ROLLBACK") return tl::unexpected(conn_->lost());
+    conn_->lost_transaction = false;  // the server rolled it back already
+    return {};
+  }
   std::unique_ptr<PGresult, Stmt::Clear> r(lib().PQexec(conn_->conn, std::string(sql).c_str()));
+  conn_->settle();
   const auto status = r ? lib().PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && status != PGRES_EMPTY_QUERY) {
     return tl::unexpected(result_error(r.get(), conn_->conn));
@@ -301,6 +353,7 @@ tl::expected<void, Error> Db::exec(std::string_view sql) {
 tl::expected<Stmt, Error> Db::prepare(std::string_view sql) {
   Stmt s;
   s.conn_ = conn_.get();
+  if (auto ok = conn_->ready(); !ok) return tl::unexpected(ok.error());
   if (auto it = conn_->prepared.find(sql); it != conn_->prepared.end()) {
     s.name_ = it->second.first;
     s.params_ = it->second.second;
@@ -314,11 +367,15 @@ tl::expected<Stmt, Error> Db::prepare(std::string_view sql) {
     s.name_ = name;
     s.params_ = lib().PQnparams(d.get());
     conn_->prepared.emplace(std::string(sql), std::pair{name, s.params_});
+    conn_->texts.emplace(name, text);
+    conn_->live.insert(name);
   }
   s.bound_.assign(static_cast<std::size_t>(s.params_), Stmt::Param{});
   return s;
 }
 
 int Db::changes() const { return conn_ ? conn_->changes : 0; }
+
+std::uint64_t Db::session() const { return conn_ ? conn_->session : 0; }
 
 }  // namespace tollgate::service::pg

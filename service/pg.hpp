@@ -81,6 +81,9 @@ class Db {
   [[nodiscard]] tl::expected<Stmt, Error> prepare(std::string_view sql);
   // Rows changed by the last statement run on this connection.
   [[nodiscard]] int changes() const;
+  // Which session of the server this is: a broken connection is opened again before the next
+  // statement, with a new session (session locks and settings of the old one are gone).
+  [[nodiscard]] std::uint64_t session() const;
   ~Db();
 
  private:

@@ -87,6 +87,11 @@ tl::expected<Stmt, Error> Db::prepare(std::string_view sql) {
       db_);
 }
 
+std::uint64_t Db::session() const {
+  const auto* pg = std::get_if<pg::Db>(&db_);
+  return pg != nullptr ? pg->session() : 1;
+}
+
 int Db::changes() const {
   return std::visit([](const auto& d) { return d.changes(); }, db_);
 }

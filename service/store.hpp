@@ -65,6 +65,9 @@ class Db {
   [[nodiscard]] tl::expected<void, Error> exec(std::string_view sql);
   [[nodiscard]] tl::expected<Stmt, Error> prepare(std::string_view sql);
   [[nodiscard]] int changes() const;
+  // Changes when the connection was opened again (PostgreSQL, after it broke): the session locks
+  // taken before are gone. Always 1 on SQLite.
+  [[nodiscard]] std::uint64_t session() const;
   // A transaction that will write: SQLite takes the write lock at once (BEGIN IMMEDIATE), so it
   // never fails half-way for another writer; PostgreSQL's BEGIN.
   [[nodiscard]] tl::expected<void, Error> begin_write();

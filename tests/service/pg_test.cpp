@@ -304,3 +304,65 @@ TEST_CASE("pg: the inbox on PostgreSQL: two inboxes (replicas) store each (host,
   CHECK((*first)->depth() == kIds);
   CHECK((*first)->reachable());
 }
+
+TEST_CASE("pg: a connection the server ended is opened again; a transaction it was in fails until rolled back", "[pg][server]") {
+  if (!have_server()) return;
+  Scratch s;
+  REQUIRE(s.db->exec("CREATE TABLE t (v INTEGER)"));
+  auto opened = pg::Db::open(s.url());  // search_path from the URL: it survives a reconnection
+  REQUIRE(opened);
+  pg::Db& db = *opened;
+  const auto pid_of = [](pg::Db& d) { return column_strings(d, "SELECT pg_backend_pid()::text").at(0); };
+  auto insert = db.prepare("INSERT INTO t (v) VALUES (?)");
+  REQUIRE(insert);
+  const auto session = db.session();
+  const auto terminate = [&](const std::string& pid) {
+    CHECK(column_strings(*s.db, "SELECT pg_terminate_backend(" + pid + ")::text") == std::vector<std::string>{"true"});
+    // The server ends the session at once; wait until it is gone.
+    for (int i = 0; i < 100; ++i) {
+      if (column_strings(*s.db, "SELECT COUNT(*)::text FROM pg_stat_activity WHERE pid = " + pid) == std::vector<std::string>{"0"}) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  };
+
+  // Outside a transaction: the statement after the loss fails (the server is gone mid-request), the
+  // next one runs on a new session, with the statement prepared before prepared again.
+  const std::string first = pid_of(db);
+  terminate(first);
+  if (auto probe = db.prepare("SELECT 1")) (void)probe->step();  // may fail: libpq notices the loss here
+  insert->reset();
+  insert->bind(1, std::int64_t{1});
+  auto ran = insert->step();
+  if (!ran) {  // noticed only now: the next try reconnects
+    insert->reset();
+    insert->bind(1, std::int64_t{1});
+    ran = insert->step();
+  }
+  REQUIRE(ran);
+  CHECK(pid_of(db) != first);
+  CHECK(db.session() > session);
+
+  // Inside a transaction: what was written is gone with the session, and the rest of the
+  // transaction does not run on its own: statements fail until ROLLBACK.
+  REQUIRE(db.exec("BEGIN"));
+  insert->reset();
+  insert->bind(1, std::int64_t{2});
+  REQUIRE(insert->step());
+  terminate(pid_of(db));
+  insert->reset();
+  insert->bind(1, std::int64_t{3});
+  CHECK_FALSE(insert->step());  // the broken connection, or the transaction that is lost
+  insert->reset();
+  insert->bind(1, std::int64_t{4});
+  auto after = insert->step();
+  REQUIRE_FALSE(after);
+  CHECK(after.error().sqlstate == "08006");
+  CHECK_THAT(after.error().message, Catch::Contains("lost during this transaction"));
+  auto commit = db.exec("COMMIT");
+  REQUIRE_FALSE(commit);
+  REQUIRE(db.exec("ROLLBACK"));
+  insert->reset();
+  insert->bind(1, std::int64_t{5});
+  REQUIRE(insert->step());
+  CHECK(column_strings(*s.db, "SELECT string_agg(v::text, ',' ORDER BY v) FROM t") == std::vector<std::string>{"1,5"});
+}
