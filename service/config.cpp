@@ -368,15 +368,6 @@ tl::expected<Config, std::vector<Diagnostic>> parse_config(const std::string& te
   if (auto db = r.string(root, "database", "", "database")) {
     const bool url = db->rfind("postgres://", 0) == 0 || db->rfind("postgresql://", 0) == 0;
     cfg.database = url ? *db : r.resolve(*db).string();
-    // The PostgreSQL store runs the inbox, the normaliser, the run store and the CLI commands, but
-    // its engine leases are not yet safe for several replicas and the end-to-end suites do not run
-    // on it yet: refused unless asked for explicitly (one replica, for trying it out).
-    const char* experimental = std::getenv("TOLLGATE_EXPERIMENTAL_POSTGRES");
-    if (url && !(experimental != nullptr && std::string_view(experimental) == "1")) {
-      r.error("/database", "database",
-              "the PostgreSQL store is experimental (one replica only; several replicas are not safe yet): use a "
-              "SQLite file path, or set TOLLGATE_EXPERIMENTAL_POSTGRES=1 to try it");
-    }
     if (!url && db->find("://") != std::string::npos) {
       r.error("/database", "database",
               "'" + db->substr(0, db->find("://")) + "://' is not a database this tollgate knows: use a SQLite file path, "

@@ -164,6 +164,7 @@ struct EngineService::Impl {
 
   Impl(EngineServiceOptions o, Inbox& i, std::map<std::string, EngineHost> h, git::GitWriter* w)
       : options(std::move(o)), inbox(i), hosts(std::move(h)), writer(w), replica(options.replica) {
+    hints.set_shared(store::is_postgres(options.database));  // other replicas act on the same PRs
     if (replica.empty()) {
       char name[256] = {};
       (void)::gethostname(name, sizeof name - 1);

@@ -359,9 +359,9 @@ host::StickyHint HostHints::hint(const std::string& host, const std::string& rep
   unchanged = false;
   if (auto it = comments_.find(id + '\n' + key); it != comments_.end()) {
     out.comment_id = it->second.id;
-    unchanged = it->second.text_hash == text_hash;
+    unchanged = !shared_ && it->second.text_hash == text_hash;
   } else {
-    out.new_pr = opened_.contains(id);
+    out.new_pr = !shared_ && opened_.contains(id);
   }
   return out;
 }

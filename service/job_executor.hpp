@@ -41,6 +41,15 @@ namespace tollgate::service {
 //    there was none; taken on use, so any later execution looks.
 class HostHints {
  public:
+  // Other processes act on the same PRs (replicas on one database): a PR this process opened may
+  // have had a comment posted by another, and a comment's text may have been rewritten by one, so
+  // the hints that assume otherwise (new_pr, an unchanged text) are not given; the comment's id
+  // still is (an edit of a comment that is gone is a 404, then a lookup). The branch hint stays:
+  // a second PR from one branch is refused by the host, and the client then reads the open one.
+  void set_shared(bool shared) {
+    std::lock_guard lock(mu_);
+    shared_ = shared;
+  }
   void branch_created(const std::string& host, const std::string& repo, const std::string& branch);
   // Whether `branch` was created by this process and not yet opened; forgets it either way.
   [[nodiscard]] bool take_created_branch(const std::string& host, const std::string& repo, const std::string& branch);
@@ -62,6 +71,7 @@ class HostHints {
   };
   static constexpr std::size_t kMaxEntries = 50000;  // then forgotten wholesale (each miss costs one listing)
   mutable std::mutex mu_;
+  bool shared_ = false;
   std::unordered_set<std::string> opened_;
   std::unordered_set<std::string> created_branches_;
   std::unordered_map<std::string, Entry> comments_;

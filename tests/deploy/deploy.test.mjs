@@ -31,6 +31,7 @@ import readline from "node:readline";
 import { fileURLToPath } from "node:url";
 
 import YAML from "yaml";
+import { POSTGRES, testDatabase } from "../promote/world.mjs";
 import { ConfigMap, Secret, Service, ServiceAccount } from "kubernetes-models/v1";
 import { Deployment, StatefulSet } from "kubernetes-models/apps/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
@@ -658,21 +659,23 @@ for (const setup of ["sqlite", "postgres"]) {
       const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `tollgate-deploy-${setup}-`));
       t.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
       if (setup === "postgres") {
-        // As written: refused only because the PostgreSQL store is still experimental, nothing else.
+        // As written: accepted, and stopped only by the database it names not being there (no
+        // postgres.database.svc here); the password-less URL is named in the error.
         const asIs = await localConfig(text, path.join(tmp, "as-is"));
         const r = await serve(t, asIs.file, asIs.env);
         if (r.listening) {
           await r.stop();
         } else {
-          const problems = r.stderr.split("\n").filter((l) => /: error: /.test(l));
+          assert.deepEqual(r.stderr.split("\n").filter((l) => /: error: /.test(l)), [], "no configuration error");
           assert.equal(r.exitCode, 2, r.stderr);
-          assert.equal(problems.length, 1, r.stderr);
-          assert.match(problems[0], /'database': the PostgreSQL store is experimental/);
+          assert.match(r.stderr, /cannot connect to PostgreSQL at 'postgres:\/\/tollgate@postgres\.database\.svc:5432\/tollgate\?sslmode=verify-full'/);
         }
       }
-      // Every other key as written, on SQLite in the test directory.
-      const dir = path.join(tmp, "sqlite");
-      const local = await localConfig(text, dir, { database: path.join(dir, "tollgate.db") });
+      // Every other key as written, on the test's PostgreSQL server (postgres, when there is one) or
+      // on SQLite in the test directory.
+      const dir = path.join(tmp, "local");
+      const database = setup === "postgres" && POSTGRES ? testDatabase(t, { store: "postgres" }) : path.join(dir, "tollgate.db");
+      const local = await localConfig(text, dir, { database });
       const s = await serve(t, local.file, local.env);
       assert.ok(s.listening, `tollgate serve refused the configuration:\n${s.stderr}`);
       const w = d.resources.find((o) => o.kind === "Deployment" || o.kind === "StatefulSet");

@@ -108,22 +108,18 @@ TEST_CASE("a host without a webhook secret is refused", "[config]") {
         "verified without it\n");
 }
 
-TEST_CASE("a postgres:// database is refused unless the experimental store is asked for; other schemes are refused", "[config]") {
+TEST_CASE("a postgres:// database is kept as a URL; other schemes are refused", "[config]") {
   Dir dir;
   {
     std::ofstream(dir.path / "s") << "secret\n";
   }
   const std::string hosts = "hosts:\n  github:\n    kind: github\n    webhook_secret_file: s\n";
-  ::unsetenv("TOLLGATE_EXPERIMENTAL_POSTGRES");
-  auto refused = parse_config("database: postgres://tollgate:pw@db:5432/tollgate\n" + hosts, "t.yaml", dir.path.string());
-  REQUIRE_FALSE(refused);
-  CHECK_THAT(messages(refused.error()), Catch::Contains("'database': the PostgreSQL store is experimental") &&
-                                            Catch::Contains("TOLLGATE_EXPERIMENTAL_POSTGRES=1") && !Catch::Contains("pw@"));
-  ::setenv("TOLLGATE_EXPERIMENTAL_POSTGRES", "1", 1);
   auto accepted = parse_config("database: postgresql://tollgate@db/tollgate\n" + hosts, "t.yaml", dir.path.string());
-  ::unsetenv("TOLLGATE_EXPERIMENTAL_POSTGRES");
   REQUIRE(accepted);
   CHECK(accepted->database == "postgresql://tollgate@db/tollgate");  // a URL, not a path under the config's directory
+  auto short_scheme = parse_config("database: postgres://tollgate@db:5432/tollgate?sslmode=require\n" + hosts, "t.yaml", dir.path.string());
+  REQUIRE(short_scheme);
+  CHECK(short_scheme->database == "postgres://tollgate@db:5432/tollgate?sslmode=require");
   auto other = parse_config("database: mysql://db/tollgate\n" + hosts, "t.yaml", dir.path.string());
   REQUIRE_FALSE(other);
   CHECK_THAT(messages(other.error()), Catch::Contains("'mysql://' is not a database this tollgate knows"));

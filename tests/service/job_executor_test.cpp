@@ -1066,3 +1066,21 @@ TEST_CASE("a run driven by the engine and the executor, every job executed twice
   CHECK(w.env().comments[w.env().prs[0].number].size() == 1);  // one sticky status comment
   CHECK(w.env().statuses[w.env().prs[0].head_sha]["tollgate/dev"].state == "success");
 }
+
+TEST_CASE("host hints: with other replicas acting on the same PRs, only the comment id is hinted", "[job_executor]") {
+  for (const bool shared : {false, true}) {
+    CAPTURE(shared);
+    tollgate::service::HostHints h;
+    h.set_shared(shared);
+    bool unchanged = true;
+    h.opened("github", "acme/env-dev", 7);
+    // One process: a PR it just opened has no comment yet. Replicas: another may have posted one.
+    CHECK(h.hint("github", "acme/env-dev", 7, "k", 1, unchanged).new_pr == !shared);
+    CHECK_FALSE(unchanged);
+    h.stored("github", "acme/env-dev", 7, "k", 1001, 42);
+    const auto again = h.hint("github", "acme/env-dev", 7, "k", 42, unchanged);
+    CHECK(again.comment_id == 1001);  // an edit by id is safe either way (gone: 404, then a lookup)
+    CHECK_FALSE(again.new_pr);
+    CHECK(unchanged == !shared);  // another replica may have rewritten the text since
+  }
+}
