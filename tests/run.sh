@@ -14,15 +14,10 @@ fuzz_seconds=${FUZZ_SECONDS:-60}
 step() { printf '\n=== %s\n' "$*"; }
 log=$(mktemp)
 corpus=$(mktemp -d)
-pg_dir=""
-pg_pid=""
+. tests/postgres.sh
 cleanup() {
-  if [ -n "$pg_pid" ] && kill -0 "$pg_pid" 2>/dev/null; then
-    kill -INT "$pg_pid" 2>/dev/null || true  # PostgreSQL's fast shutdown
-    for _ in $(seq 50); do kill -0 "$pg_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pg_pid" 2>/dev/null || true
-  fi
-  rm -rf "$corpus" "$log" ${pg_dir:+"$pg_dir"}
+  stop_postgres
+  rm -rf "$corpus" "$log"
 }
 trap cleanup EXIT
 # ctest, with its output kept to add up the three builds' results at the end.
@@ -35,21 +30,7 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
 fi
 
 step "PostgreSQL 15 on 127.0.0.1 (a temporary cluster for the PostgreSQL store's tests)"
-# initdb refuses to run as root: as root, the cluster belongs to the postgres user the Debian
-# package creates. Trust authentication, listening on 127.0.0.1 only, on a free port.
-pg_bin=/usr/lib/postgresql/15/bin
-pg_dir=$(mktemp -d /tmp/tollgate-pg.XXXXXX)
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres: "$pg_dir"
-as_pg "$pg_bin/initdb" -D "$pg_dir/data" -U tollgate --auth=trust -E UTF8 --locale=C.UTF-8 >"$pg_dir/initdb.log" 2>&1 ||
-  { cat "$pg_dir/initdb.log"; exit 1; }
-pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 \
-  -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg_dir -c max_connections=200" start >/dev/null ||
-  { cat "$pg_dir/server.log"; exit 1; }
-pg_pid=$(head -n 1 "$pg_dir/data/postmaster.pid")
-export TOLLGATE_TEST_POSTGRES="postgresql://tollgate@127.0.0.1:$pg_port/postgres"
-echo "PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') (pid $pg_pid) at $TOLLGATE_TEST_POSTGRES"
+start_postgres
 
 step "release build (-Werror)"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTOLLGATE_WERROR=ON

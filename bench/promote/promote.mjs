@@ -35,6 +35,18 @@
 //               git fetch + commit of values.yaml on a new branch + git push over HTTP (the git
 //               CLI, from a clone per worker and repository), POST .../pulls, PUT .../merge.
 //               Stages per minute of both, and the ratio.
+//               Setups (SETUPS, run one after the other, each on a fresh host, store and floor):
+//               "sqlite" (one `tollgate serve`), "pgN" (N replicas on one PostgreSQL database,
+//               tests/promote/replicas.mjs; with N > 1 the host's webhook points at a round-robin
+//               forwarder in this process), each replica with engine.workers = WORKERS or, as
+//               "pgN:W", W. Per setup, besides the rate: API requests per stage (the host's request
+//               log), what the engine wrote per stage (deliveries, consumed inputs, jobs), per
+//               replica the jobs done (lease owner) and started (log), deliveries answered, which
+//               replica led the events and the normaliser; on PostgreSQL the transactions
+//               (pg_stat_database: net of this script's own psql sessions, calibrated before
+//               tollgate starts, and of the idle replicas' rate, measured after), the server's CPU
+//               and the advisory locks held and waited for (pg_locks, every 500 ms). The pollers
+//               here use sqlAsync, so that the forwarder is never blocked behind a psql.
 //
 // Output: human-readable lines on stderr, one JSON object (all figures) on stdout.
 import fs from "node:fs";
@@ -43,7 +55,8 @@ import path from "node:path";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 
-import { BIN, WEBHOOK_SECRET, startGithost, startTollgate, writeConfig, sql } from "../../tests/promote/world.mjs";
+import { BIN, WEBHOOK_SECRET, isPostgres, startGithost, startTollgate, testDatabase, writeConfig, sql, sqlAsync } from "../../tests/promote/world.mjs";
+import { ownerReplica, replicaSet, startForwarder } from "../../tests/promote/replicas.mjs";
 
 const execFileP = promisify(execFile);
 const log = (...a) => process.stderr.write(a.join(" ") + "\n");
@@ -114,7 +127,7 @@ async function host(t) {
 }
 
 async function tollgateOn(t, dir, info, bot, workers) {
-  writeConfig(dir, { apiUrl: info.api_url, token: bot.token, engine: workers ? { workers } : undefined });
+  writeConfig(dir, { apiUrl: info.api_url, token: bot.token, engine: workers ? { workers } : undefined, database: testDatabase(t) });
   return startTollgate(t, dir);
 }
 
@@ -127,22 +140,26 @@ function pct(xs, p) {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
 }
 
+// Waits for n runs to finish. `tollgate`: {q(query) -> rows (async), running(), stderr()}: one
+// process or several replicas on one database.
 async function waitRuns(tollgate, n, ms, onTick) {
   const deadline = Date.now() + ms;
   let rows = [];
   while (Date.now() < deadline) {
-    rows = sql(tollgate.db, "SELECT status, COUNT(*) AS n FROM runs GROUP BY status");
+    rows = await tollgate.q("SELECT status, COUNT(*) AS n FROM runs GROUP BY status");
     const by = Object.fromEntries(rows.map((r) => [r.status, r.n]));
     onTick?.(by);
     const done = (by.succeeded ?? 0) + (by.failed ?? 0) + (by.aborted ?? 0) + (by.superseded ?? 0);
     if (done >= n) return by;
-    if (!tollgate.running()) throw new Error(`tollgate exited: ${tollgate.stderr.split("\n").slice(-20).join("\n")}`);
+    if (!tollgate.running()) throw new Error(`tollgate exited: ${tollgate.stderr().split("\n").slice(-20).join("\n")}`);
     await sleep(200);
   }
   throw new Error(`timed out after ${ms} ms waiting for ${n} runs to finish; runs: ${JSON.stringify(rows)}; unfinished jobs: ${JSON.stringify(
-    sql(tollgate.db, "SELECT kind, stage, state, attempts, last_error FROM jobs WHERE state <> 'done' AND kind <> 'timer' LIMIT 20"),
+    await tollgate.q("SELECT kind, stage, state, attempts, last_error FROM jobs WHERE state <> 'done' AND kind <> 'timer' LIMIT 20"),
   )}`);
 }
+// waitRuns' view of one `tollgate serve` (startTollgate).
+const oneProcess = (tollgate) => ({ q: (query) => sqlAsync(tollgate.db, query), running: tollgate.running, stderr: () => tollgate.stderr });
 
 function rssKb(pid, key) {
   try {
@@ -218,7 +235,7 @@ async function latency({ runs, workers }) {
       await admin("POST", "/repos/acme/app/commits", { branch: `change-${i}`, from: "main", files: { "src/app.txt": `v${i + 1}\n` }, user: "alice", message: `change ${i}` });
       const pr = await admin("POST", "/repos/acme/app/pulls", { head: `change-${i}`, base: "main", title: `Change ${i}`, user: "alice" });
       await admin("POST", `/repos/acme/app/pulls/${pr.number}/merge`, { user: "alice" });
-      const by = await waitRuns(tollgate, i, 60_000);
+      const by = await waitRuns(oneProcess(tollgate), i, 60_000);
       if ((by.succeeded ?? 0) !== i) throw new Error(`run ${i}: not every run succeeded: ${JSON.stringify(by)}`);
       runDurations.push(Date.now() - t0);
     }
@@ -322,218 +339,502 @@ async function api(info, token, method, target, body) {
   return text ? JSON.parse(text) : null;
 }
 
-async function throughput({ apps, workers, timeoutMs, floor }) {
-  const t = scope();
+// The setups the throughput part runs in (SETUPS): "sqlite" (one `tollgate serve` on SQLite),
+// "pgN" (N replicas on one PostgreSQL database; with N > 1 behind a round-robin forwarder), each
+// replica with engine.workers = WORKERS, or W with the suffix ":W" (e.g. "pg3:2").
+export function parseSetup(spec, workers) {
+  const m = /^(sqlite|pg([1-9]\d*))(?::([1-9]\d*))?$/.exec(spec);
+  if (!m) throw new Error(`unknown setup '${spec}' (sqlite, pgN, with :W for W workers per replica)`);
+  const store = m[1] === "sqlite" ? "sqlite" : "postgres";
+  const replicas = store === "sqlite" ? 1 : Number(m[2]);
+  const per = m[3] ? Number(m[3]) : workers;
+  return { name: spec, store, replicas, workers_per_replica: per, workers_total: per * replicas };
+}
+
+// One world per setup: a fresh host with the APPS applications, their source merges (webhook
+// pointing nowhere: recorded, not sent) and the three environment repositories.
+async function throughputWorld(t, apps) {
   const names = Array.from({ length: apps }, (_, i) => `app-${String(i + 1).padStart(3, "0")}`);
-  try {
-    const { child, info, admin, bot } = await host(t);
-    const hostCpu = () => (cpuMs(child.pid, true) ?? 0) + (cpuMs(info.lighttpd_pid, true) ?? 0);
-    // The host's CPU split: its Node process (REST API, webhooks) and the git processes lighttpd runs.
-    const hostSplit = () => ({ node: cpuMs(child.pid) ?? 0, git: (cpuMs(info.lighttpd_pid, true) ?? 0) + (cpuMs(child.pid, true) ?? 0) - (cpuMs(child.pid) ?? 0) });
-    const splitSince = (a) => { const b = hostSplit(); return { node_s: +((b.node - a.node) / 1000).toFixed(1), git_s: +((b.git - a.git) / 1000).toFixed(1) }; };
-    const tSetup = Date.now();
-    for (const s of STAGES) {
-      await admin("POST", "/repos", {
-        owner: "acme",
-        name: `env-${s}`,
-        files: Object.fromEntries(names.map((a) => [`apps/${a}/values.yaml`, values(a)])),
-        collaborators: { "tollgate-bot": "write", alice: "write" },
-      });
-    }
-    await pool(names, 4, async (a) => {
-      await admin("POST", "/repos", {
-        owner: "acme",
-        name: a,
-        files: { ".tollgate.yaml": pipelineFor(a, `apps/${a}/values.yaml`), "src/app.txt": "v1\n" },
-        collaborators: { alice: "write", "tollgate-bot": "read" },
-      });
+  const { child, info, admin, bot } = await host(t);
+  const hostCpu = () => (cpuMs(child.pid, true) ?? 0) + (cpuMs(info.lighttpd_pid, true) ?? 0);
+  // The host's CPU split: its Node process (REST API, webhooks) and the git processes lighttpd runs.
+  const hostSplit = () => ({ node: cpuMs(child.pid) ?? 0, git: (cpuMs(info.lighttpd_pid, true) ?? 0) + (cpuMs(child.pid, true) ?? 0) - (cpuMs(child.pid) ?? 0) });
+  const splitSince = (a) => { const b = hostSplit(); return { node_s: +((b.node - a.node) / 1000).toFixed(1), git_s: +((b.git - a.git) / 1000).toFixed(1) }; };
+  const tSetup = Date.now();
+  for (const s of STAGES) {
+    await admin("POST", "/repos", {
+      owner: "acme",
+      name: `env-${s}`,
+      files: Object.fromEntries(names.map((a) => [`apps/${a}/values.yaml`, values(a)])),
+      collaborators: { "tollgate-bot": "write", alice: "write" },
     });
-    // The source merges, with the webhook pointing nowhere (recorded, not sent).
-    const sourceSha = {};
-    await pool(names, 4, async (a) => {
-      await admin("POST", `/repos/acme/${a}/commits`, { branch: "change", from: "main", files: { "src/app.txt": "v2\n" }, user: "alice", message: "change" });
-      const pr = await admin("POST", `/repos/acme/${a}/pulls`, { head: "change", base: "main", title: "Change", user: "alice" });
-      sourceSha[a] = (await admin("POST", `/repos/acme/${a}/pulls/${pr.number}/merge`, { user: "alice" })).sha;
-    });
-    log(`throughput: set up ${apps} applications and 3 environment repositories in ${((Date.now() - tSetup) / 1000).toFixed(1)} s`);
-    const merges = (await admin("GET", "/deliveries?event=pull_request&action=closed")).filter((d) => d.payload.pull_request.merged);
-    if (merges.length !== apps) throw new Error(`expected ${apps} source merge deliveries, got ${merges.length}`);
-
-    // The floor runs just before and just after tollgate (this machine is shared: the two readings
-    // bracket tollgate's run); the host keeps sending its webhooks (PR opened, closed), to a sink.
-    let sink;
-    const runFloor = async (tag) => {
-      if (!sink) {
-        const http = await import("node:http");
-        sink = http.createServer((req, res) => {
-          req.resume();
-          req.on("end", () => res.writeHead(202).end());
-        });
-        await new Promise((r) => sink.listen(0, "127.0.0.1", r));
-        t.after(() => {
-          sink.closeAllConnections?.();
-          sink.close();
-        });
-      }
-      await admin("PUT", "/webhook", { url: `http://127.0.0.1:${sink.address().port}/`, secret: WEBHOOK_SECRET, ping: false });
-      await admin("DELETE", "/requests");
-      const h0 = hostCpu();
-      const s0 = hostSplit();
-      const load = loadSampler();
-      const f = await floorRun({ info, bot, names, workers, tag });
-      f.load_avg = load();
-      f.host_cpu_s = +((hostCpu() - h0) / 1000).toFixed(1);
-      f.host_cpu_split = splitSince(s0);
-      f.api_requests = (await admin("GET", "/requests")).length;
-      await admin("PUT", "/webhook", { url: null, ping: false });
-      return f;
-    };
-    const floorBefore = floor ? await runFloor("before") : null;
-    if (floorBefore) log(`throughput: floor before: ${floorBefore.seconds} s: ${floorBefore.stages_per_min} stages/min`);
-
-    const dir = tempDir(t, "throughput");
-    const tollgate = await tollgateOn(t, dir, info, bot, workers);
-    await admin("PUT", "/webhook", { url: `http://127.0.0.1:${tollgate.port}/hooks/github`, secret: WEBHOOK_SECRET, ping: false });
-    await admin("DELETE", "/requests");
-    const rssIdle = rssKb(tollgate.proc.pid, "VmRSS");
-    const cpu0 = cpuMs(tollgate.proc.pid);
-    const hostCpu0 = hostCpu();
-    const split0 = hostSplit();
-    const load = loadSampler();
-    const T0 = Date.now();
-    await Promise.all(merges.map((d) => admin("POST", `/deliveries/${d.id}/redeliver`)));
-    let lastLog = 0;
-    const by = await waitRuns(tollgate, apps, timeoutMs, (b) => {
-      if (Date.now() - lastLog > 10_000) {
-        lastLog = Date.now();
-        log(`  ${((Date.now() - T0) / 1000).toFixed(0)} s: runs ${JSON.stringify(b)}, RSS ${rssKb(tollgate.proc.pid, "VmRSS")} kB`);
-      }
-    });
-    const T1 = sql(tollgate.db, "SELECT MAX(finished_at) AS t FROM runs")[0].t;
-    // Status updates give way to promotions when the workers are busy, so some finish after the
-    // runs: wait for every side effect (not the leftover resync timers) to be done, and say when.
-    while (sql(tollgate.db, "SELECT COUNT(*) AS n FROM jobs WHERE state IN ('pending', 'leased') AND kind <> 'timer'")[0].n > 0) {
-      if (Date.now() - T0 > timeoutMs) break;
-      await sleep(200);
-    }
-    const Tdrained = sql(tollgate.db, "SELECT MAX(finished_at) AS t FROM jobs WHERE kind <> 'timer'")[0].t;
-    const cpu1 = cpuMs(tollgate.proc.pid);
-    const hostCpu1 = hostCpu();
-    const split1 = splitSince(split0);
-    const loadAvg = load();
-    const peakRss = rssKb(tollgate.proc.pid, "VmHWM");
-    const wallS = (T1 - T0) / 1000;
-    const rate = (apps * STAGES.length) / (wallS / 60);
-    log(`throughput: tollgate: ${apps} runs in ${wallS.toFixed(1)} s: ${rate.toFixed(0)} stages/min; runs ${JSON.stringify(by)}; peak RSS ${(peakRss / 1024).toFixed(1)} MB`);
-
-    // ---- correctness: duplicates, merges, contents
-    const problems = [];
-    if ((by.succeeded ?? 0) !== apps) problems.push(`runs: ${JSON.stringify(by)}`);
-    const runs = sql(tollgate.db, "SELECT id, pipeline, status FROM runs");
-    const runOf = Object.fromEntries(runs.map((r) => [r.pipeline, r.id]));
-    const prsByRepo = {};
-    for (const s of STAGES) {
-      const prs = await listAll(info.api_url, `acme/env-${s}`, bot.token);
-      prsByRepo[s] = prs;
-      const count = {};
-      for (const p of prs) {
-        if (!p.head.ref.startsWith("tollgate/")) continue; // the floor's
-        const app = p.head.ref.split("/")[1];
-        count[app] = (count[app] ?? 0) + 1;
-        if (!p.merged_at) problems.push(`env-${s}#${p.number} (${p.head.ref}) not merged`);
-        if (p.user.login !== "tollgate-bot") problems.push(`env-${s}#${p.number} opened by ${p.user.login}`);
-      }
-      for (const a of names) if (count[a] !== 1) problems.push(`env-${s}: ${count[a] ?? 0} PRs for ${a}`);
-    }
-    const requests = await admin("GET", "/requests");
-    const successes = (re, ok) => {
-      const m = {};
-      for (const r of requests) {
-        const x = re.exec(r.path.replace(/\?.*$/, ""));
-        if (x && r.method === ok.method && r.status === ok.status) m[x[1]] = (m[x[1]] ?? 0) + 1;
-      }
-      return m;
-    };
-    const prCreates = successes(/^\/repos\/acme\/(env-[a-z]+)\/pulls$/, { method: "POST", status: 201 });
-    const mergesOk = successes(/^\/repos\/acme\/(env-[a-z]+\/pulls\/\d+)\/merge$/, { method: "PUT", status: 200 });
-    const commentPosts = successes(/^\/repos\/acme\/(env-[a-z]+\/issues\/\d+)\/comments$/, { method: "POST", status: 201 });
-    const totalCreates = Object.values(prCreates).reduce((a, b) => a + b, 0);
-    if (totalCreates !== apps * 3) problems.push(`${totalCreates} successful PR creations, expected ${apps * 3}`);
-    for (const [pr, n] of Object.entries(mergesOk)) if (n > 1) problems.push(`${pr}: merged ${n} times`);
-    const totalMerges = Object.values(mergesOk).reduce((a, b) => a + b, 0);
-    if (totalMerges !== apps * 3) problems.push(`${totalMerges} successful merges, expected ${apps * 3}`);
-    // Comments: every merged PR carries one status comment, showing the stage promoted; no PR
-    // carries the same body twice.
-    let comments = 0;
-    const commented = new Set(Object.keys(commentPosts));
-    for (const merged of Object.keys(mergesOk)) {
-      const key = merged.replace("/pulls/", "/issues/");
-      const list = await api(info, bot.token, "GET", `/repos/acme/${key}/comments?per_page=100`);
-      comments += list.length;
-      const bodies = list.map((c) => c.body);
-      if (new Set(bodies).size !== bodies.length) problems.push(`${key}: duplicate comments`);
-      const status = bodies.filter((b) => b.includes("<!-- tollgate:status "));
-      if (status.length !== 1 || !/promoted/.test(status[0])) problems.push(`${key}: ${status.length} status comments${status.length ? `, the first saying ${JSON.stringify(status[0].slice(0, 200))}` : ""}${commented.has(key) ? "" : " (none posted)"}`);
-    }
-    // The environments hold each run's release.
-    await pool(names, 8, async (a) => {
-      for (const s of STAGES) {
-        const res = await fetch(`${info.api_url}/repos/acme/env-${s}/contents/apps/${a}/values.yaml?ref=main`, {
-          headers: { authorization: `Bearer ${bot.token}`, accept: "application/vnd.github.raw" },
-        });
-        const text = await res.text();
-        if (!new RegExp(`tag: "?${sourceSha[a].slice(0, 7)}"? # set by tollgate\n`).test(text)) problems.push(`env-${s} ${a}: values.yaml is ${JSON.stringify(text)}`);
-      }
-    });
-    const apiErrors = {};
-    for (const r of requests) if (r.status >= 400) apiErrors[`${r.method} ${r.status}`] = (apiErrors[`${r.method} ${r.status}`] ?? 0) + 1;
-    const jobStats = sql(tollgate.db, "SELECT kind, COUNT(*) AS n, SUM(attempts > 1) AS retried, SUM(state = 'failed') AS failed FROM jobs GROUP BY kind");
-    log(`throughput: checks: ${problems.length ? problems.slice(0, 20).join("; ") : "all runs succeeded, one PR per application and stage, each merged once, no duplicate comment, every values.yaml updated"}`);
-    const result = {
-      apps,
-      stages: apps * 3,
-      workers,
-      tollgate: {
-        seconds: +wallS.toFixed(2),
-        stages_per_min: +rate.toFixed(1),
-        // until the last status update was done too
-        drained_seconds: +((Tdrained - T0) / 1000).toFixed(2),
-        drained_stages_per_min: +((apps * STAGES.length) / ((Tdrained - T0) / 60000)).toFixed(1),
-        peak_rss_kb: peakRss,
-        idle_rss_kb: rssIdle,
-        cpu_s: +((cpu1 - cpu0) / 1000).toFixed(1),
-        host_cpu_s: +((hostCpu1 - hostCpu0) / 1000).toFixed(1),
-        host_cpu_split: split1,
-        load_avg: loadAvg,
-        api_requests: requests.length,
-        api_requests_per_stage: (() => {
-          const m = {};
-          for (const r of requests) m[requestKind(r)] = (m[requestKind(r)] ?? 0) + 1;
-          return Object.fromEntries(Object.entries(m).map(([k, v]) => [k, +(v / (apps * STAGES.length)).toFixed(2)]));
-        })(),
-        api_errors: apiErrors,
-        comments,
-        jobs: jobStats,
-      },
-      problems,
-      floor_before: floorBefore ?? undefined,
-    };
-    tollgate.kill("SIGTERM");
-    await tollgate.exit;
-
-    if (floor) {
-      result.floor_after = await runFloor("after");
-      const f = [result.floor_before, result.floor_after];
-      const stagesPerMin = (f[0].stages_per_min + f[1].stages_per_min) / 2;
-      result.floor = { stages_per_min: +stagesPerMin.toFixed(1), seconds: +((f[0].seconds + f[1].seconds) / 2).toFixed(2) };
-      result.ratio = +(result.tollgate.stages_per_min / stagesPerMin).toFixed(3);
-      result.ratio_drained = +(result.tollgate.drained_stages_per_min / stagesPerMin).toFixed(3);
-      log(`throughput: floor after: ${result.floor_after.seconds} s: ${result.floor_after.stages_per_min} stages/min; tollgate / mean floor = ${result.ratio}`);
-    }
-    return result;
-  } finally {
-    await t.close();
   }
+  await pool(names, 4, async (a) => {
+    await admin("POST", "/repos", {
+      owner: "acme",
+      name: a,
+      files: { ".tollgate.yaml": pipelineFor(a, `apps/${a}/values.yaml`), "src/app.txt": "v1\n" },
+      collaborators: { alice: "write", "tollgate-bot": "read" },
+    });
+  });
+  const sourceSha = {};
+  await pool(names, 4, async (a) => {
+    await admin("POST", `/repos/acme/${a}/commits`, { branch: "change", from: "main", files: { "src/app.txt": "v2\n" }, user: "alice", message: "change" });
+    const pr = await admin("POST", `/repos/acme/${a}/pulls`, { head: "change", base: "main", title: "Change", user: "alice" });
+    sourceSha[a] = (await admin("POST", `/repos/acme/${a}/pulls/${pr.number}/merge`, { user: "alice" })).sha;
+  });
+  const setupSeconds = +((Date.now() - tSetup) / 1000).toFixed(1);
+  log(`throughput: set up ${apps} applications and 3 environment repositories in ${setupSeconds} s`);
+  const merges = (await admin("GET", "/deliveries?event=pull_request&action=closed")).filter((d) => d.payload.pull_request.merged);
+  if (merges.length !== apps) throw new Error(`expected ${apps} source merge deliveries, got ${merges.length}`);
+  return { t, child, info, admin, bot, names, sourceSha, merges, hostCpu, hostSplit, splitSince, setupSeconds, sink: null };
+}
+
+// The floor on a world's host (tollgate not running); the host keeps sending its webhooks (PR
+// opened, closed) to a sink that answers 202.
+async function runFloor(world, workers, tag) {
+  const { t, info, admin, bot, names } = world;
+  if (!world.sink) {
+    const http = await import("node:http");
+    const sink = http.createServer((req, res) => {
+      req.resume();
+      req.on("end", () => res.writeHead(202).end());
+    });
+    await new Promise((r) => sink.listen(0, "127.0.0.1", r));
+    t.after(() => {
+      sink.closeAllConnections?.();
+      sink.close();
+    });
+    world.sink = sink;
+  }
+  await admin("PUT", "/webhook", { url: `http://127.0.0.1:${world.sink.address().port}/`, secret: WEBHOOK_SECRET, ping: false });
+  await admin("DELETE", "/requests");
+  const h0 = world.hostCpu();
+  const s0 = world.hostSplit();
+  const load = loadSampler();
+  const f = await floorRun({ info, bot, names, workers, tag });
+  f.load_avg = load();
+  f.host_cpu_s = +((world.hostCpu() - h0) / 1000).toFixed(1);
+  f.host_cpu_split = world.splitSince(s0);
+  f.api_requests = (await admin("GET", "/requests")).length;
+  await admin("PUT", "/webhook", { url: null, ping: false });
+  log(`throughput: floor ${tag}: ${f.seconds} s: ${f.stages_per_min} stages/min (load ${f.load_avg})`);
+  return f;
+}
+
+// ---- PostgreSQL's side of a setup: its counters, its CPU, and who holds or waits for tollgate's
+// advisory locks (docs/engine.md, "Several replicas on PostgreSQL").
+const LOCKS = ["tollgate:runs", "tollgate:intake", "tollgate:events", "tollgate:normalizer", ...STAGES.map((s) => `tollgate:repo\ngithub\nacme/env-${s}`)];
+const lockLabel = (name) => name.replace(/^tollgate:repo\ngithub\nacme\//, "repo ");
+
+function procStat(pid) {
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    return { ppid: Number(f[1]), self: Number(f[11]) + Number(f[12]), children: Number(f[13]) + Number(f[14]) };
+  } catch {
+    return null;
+  }
+}
+
+async function pgWatch(db) {
+  const app = new URL(db).searchParams.get("application_name");
+  let calls = 0; // the harness's own psql sessions during the measurement (each a few transactions)
+  const q = (query, params) => {
+    calls += 1;
+    return sqlAsync(db, query, params);
+  };
+  // The postmaster (its data directory's postmaster.pid): the server's CPU is its own, its live
+  // backends' and its reaped children's (the sessions that ended). The whole server: other users of
+  // a shared one count too.
+  let postmaster = null;
+  try {
+    const [{ dir }] = sql(db, "SELECT current_setting('data_directory') AS dir");
+    postmaster = Number(fs.readFileSync(path.join(dir, "postmaster.pid"), "utf8").split("\n")[0]);
+  } catch {}
+  const cpu = () => {
+    if (!postmaster) return null;
+    const pm = procStat(postmaster);
+    if (!pm) return null;
+    let ticks = pm.self + pm.children;
+    for (const d of fs.readdirSync("/proc")) {
+      if (!/^\d+$/.test(d)) continue;
+      const s = procStat(d);
+      if (s && s.ppid === postmaster) ticks += s.self;
+    }
+    return ticks * 10; // ms (USER_HZ = 100)
+  };
+  const stats = async () => ({
+    at: Date.now(),
+    calls,
+    cpu_ms: cpu(),
+    ...(await q(
+      "SELECT xact_commit, xact_rollback, active_time, idle_in_transaction_time, tup_inserted, tup_updated, tup_deleted, tup_returned FROM pg_stat_database WHERE datname = current_database()",
+    ))[0],
+  });
+  // Transactions per harness session, measured before tollgate starts (nothing else of ours runs).
+  const c0 = await stats();
+  for (let i = 0; i < 10; i++) await q("SELECT 1 AS one");
+  const c1 = await stats();
+  const perCall = (c1.xact_commit + c1.xact_rollback - c0.xact_commit - c0.xact_rollback) / (c1.calls - c0.calls);
+  // Lock sampling: every 500 ms, per lock, how many of this schema's sessions hold it and wait for it.
+  const keys = LOCKS.map((n) => `(${n.split("\n").map((p) => `'${p}'`).join(" || chr(10) || ")})`).join(", ");
+  const sampleSql =
+    `WITH names(name) AS (VALUES ${keys}), k AS (SELECT name, hashtextextended(name, 0) AS key FROM names) ` +
+    "SELECT COALESCE(k.name, 'other') AS lock, l.granted AS granted, COUNT(*) AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid " +
+    "LEFT JOIN k ON l.classid::bigint = ((k.key >> 32) & 4294967295) AND l.objid::bigint = (k.key & 4294967295) " +
+    `WHERE l.locktype = 'advisory' AND a.application_name = '${app}' GROUP BY 1, 2 ` +
+    "UNION ALL SELECT 'sessions ' || COALESCE(a.state, '?'), true, COUNT(*) FROM pg_stat_activity a WHERE a.application_name = '" + app + "' GROUP BY a.state";
+  const samples = [];
+  let timer = null;
+  let busy = false;
+  const sampler = {
+    start() {
+      timer = setInterval(async () => {
+        if (busy) return;
+        busy = true;
+        try {
+          samples.push(await q(sampleSql));
+        } catch (e) {
+          log("lock sample:", e.message);
+        } finally {
+          busy = false;
+        }
+      }, 500);
+    },
+    stop() {
+      clearInterval(timer);
+      // Per lock: the share of samples it was held in, mean holders and mean waiters.
+      const out = {};
+      for (const s of samples) {
+        for (const r of s) {
+          const key = r.lock.startsWith("sessions ") ? r.lock : lockLabel(r.lock);
+          out[key] ??= { held: 0, holders: 0, waiters: 0 };
+          if (r.granted) {
+            out[key].held += 1;
+            out[key].holders += r.n;
+          } else out[key].waiters += r.n;
+        }
+      }
+      const n = samples.length || 1;
+      return {
+        samples: samples.length,
+        locks: Object.fromEntries(
+          Object.entries(out).map(([k, v]) => [k, k.startsWith("sessions ") ? { mean: +(v.holders / n).toFixed(2) } : { held_share: +(v.held / n).toFixed(2), mean_holders: +(v.holders / n).toFixed(2), mean_waiters: +(v.waiters / n).toFixed(2) }]),
+        ),
+      };
+    },
+  };
+  return { q, stats, perCall, sampler, calls: () => calls, postmaster };
+}
+
+// A setup's tollgate phase on a world: its replicas started, the merge deliveries redelivered at
+// once, the runs waited for, the checks made; returns the figures.
+async function tollgatePhase(t, world, setup, timeoutMs) {
+  const { info, admin, bot, names, merges, sourceSha } = world;
+  const apps = names.length;
+  const stages = apps * STAGES.length;
+  const database = testDatabase(t, { store: setup.store });
+  const set = replicaSet(t, { count: setup.replicas, apiUrl: info.api_url, token: bot.token, engine: { workers: setup.workers_per_replica }, database, prefix: "tollgate-bench-promote-replica-" });
+  const db = set.db;
+  const pg = isPostgres(db) ? await pgWatch(db) : null;
+  const q = pg ? pg.q : (query, params) => sqlAsync(db, query, params);
+  for (const r of set.replicas) await set.start(r);
+  const servers = set.replicas.map((r) => r.server);
+  let forwarder = null;
+  if (servers.length === 1) {
+    await admin("PUT", "/webhook", { url: `http://127.0.0.1:${servers[0].port}/hooks/github`, secret: WEBHOOK_SECRET, ping: false });
+  } else {
+    forwarder = await startForwarder(t, () => set.up().map((r) => ({ name: r.name, port: r.server.port })));
+    await admin("PUT", "/webhook", { url: forwarder.url, secret: WEBHOOK_SECRET, ping: false });
+  }
+  await admin("DELETE", "/requests");
+  // PostgreSQL's counters lag by up to ~10 s for sessions gone idle: let the start-up's settle.
+  if (pg) await sleep(11_000);
+  const running = () => servers.every((s) => s.running());
+  const rssIdle = servers.map((s) => rssKb(s.pid, "VmRSS"));
+  const cpu0 = servers.map((s) => cpuMs(s.pid));
+  const hostCpu0 = world.hostCpu();
+  const split0 = world.hostSplit();
+  const driver0 = process.cpuUsage();
+  const pg0 = pg ? await pg.stats() : null;
+  pg?.sampler.start();
+  const load = loadSampler();
+  const T0 = Date.now();
+  await Promise.all(merges.map((d) => admin("POST", `/deliveries/${d.id}/redeliver`)));
+  let lastLog = 0;
+  const by = await waitRuns({ q, running, stderr: () => servers.map((s) => s.stderr.split("\n").slice(-10).join("\n")).join("\n") }, apps, timeoutMs, (b) => {
+    if (Date.now() - lastLog > 10_000) {
+      lastLog = Date.now();
+      log(`  ${((Date.now() - T0) / 1000).toFixed(0)} s: runs ${JSON.stringify(b)}, RSS ${servers.map((s) => rssKb(s.pid, "VmRSS")).join(" + ")} kB`);
+    }
+  });
+  const T1 = Number((await q("SELECT MAX(finished_at) AS t FROM runs"))[0].t);
+  // Status updates give way to promotions when the workers are busy, so some finish after the
+  // runs: wait for every side effect (not the leftover resync timers) to be done, and say when.
+  while ((await q("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('pending', 'leased') AND kind <> 'timer'"))[0].n > 0) {
+    if (Date.now() - T0 > timeoutMs) break;
+    await sleep(200);
+  }
+  const Tdrained = Number((await q("SELECT MAX(finished_at) AS t FROM jobs WHERE kind <> 'timer'"))[0].t);
+  const locks = pg?.sampler.stop();
+  const cpu1 = servers.map((s) => cpuMs(s.pid));
+  const hostCpu1 = world.hostCpu();
+  const split1 = world.splitSince(split0);
+  const driver1 = process.cpuUsage(driver0);
+  const loadAvg = load();
+  const peakRss = servers.map((s) => rssKb(s.pid, "VmHWM"));
+  const wallS = (T1 - T0) / 1000;
+  const drainedS = (Tdrained - T0) / 1000;
+  const rate = stages / (wallS / 60);
+  log(`throughput: ${setup.name}: ${apps} runs in ${wallS.toFixed(1)} s: ${rate.toFixed(0)} stages/min (all side effects: ${drainedS.toFixed(1)} s); runs ${JSON.stringify(by)}; peak RSS ${peakRss.map((k) => (k / 1024).toFixed(1)).join(" + ")} MB`);
+
+  // PostgreSQL: transactions over the phase, net of the harness's own sessions and of what the
+  // idle replicas do (measured over the 11 s after, when the counters have caught up).
+  let database_figures = null;
+  if (pg) {
+    const tEnd = Date.now();
+    await sleep(11_000);
+    const pg1 = await pg.stats();
+    await sleep(11_000);
+    const pg2 = await pg.stats();
+    const xacts = (a, b) => b.xact_commit + b.xact_rollback - a.xact_commit - a.xact_rollback;
+    const idlePerS = (xacts(pg1, pg2) - (pg2.calls - pg1.calls) * pg.perCall) / ((pg2.at - pg1.at) / 1000);
+    const idleCpuPerS = pg1.cpu_ms !== null ? (pg2.cpu_ms - pg1.cpu_ms) / ((pg2.at - pg1.at) / 1000) : null;
+    const raw = xacts(pg0, pg1);
+    const harness = (pg1.calls - pg0.calls) * pg.perCall;
+    const idle = idlePerS * ((pg1.at - tEnd) / 1000);
+    const net = raw - harness - idle;
+    const cpuMsRun = pg0.cpu_ms !== null ? pg1.cpu_ms - pg0.cpu_ms - (idleCpuPerS ?? 0) * ((pg1.at - tEnd) / 1000) : null;
+    const inTx = pg1.active_time - pg0.active_time + pg1.idle_in_transaction_time - pg0.idle_in_transaction_time;
+    database_figures = {
+      transactions: Math.round(net),
+      transactions_raw: raw,
+      harness_transactions: Math.round(harness),
+      harness_transactions_per_session: +pg.perCall.toFixed(2),
+      idle_transactions_per_s: +idlePerS.toFixed(1),
+      transactions_per_stage: +(net / stages).toFixed(1),
+      transactions_per_s: +(net / drainedS).toFixed(1),
+      rollbacks: pg1.xact_rollback - pg0.xact_rollback,
+      // Statement time (active) and time inside transactions between statements (idle in
+      // transaction), summed over sessions, per transaction: the mean transaction's time in the server.
+      active_ms_per_transaction: +((pg1.active_time - pg0.active_time) / raw).toFixed(3),
+      in_transaction_ms_per_transaction: +(inTx / raw).toFixed(3),
+      rows_written: pg1.tup_inserted + pg1.tup_updated + pg1.tup_deleted - pg0.tup_inserted - pg0.tup_updated - pg0.tup_deleted,
+      server_cpu_s: cpuMsRun !== null ? +(cpuMsRun / 1000).toFixed(1) : null,
+      server_cpu_ms_per_transaction: cpuMsRun !== null ? +(cpuMsRun / net).toFixed(3) : null,
+      locks,
+    };
+    log(`throughput: ${setup.name}: PostgreSQL: ${database_figures.transactions} transactions (${database_figures.transactions_per_stage} per stage, ${database_figures.transactions_per_s}/s), server CPU ${database_figures.server_cpu_s} s; locks ${JSON.stringify(locks.locks)}`);
+  }
+
+  // ---- correctness: duplicates, merges, contents
+  const problems = [];
+  if ((by.succeeded ?? 0) !== apps) problems.push(`runs: ${JSON.stringify(by)}`);
+  for (const s of STAGES) {
+    const prs = await listAll(info.api_url, `acme/env-${s}`, bot.token);
+    const count = {};
+    for (const p of prs) {
+      if (!p.head.ref.startsWith("tollgate/")) continue; // the floor's
+      const app = p.head.ref.split("/")[1];
+      count[app] = (count[app] ?? 0) + 1;
+      if (!p.merged_at) problems.push(`env-${s}#${p.number} (${p.head.ref}) not merged`);
+      if (p.user.login !== "tollgate-bot") problems.push(`env-${s}#${p.number} opened by ${p.user.login}`);
+    }
+    for (const a of names) if (count[a] !== 1) problems.push(`env-${s}: ${count[a] ?? 0} PRs for ${a}`);
+  }
+  const requests = await admin("GET", "/requests");
+  const successes = (re, ok) => {
+    const m = {};
+    for (const r of requests) {
+      const x = re.exec(r.path.replace(/\?.*$/, ""));
+      if (x && r.method === ok.method && r.status === ok.status) m[x[1]] = (m[x[1]] ?? 0) + 1;
+    }
+    return m;
+  };
+  const prCreates = successes(/^\/repos\/acme\/(env-[a-z]+)\/pulls$/, { method: "POST", status: 201 });
+  const mergesOk = successes(/^\/repos\/acme\/(env-[a-z]+\/pulls\/\d+)\/merge$/, { method: "PUT", status: 200 });
+  const commentPosts = successes(/^\/repos\/acme\/(env-[a-z]+\/issues\/\d+)\/comments$/, { method: "POST", status: 201 });
+  const totalCreates = Object.values(prCreates).reduce((a, b) => a + b, 0);
+  if (totalCreates !== stages) problems.push(`${totalCreates} successful PR creations, expected ${stages}`);
+  for (const [pr, n] of Object.entries(mergesOk)) if (n > 1) problems.push(`${pr}: merged ${n} times`);
+  const totalMerges = Object.values(mergesOk).reduce((a, b) => a + b, 0);
+  if (totalMerges !== stages) problems.push(`${totalMerges} successful merges, expected ${stages}`);
+  // Comments: every merged PR carries one status comment, showing the stage promoted; no PR
+  // carries the same body twice.
+  let comments = 0;
+  const commented = new Set(Object.keys(commentPosts));
+  for (const merged of Object.keys(mergesOk)) {
+    const key = merged.replace("/pulls/", "/issues/");
+    const list = await api(info, bot.token, "GET", `/repos/acme/${key}/comments?per_page=100`);
+    comments += list.length;
+    const bodies = list.map((c) => c.body);
+    if (new Set(bodies).size !== bodies.length) problems.push(`${key}: duplicate comments`);
+    const status = bodies.filter((b) => b.includes("<!-- tollgate:status "));
+    if (status.length !== 1 || !/promoted/.test(status[0])) problems.push(`${key}: ${status.length} status comments${status.length ? `, the first saying ${JSON.stringify(status[0].slice(0, 200))}` : ""}${commented.has(key) ? "" : " (none posted)"}`);
+  }
+  // The environments hold each run's release.
+  await pool(names, 8, async (a) => {
+    for (const s of STAGES) {
+      const res = await fetch(`${info.api_url}/repos/acme/env-${s}/contents/apps/${a}/values.yaml?ref=main`, {
+        headers: { authorization: `Bearer ${bot.token}`, accept: "application/vnd.github.raw" },
+      });
+      const text = await res.text();
+      if (!new RegExp(`tag: "?${sourceSha[a].slice(0, 7)}"? # set by tollgate\n`).test(text)) problems.push(`env-${s} ${a}: values.yaml is ${JSON.stringify(text)}`);
+    }
+  });
+  const apiErrors = {};
+  for (const r of requests) if (r.status >= 400) apiErrors[`${r.method} ${requestKind(r)} ${r.status}`] = (apiErrors[`${r.method} ${requestKind(r)} ${r.status}`] ?? 0) + 1;
+  const jobStats = sql(db, "SELECT kind, COUNT(*) AS n, SUM(CASE WHEN state = 'done' THEN 1 ELSE 0 END) AS done, SUM(CASE WHEN attempts > 1 THEN 1 ELSE 0 END) AS retried, SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END) AS failed FROM jobs GROUP BY kind ORDER BY kind");
+  // What the engine wrote (portable, both stores): deliveries taken in, inputs consumed (by kind of
+  // key), audit rows, jobs. Each consumed input and each job finished is (at least) one
+  // transaction that changes runs; each claim is one more.
+  const count = (query) => Number(sql(db, query)[0].n);
+  const consumedBy = {};
+  for (const { key } of sql(db, "SELECT key FROM consumed")) {
+    const kind = String(key).split(":")[0];
+    consumedBy[kind] = (consumedBy[kind] ?? 0) + 1;
+  }
+  const engine = {
+    deliveries: count("SELECT COUNT(*) AS n FROM deliveries"),
+    consumed: consumedBy,
+    audit_rows: count("SELECT COUNT(*) AS n FROM audit"),
+    jobs_finished: count("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('done', 'failed') AND kind <> 'timer'"),
+    timers_pending: count("SELECT COUNT(*) AS n FROM jobs WHERE state = 'pending' AND kind = 'timer'"),
+  };
+  const consumedTotal = Object.values(consumedBy).reduce((a, b) => a + b, 0);
+  engine.per_stage = {
+    deliveries: +(engine.deliveries / stages).toFixed(2),
+    consumed: +(consumedTotal / stages).toFixed(2),
+    jobs_finished: +(engine.jobs_finished / stages).toFixed(2),
+    audit_rows: +(engine.audit_rows / stages).toFixed(2),
+    // run-changing transactions counted from rows: inputs consumed + jobs finished (their results)
+    run_transactions: +((consumedTotal + engine.jobs_finished) / stages).toFixed(2),
+  };
+  // Who did the work: per replica, jobs finished (their lease's owner), jobs started (its log),
+  // deliveries answered (the forwarder), and which replica led the events and the normaliser.
+  const per = Object.fromEntries(set.replicas.map((r, i) => [r.name, {
+    peak_rss_kb: peakRss[i],
+    idle_rss_kb: rssIdle[i],
+    cpu_s: +((cpu1[i] - cpu0[i]) / 1000).toFixed(1),
+    jobs_started: r.server.logs.filter((l) => l.msg === "job started").length,
+    jobs_done: 0,
+    deliveries_answered: forwarder ? (forwarder.stats.answered_by[r.name] ?? 0) : undefined,
+    events_leader: r.server.logs.some((l) => l.msg === "this replica applies deliveries now"),
+    normaliser_leader: r.server.logs.some((l) => l.msg === "this replica normalises deliveries now"),
+    errors: r.server.logs.filter((l) => l.level === "error").length,
+    warnings: r.server.logs.filter((l) => l.level === "warn").length,
+  }]));
+  for (const j of sql(db, "SELECT lease_owner, COUNT(*) AS n FROM jobs WHERE state = 'done' AND kind <> 'timer' GROUP BY lease_owner")) {
+    const name = ownerReplica(j.lease_owner);
+    if (per[name]) per[name].jobs_done += j.n;
+  }
+  const sum = (k) => Object.values(per).reduce((a, p) => a + (p[k] ?? 0), 0);
+  // Job durations from the logs ("job started" to "job finished" of one job on one replica: the
+  // host calls and git work, and the transaction that applies the result), by kind; and how busy
+  // the workers were: their summed job time over workers x the time to the last side effect.
+  const durations = {};
+  let busyMs = 0;
+  for (const r of set.replicas) {
+    const began = new Map();
+    for (const l of r.server.logs) {
+      if (l.msg === "job started") began.set(l.job, Date.parse(l.ts));
+      else if (l.msg === "job finished" && began.has(l.job)) {
+        const d = Date.parse(l.ts) - began.get(l.job);
+        (durations[l.kind] ??= []).push(d);
+        busyMs += d;
+        began.delete(l.job);
+      }
+    }
+  }
+  const jobMs = Object.fromEntries(Object.entries(durations).sort().map(([k, xs]) => [k, { n: xs.length, p50: pct(xs, 50), p90: pct(xs, 90), mean: Math.round(xs.reduce((a, b) => a + b, 0) / xs.length) }]));
+  const workerBusy = +(busyMs / (setup.workers_total * drainedS * 1000)).toFixed(2);
+  // Log lines at warn or error level, by message (the first few of each kept).
+  const logIssues = {};
+  for (const r of set.replicas) {
+    for (const l of r.server.logs) {
+      if (l.level !== "warn" && l.level !== "error" && !l.raw) continue;
+      const k = `${r.name} ${l.level ?? "raw"}: ${l.msg ?? l.raw}`;
+      logIssues[k] ??= { n: 0, first: [] };
+      logIssues[k].n += 1;
+      if (logIssues[k].first.length < 2) logIssues[k].first.push(l);
+    }
+  }
+  log(`throughput: ${setup.name}: checks: ${problems.length ? problems.slice(0, 20).join("; ") : "all runs succeeded, one PR per application and stage, each merged once, no duplicate comment, every values.yaml updated"}`);
+  const byKind = {};
+  for (const r of requests) byKind[requestKind(r)] = (byKind[requestKind(r)] ?? 0) + 1;
+  const result = {
+    tollgate: {
+      seconds: +wallS.toFixed(2),
+      stages_per_min: +rate.toFixed(1),
+      // until the last status update was done too
+      drained_seconds: +drainedS.toFixed(2),
+      drained_stages_per_min: +(stages / (drainedS / 60)).toFixed(1),
+      peak_rss_kb: sum("peak_rss_kb"), // the replicas' sum
+      peak_rss_kb_max: Math.max(...peakRss),
+      idle_rss_kb: sum("idle_rss_kb"),
+      cpu_s: +sum("cpu_s").toFixed(1),
+      host_cpu_s: +((hostCpu1 - hostCpu0) / 1000).toFixed(1),
+      host_cpu_split: split1,
+      // the benchmark's own process (its polls, and with several replicas the forwarder)
+      driver_cpu_s: +((driver1.user + driver1.system) / 1e6).toFixed(1),
+      load_avg: loadAvg,
+      api_requests: requests.length,
+      api_requests_per_stage_total: +(requests.length / stages).toFixed(2),
+      api_requests_per_stage: Object.fromEntries(Object.entries(byKind).map(([k, v]) => [k, +(v / stages).toFixed(2)])),
+      api_errors: apiErrors,
+      comments,
+      jobs: jobStats,
+      job_ms: jobMs,
+      worker_time_per_stage_ms: Math.round(busyMs / stages),
+      worker_busy_share: workerBusy,
+      engine,
+      replicas: per,
+      forwarder: forwarder ? forwarder.stats : undefined,
+      log_issues: logIssues,
+    },
+    database: database_figures ?? undefined,
+    problems,
+  };
+  for (const s of servers) s.kill("SIGTERM");
+  for (const s of servers) await s.exit;
+  return result;
+}
+
+async function throughput({ apps, workers, timeoutMs, floor, floorMode, setups }) {
+  const stages = apps * STAGES.length;
+  const out = { apps, stages, workers, floor_mode: floor ? floorMode : "none", setups: [] };
+  for (const [i, spec] of setups.entries()) {
+    const setup = parseSetup(spec, workers);
+    const res = { setup: setup.name, store: setup.store, replicas: setup.replicas, workers_per_replica: setup.workers_per_replica, workers_total: setup.workers_total };
+    out.setups.push(res);
+    log(`\n=== throughput, setup ${setup.name}: ${setup.store}, ${setup.replicas} replica(s) x ${setup.workers_per_replica} workers`);
+    const t = scope();
+    try {
+      const world = await throughputWorld(t, apps);
+      res.world_setup_s = world.setupSeconds;
+      if (floor && (floorMode === "each" || i === 0)) res.floor_before = await runFloor(world, workers, "before");
+      Object.assign(res, await tollgatePhase(t, world, setup, timeoutMs));
+      if (floor && (floorMode === "each" || i === setups.length - 1)) res.floor_after = await runFloor(world, workers, "after");
+    } catch (e) {
+      res.error = String(e.stack ?? e);
+      log(`throughput: ${setup.name}: ${res.error}`);
+    } finally {
+      await t.close();
+    }
+  }
+  // The floor each setup is judged against: the mean of its own two readings (FLOOR=each), or of
+  // the first setup's before and the last one's after (FLOOR=once).
+  const once = out.setups.length ? [out.setups[0].floor_before, out.setups[out.setups.length - 1].floor_after] : [];
+  for (const res of out.setups) {
+    const f = floorMode === "each" ? [res.floor_before, res.floor_after] : once;
+    if (!res.tollgate || f.some((x) => !x)) continue;
+    const perMin = (f[0].stages_per_min + f[1].stages_per_min) / 2;
+    res.floor = { stages_per_min: +perMin.toFixed(1), seconds: +((f[0].seconds + f[1].seconds) / 2).toFixed(2) };
+    res.ratio = +(res.tollgate.stages_per_min / perMin).toFixed(3);
+    res.ratio_drained = +(res.tollgate.drained_stages_per_min / perMin).toFixed(3);
+  }
+  if (out.setups.some((s) => s.error)) out.error = out.setups.filter((s) => s.error).map((s) => `${s.setup}: ${s.error}`).join("\n");
+  return out;
 }
 
 // The floor: the same pushes, PR creations and merges, straight at the host, WORKERS at once.
@@ -612,12 +913,15 @@ process.on("SIGTERM", onSignal);
 try {
   if (parts.includes("latency")) out.latency = await latency({ runs: Number(env.RUNS ?? 30), workers: env.WORKERS ? Number(env.WORKERS) : undefined });
   if (parts.includes("throughput")) {
-    out.throughput = await throughput({
-      apps: Number(env.APPS ?? 200),
-      workers: Number(env.WORKERS ?? 4),
-      timeoutMs: Number(env.TIMEOUT ?? 900) * 1000,
-      floor: !env.NO_FLOOR,
-    });
+    const floorMode = env.FLOOR ?? "each";
+    if (floorMode !== "each" && floorMode !== "once") throw new Error(`FLOOR=${floorMode}: each or once`);
+    const workers = Number(env.WORKERS ?? 4);
+    const setups = (env.SETUPS ?? "sqlite").split(/\s+/).filter(Boolean);
+    for (const s of setups) {
+      if (parseSetup(s, workers).store === "postgres" && !env.TOLLGATE_TEST_POSTGRES) throw new Error(`setup ${s} needs TOLLGATE_TEST_POSTGRES (bench/promote/run.sh starts a server)`);
+    }
+    out.throughput = await throughput({ apps: Number(env.APPS ?? 200), workers, timeoutMs: Number(env.TIMEOUT ?? 900) * 1000, floor: !env.NO_FLOOR, floorMode, setups });
+    if (out.throughput.error) out.error = out.throughput.error;
   }
 } catch (e) {
   out.error = String(e.stack ?? e);

@@ -34,7 +34,7 @@ import http from "node:http";
 import path from "node:path";
 
 
-import { ROOT, SKIP, WEBHOOK_SECRET, assertReleaseValues, diagnose, eventually, fileAt, mergeSourceChange, seed, sql, startGithost, startTollgate, tempDir, writeConfig } from "./world.mjs";
+import { ROOT, SKIP, WEBHOOK_SECRET, assertReleaseValues, diagnose, eventually, fileAt, mergeSourceChange, seed, sql, startGithost, startTollgate, tempDir, testDatabase, writeConfig } from "./world.mjs";
 
 const PIPELINE = `version: 1
 pipelines:
@@ -691,7 +691,7 @@ async function startHostWorld(t, flavor, { pipeline, engine }) {
     await gh.admin("PUT", "/repos/acme/env-dev/collaborators/oauth2", { permission: "write" });
   }
   const api = await startScriptedHost(t, { flavor, gh, ghToken: bot.token });
-  writeConfig(dir, { apiUrl: api.apiUrl, token: HOST_TOKEN, kind: flavor, name: flavor, engine });
+  writeConfig(dir, { apiUrl: api.apiUrl, token: HOST_TOKEN, kind: flavor, name: flavor, engine, database: testDatabase(t) });
   const tollgate = await startTollgate(t, dir);
   return { dir, gh, api, tollgate, ghToken: bot.token };
 }

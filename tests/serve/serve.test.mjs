@@ -1,29 +1,31 @@
 // End-to-end tests of `tollgate serve` (issue 3, webhook intake): a real process, real HTTP over
-// loopback, real SQLite file. Every test starts its own server in a fresh temporary directory and
-// kills it (by pid) when it ends, pass or fail.
+// loopback, a real store: a SQLite file, or with TOLLGATE_TEST_STORE=postgres a schema of its own
+// on the PostgreSQL server at TOLLGATE_TEST_POSTGRES (tests/promote/world.mjs). Every test starts
+// its own server in a fresh temporary directory and kills it (by pid) when it ends, pass or fail.
 //
 //   TOLLGATE_BIN=/work/main/build-e2e/service/tollgate node --test tests/serve/
+//   TOLLGATE_TEST_STORE=postgres TOLLGATE_TEST_POSTGRES=postgresql://... TOLLGATE_BIN=... node --test tests/serve/
 //
 // Inputs are externally written: the 329 real GitHub examples of @octokit/webhooks-examples@7.6.1,
 // signed with GitHub's own signer (@octokit/webhooks-methods), and the GitLab / Gitea deliveries of
 // tests/fixtures/webhooks/ (go-playground/webhooks test data, see the README there). The database
-// is read with python3's sqlite3 module (Node 20 has no SQLite).
+// is read with world.mjs's sql() (python3's sqlite3 module, or psql) and `tollgate inbox`.
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
 import net from "node:net";
-import os from "node:os";
 import path from "node:path";
-import readline from "node:readline";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 
 import { sign } from "@octokit/webhooks-methods";
 import YAML from "yaml";
+
+import { isPostgres, sql, startTollgate, tempDir as worldTempDir, testDatabase } from "../promote/world.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const require = createRequire(import.meta.url);
@@ -188,22 +190,17 @@ function giteaHeaders(event, type, id, body, secret = GITEA_SECRET) {
 // ---------------------------------------------------------------------------------------------
 // The server
 
-function tempDir(t) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tollgate-serve-"));
-  t.after(() => {
-    if (!process.env.KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true });
-  });
-  return dir;
-}
+const tempDir = (t) => worldTempDir(t, "tollgate-serve-");
 
-// Writes the secrets and tollgate.yaml into `dir`; returns the configuration's path.
-function writeConfig(dir, { intake, hosts } = {}) {
+// Writes the secrets and tollgate.yaml (its database: a fresh store, testDatabase) into `dir`;
+// returns the configuration's path.
+function writeConfig(t, dir, { intake, hosts } = {}) {
   fs.writeFileSync(path.join(dir, "github.secret"), `${GITHUB_SECRET}\n${GITHUB_SECRET_2}\n`);
   fs.writeFileSync(path.join(dir, "gitlab.secret"), `${GITLAB_SECRET}\n`);
   fs.writeFileSync(path.join(dir, "gitea.secret"), `${GITEA_SECRET}\n`);
   const config = {
     listen: "127.0.0.1:0",
-    database: "./tollgate.db",
+    database: testDatabase(t),
     data_dir: "./data",
     public_url: "http://127.0.0.1:8080",
     hosts: hosts ?? {
@@ -218,63 +215,9 @@ function writeConfig(dir, { intake, hosts } = {}) {
   return file;
 }
 
-// Starts `tollgate serve` and resolves once it logs "listening". The process is killed (SIGKILL,
-// by pid) when the test ends unless it has exited by then.
-async function startServer(t, dir, { configFile, threads = 2 } = {}) {
-  configFile ??= path.join(dir, "tollgate.yaml");
-  const proc = spawn(BIN, ["serve", "--config", configFile, "--threads", String(threads)], {
-    cwd: dir,
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  const server = {
-    proc,
-    pid: proc.pid,
-    dir,
-    db: path.join(dir, "tollgate.db"),
-    logs: [], // parsed JSON lines (or {raw} for others)
-    stderr: "",
-    exit: new Promise((resolve) => proc.on("exit", (code, signal) => resolve({ code, signal, at: Date.now() }))),
-    running: () => proc.exitCode === null && proc.signalCode === null,
-    kill(signal = "SIGKILL") {
-      if (server.running()) process.kill(proc.pid, signal);
-    },
-  };
-  t.after(() => server.kill("SIGKILL"));
-  const lines = readline.createInterface({ input: proc.stderr });
-  let onLine;
-  lines.on("line", (line) => {
-    server.stderr += line + "\n";
-    let parsed;
-    try {
-      parsed = JSON.parse(line);
-    } catch {
-      parsed = { raw: line };
-    }
-    server.logs.push(parsed);
-    onLine?.(parsed);
-  });
-  const address = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`tollgate did not log "listening" within 10 s:\n${server.stderr}`)), 10_000);
-    onLine = (l) => {
-      if (l.msg === "listening") {
-        clearTimeout(timer);
-        resolve(l.address);
-      }
-    };
-    server.exit.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`tollgate exited (code ${code}, signal ${signal}) before listening:\n${server.stderr}`));
-    });
-    proc.on("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
-  const m = /^127\.0\.0\.1:(\d+)$/.exec(address);
-  assert.ok(m, `"listening" address should be 127.0.0.1:PORT, got ${address}`);
-  server.port = Number(m[1]);
-  return server;
-}
+// Starts `tollgate serve` and resolves once it logs "listening" (world.mjs's startTollgate: its
+// `db` is the store sql() and inboxRows() read).
+const startServer = (t, dir, { threads = 2 } = {}) => startTollgate(t, dir, { threads });
 
 // ---------------------------------------------------------------------------------------------
 // HTTP
@@ -453,18 +396,6 @@ async function waitForEmptyInbox(port, { stallMs = 30_000, limitMs = 300_000 } =
 // ---------------------------------------------------------------------------------------------
 // The database
 
-const PY_QUERY = `
-import json, sqlite3, sys
-con = sqlite3.connect(sys.argv[1], timeout=10)
-con.row_factory = sqlite3.Row
-rows = [dict(r) for r in con.execute(sys.argv[2], json.loads(sys.argv[3]))]
-def enc(v):
-    if isinstance(v, (bytes, bytearray)):
-        return v.decode("utf-8", "replace")
-    return str(v)
-sys.stdout.write(json.dumps(rows, default=enc))
-`;
-
 // Stored deliveries through `tollgate inbox` (bodies are stored compressed; it decodes them).
 // Polls /metrics until the counter `name` reaches `expected`; fails if it goes past it, or stops
 // growing for stallMs (the engine, like the normaliser, runs at a low priority), or takes limitMs.
@@ -486,22 +417,11 @@ async function waitForMetric(port, name, expected, { stallMs = 30_000, limitMs =
 }
 
 function inboxRows(db, ...args) {
-  assert.ok(fs.existsSync(db), `database ${db} does not exist`);
+  if (!isPostgres(db)) assert.ok(fs.existsSync(db), `database ${db} does not exist`);
   const r = spawnSync(BIN, ["inbox", "--database", db, ...args], { encoding: "utf8", maxBuffer: 512 * 1024 * 1024 });
   if (r.error) throw r.error;
   if (r.status !== 0) throw new Error(`tollgate inbox failed (exit ${r.status}):\n${r.stderr}`);
   return r.stdout.split("\n").filter(Boolean).map((line) => JSON.parse(line));
-}
-
-function sql(db, query, params = []) {
-  assert.ok(fs.existsSync(db), `database ${db} does not exist`);
-  const r = spawnSync("python3", ["-c", PY_QUERY, db, query, JSON.stringify(params)], {
-    encoding: "utf8",
-    maxBuffer: 512 * 1024 * 1024,
-  });
-  if (r.error) throw r.error;
-  if (r.status !== 0) throw new Error(`python3 sqlite3 query failed (${query}):\n${r.stderr}`);
-  return JSON.parse(r.stdout);
 }
 
 const rowCount = (db) => sql(db, "SELECT COUNT(*) AS n FROM deliveries")[0].n;
@@ -520,7 +440,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
   // 1 -------------------------------------------------------------------------------------------
   test("1. every real GitHub example and every GitLab / Gitea fixture is accepted and none fails normalisation", { timeout: 420_000 }, async (t) => {
     const dir = tempDir(t);
-    writeConfig(dir);
+    writeConfig(t, dir);
     const server = await startServer(t, dir);
     const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
     t.after(() => agent.destroy());
@@ -654,7 +574,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
     // the server still answers.
     async function rejection(t, { intake, send, status, message }) {
       const dir = tempDir(t);
-      writeConfig(dir, { intake });
+      writeConfig(t, dir, { intake });
       const server = await startServer(t, dir);
       const r = await send(server);
       t.diagnostic(`answer: ${r.status} ${(r.text ?? "").trim()}`);
@@ -719,7 +639,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
 
     test("a second valid secret (rotation): 202, and the first still works", async (t) => {
       const dir = tempDir(t);
-      writeConfig(dir);
+      writeConfig(t, dir);
       const server = await startServer(t, dir);
       const body = prOpened();
       const id2 = crypto.randomUUID();
@@ -823,7 +743,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
 
     test("slow client: headers with Content-Length, then the body stalls: 408 or closed within ~3 s", { timeout: 30_000 }, async (t) => {
       const dir = tempDir(t);
-      writeConfig(dir, { intake: { header_timeout: "1s", body_timeout: "1s", idle_timeout: "1s" } });
+      writeConfig(t, dir, { intake: { header_timeout: "1s", body_timeout: "1s", idle_timeout: "1s" } });
       const server = await startServer(t, dir);
       const body = prOpened();
       const headers = await githubHeaders("pull_request", crypto.randomUUID(), body);
@@ -864,7 +784,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
 
     test("slow client: headers never finished: 408 or closed within ~3 s", { timeout: 30_000 }, async (t) => {
       const dir = tempDir(t);
-      writeConfig(dir, { intake: { header_timeout: "1s", body_timeout: "1s", idle_timeout: "1s" } });
+      writeConfig(t, dir, { intake: { header_timeout: "1s", body_timeout: "1s", idle_timeout: "1s" } });
       const server = await startServer(t, dir);
       const started = Date.now();
       const x = await rawExchange(
@@ -890,7 +810,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
       // on a keep-alive connection" (service/config.hpp). Once a request has begun, only
       // header_timeout may hold the connection.
       const dir = tempDir(t);
-      writeConfig(dir, { intake: { header_timeout: "1s", body_timeout: "1s", idle_timeout: "5s" } });
+      writeConfig(t, dir, { intake: { header_timeout: "1s", body_timeout: "1s", idle_timeout: "5s" } });
       const server = await startServer(t, dir);
       const body = prOpened();
       const headers = await githubHeaders("pull_request", crypto.randomUUID(), body);
@@ -951,7 +871,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
   // 3 -------------------------------------------------------------------------------------------
   test("3. a replayed delivery is stored once; the replay is still answered 202 'already received'", async (t) => {
     const dir = tempDir(t);
-    writeConfig(dir);
+    writeConfig(t, dir);
     const server = await startServer(t, dir);
     const body = prOpened();
     const id = crypto.randomUUID();
@@ -977,7 +897,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
 
   test("3b. concurrent deliveries on many connections and threads: every 202 is stored once, as sent", { timeout: 420_000 }, async (t) => {
     const dir = tempDir(t);
-    writeConfig(dir);
+    writeConfig(t, dir);
     const server = await startServer(t, dir, { threads: 4 });
     const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
     t.after(() => agent.destroy());
@@ -1046,7 +966,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
   // 4 -------------------------------------------------------------------------------------------
   test("4. GitHub's form encoding (payload=...): 202 and the JSON is stored", async (t) => {
     const dir = tempDir(t);
-    writeConfig(dir);
+    writeConfig(t, dir);
     const server = await startServer(t, dir);
     const cases = [
       ["pull_request", JSON.stringify(example("pull_request", "opened"))],
@@ -1076,7 +996,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
   // 5 -------------------------------------------------------------------------------------------
   test("5. durability: kill -9 right after a 202 loses nothing", { timeout: 60_000 }, async (t) => {
     const dir = tempDir(t);
-    writeConfig(dir);
+    writeConfig(t, dir);
     const first = await startServer(t, dir);
     const body = prOpened();
     const id = crypto.randomUUID();
@@ -1128,7 +1048,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
   describe("6. operations: health, readiness, metrics and SIGTERM", () => {
     test("/healthz, /readyz and /metrics with outcome labels; SIGTERM exits 0 at once when idle", { timeout: 30_000 }, async (t) => {
       const dir = tempDir(t);
-      writeConfig(dir, { intake: { shutdown_timeout: "3s" } });
+      writeConfig(t, dir, { intake: { shutdown_timeout: "3s" } });
       const server = await startServer(t, dir);
       const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
       t.after(() => agent.destroy());
@@ -1188,7 +1108,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
       // from an unsigned request must not become a label value, or every such request adds a
       // series (memory in tollgate, cardinality in Prometheus).
       const dir = tempDir(t);
-      writeConfig(dir);
+      writeConfig(t, dir);
       const server = await startServer(t, dir);
       const body = prOpened();
       const count = (text) => text.split("\n").filter((l) => l.startsWith("tollgate_deliveries_total{")).length;
@@ -1209,7 +1129,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
 
     test("SIGTERM finishes a request in flight: its 202 is sent and it is stored, then exit 0", { timeout: 30_000 }, async (t) => {
       const dir = tempDir(t);
-      writeConfig(dir, { intake: { shutdown_timeout: "5s" } });
+      writeConfig(t, dir, { intake: { shutdown_timeout: "5s" } });
       const server = await startServer(t, dir);
       const body = prOpened();
       const id = crypto.randomUUID();
@@ -1239,7 +1159,7 @@ describe("tollgate serve", { skip: SKIP }, () => {
 
     test("SIGTERM with a client stalled mid-body: exit 0 within shutdown_timeout", { timeout: 30_000 }, async (t) => {
       const dir = tempDir(t);
-      writeConfig(dir, { intake: { shutdown_timeout: "1s", body_timeout: "30s" } });
+      writeConfig(t, dir, { intake: { shutdown_timeout: "1s", body_timeout: "30s" } });
       const server = await startServer(t, dir);
       const body = prOpened();
       const headers = await githubHeaders("pull_request", crypto.randomUUID(), body);
