@@ -301,14 +301,22 @@ export async function runChaos(t, opts = {}) {
     redelivered += await redeliverFailed(admin);
     await sleep(500);
   }
-  const settledMs = Date.now() - settleStart;
-  // The store's state, and the last lines of each replica's current process.
-  const diagnosis = diagnose({ db, stderr: up().map((r) => `--- ${r.name} (pid ${r.server.pid})\n${r.server.stderr.split("\n").slice(-Math.ceil(30 / replicas.length)).join("\n")}`).join("\n") });
   let faultStats = null;
   if (faults) {
     faultStats = (await admin("GET", "/faults")).map((f) => ({ kind: f.kind, fired: f.fired }));
     await admin("DELETE", "/faults"); // the checks below use the REST API too
   }
+  // A run ends before its last side effects do: the final commit status and status comment, or a
+  // write that failed (a host fault) and waits out its backoff. The checks look at those too, so
+  // they wait for the job table to drain (within the settle time).
+  while (finished && Date.now() - settleStart < settleMs) {
+    const [{ n }] = sql(db, "SELECT count(*) AS n FROM jobs WHERE state IN ('pending', 'leased') AND kind <> 'timer'");
+    if (n === 0) break;
+    await sleep(250);
+  }
+  const settledMs = Date.now() - settleStart;
+  // The store's state, and the last lines of each replica's current process.
+  const diagnosis = diagnose({ db, stderr: up().map((r) => `--- ${r.name} (pid ${r.server.pid})\n${r.server.stderr.split("\n").slice(-Math.ceil(30 / replicas.length)).join("\n")}`).join("\n") });
 
   // ---------------------------------------------------------------- invariants
   const invariants = [];
