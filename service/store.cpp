@@ -97,9 +97,11 @@ int Db::changes() const {
 }
 
 namespace {
-// Runs `select <function>(hashtextextended(name, 0))`; the first column of the row, if asked.
+// Runs `select <function>(key)`: true unless it answered false. Advisory locks are the server's,
+// not a schema's: the key is the lock's name in this connection's schema (tollgate's tables'), so
+// that deployments in other schemas of the same database never wait for each other.
 tl::expected<bool, Error> advisory(Db& db, const char* function, std::string_view name) {
-  auto q = db.prepare(std::string("SELECT ") + function + "(hashtextextended(?1, 0))::text");
+  auto q = db.prepare(std::string("SELECT ") + function + "(hashtextextended(COALESCE(current_schema(), '') || '/' || ?1, 0))::text");
   if (!q) return tl::unexpected(q.error());
   q->bind(1, name);
   auto row = q->step();

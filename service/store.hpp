@@ -83,8 +83,9 @@ class Db {
   std::variant<sqlite::Db, pg::Db> db_;
 };
 
-// Coordination between replicas on one PostgreSQL database: advisory locks on a name (hashed to
-// PostgreSQL's 64-bit lock key). On SQLite, where one process owns the file, each is granted at once.
+// Coordination between replicas on one PostgreSQL database: advisory locks on a name (hashed, with
+// the connection's schema, to PostgreSQL's 64-bit lock key: deployments in two schemas of one
+// database do not share locks). On SQLite, where one process owns the file, each is granted at once.
 // A session lock is held until unlock() or until the connection ends, so a replica that dies lets
 // go of its locks with its connections; a transaction lock until COMMIT or ROLLBACK.
 [[nodiscard]] tl::expected<bool, Error> try_lock(Db& db, std::string_view name);  // false: another holds it

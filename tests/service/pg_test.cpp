@@ -21,6 +21,7 @@
 #include "service/pg.hpp"
 #include "service/pg_schema.hpp"
 #include "service/sqlite.hpp"
+#include "service/store.hpp"
 
 using namespace tollgate::service;
 namespace fs = std::filesystem;
@@ -365,4 +366,28 @@ TEST_CASE("pg: a connection the server ended is opened again; a transaction it w
   insert->bind(1, std::int64_t{5});
   REQUIRE(insert->step());
   CHECK(column_strings(*s.db, "SELECT string_agg(v::text, ',' ORDER BY v) FROM t") == std::vector<std::string>{"1,5"});
+}
+
+TEST_CASE("pg: replica locks are per schema: two deployments in one database never wait for each other", "[pg][server]") {
+  if (!have_server()) return;
+  Scratch a, b;
+  auto open = [](const std::string& url) {
+    auto d = store::Db::open(url);
+    if (!d) FAIL(store::describe(d.error()));
+    return std::move(*d);
+  };
+  store::Db a1 = open(a.url()), a2 = open(a.url()), b1 = open(b.url());
+  auto got = store::try_lock(a1, "tollgate:events");
+  REQUIRE(got);
+  CHECK(*got);
+  got = store::try_lock(a2, "tollgate:events");  // the same schema: another replica
+  REQUIRE(got);
+  CHECK_FALSE(*got);
+  got = store::try_lock(b1, "tollgate:events");  // another deployment
+  REQUIRE(got);
+  CHECK(*got);
+  REQUIRE(store::unlock(a1, "tollgate:events"));
+  got = store::try_lock(a2, "tollgate:events");
+  REQUIRE(got);
+  CHECK(*got);
 }
