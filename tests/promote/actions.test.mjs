@@ -19,7 +19,7 @@ import http from "node:http";
 
 import YAML from "yaml";
 
-import { SKIP, diagnose, eventually, fileAt, mergeSourceChange, pulls, sql, startWorld } from "./world.mjs";
+import { SKIP, diagnose, eventually, fileAt, mergeSourceChange, pulls, sql, unfinishedJobs, startWorld } from "./world.mjs";
 
 const OLD_VALUES = "# the app in this environment\nimage:\n  repository: ghcr.io/acme/app\n  tag: old # set by tollgate\n";
 const valuesWith = (tag) => OLD_VALUES.replace("tag: old", `tag: ${tag}`);
@@ -167,8 +167,7 @@ test("(2) verification fails (http 500) with on_failure: rollback: revert PR ope
   const own = status.statuses.find((s) => s.context === "tollgate/dev");
   assert.equal(own?.state, "failure", JSON.stringify(status.statuses));
 
-  const stuck = sql(tollgate.db, "SELECT kind, state, last_error FROM jobs WHERE state <> 'done' AND kind <> 'timer'");
-  assert.deepEqual(stuck, [], "every side effect is done");
+  assert.deepEqual(await unfinishedJobs(tollgate.db), [], "every side effect is done");
   t.diagnostic(`runtime ${Date.now() - started} ms`);
   if (process.env.SHOW_AUDIT) for (const r of runs(tollgate)) t.diagnostic(`run ${r.id} ${r.status}\n${show(auditOf(tollgate, r.id))}`);
 });

@@ -34,7 +34,7 @@ import http from "node:http";
 import path from "node:path";
 
 
-import { ROOT, SKIP, WEBHOOK_SECRET, assertReleaseValues, diagnose, eventually, fileAt, mergeSourceChange, seed, sql, startGithost, startTollgate, tempDir, testDatabase, writeConfig } from "./world.mjs";
+import { ROOT, SKIP, WEBHOOK_SECRET, assertReleaseValues, diagnose, eventually, fileAt, mergeSourceChange, seed, sql, unfinishedJobs, startGithost, startTollgate, tempDir, testDatabase, writeConfig } from "./world.mjs";
 
 const PIPELINE = `version: 1
 pipelines:
@@ -794,8 +794,7 @@ for (const flavor of ["gitlab", "gitea"]) {
     for (const expected of ["run:queued->running", "dev:waiting->preparing", "dev:preparing->open", "dev:open->merging", "dev:merging->verifying", "dev:verifying->promoted", "run:running->succeeded"]) {
       assert.ok(moves.includes(expected), `audit has ${expected}: ${moves.join(", ")}`);
     }
-    const jobs = sql(tollgate.db, "SELECT kind, state, last_error FROM jobs WHERE state <> 'done'");
-    assert.deepEqual(jobs.filter((j) => j.kind !== "timer"), [], "every side effect is done");
+    assert.deepEqual(await unfinishedJobs(tollgate.db), [], "every side effect is done");
 
     // Later the host's own webhook for the promotion MR/PR's merge (by tollgate) arrives: the run
     // has ended; nothing changes and nothing new is sent.

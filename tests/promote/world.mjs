@@ -273,6 +273,20 @@ export async function startTollgate(t, dir, { configFile = path.join(dir, "tollg
   return server;
 }
 
+// The jobs (timers aside) that are not done, once those still pending or leased have had `ms` to
+// finish: a run ends before its last status update is written, so a check made as it ends can find
+// that write in flight (more so on a slow build, a sanitizer's).
+export async function unfinishedJobs(db, { ms = 20_000 } = {}) {
+  const query = "SELECT kind, stage, state, last_error FROM jobs WHERE state <> 'done' AND kind <> 'timer' ORDER BY id";
+  const deadline = Date.now() + ms;
+  let rows = sql(db, query);
+  while (rows.some((j) => j.state === "pending" || j.state === "leased") && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    rows = sql(db, query);
+  }
+  return rows;
+}
+
 // Polls `fn` until it returns a truthy value; fails with `what` (and the last value) after `ms`.
 export async function eventually(what, fn, { ms = 30_000, every = 100 } = {}) {
   const deadline = Date.now() + ms;
