@@ -116,9 +116,31 @@ ${stage("dev")}${stage("qa")}${stage("prod")}`;
 const STAGES = ["dev", "qa", "prod"];
 const values = (app) => `# ${app} in this environment\nimage:\n  repository: ghcr.io/acme/${app}\n  tag: old # set by tollgate\n`;
 
+// A request that failed before an answer (fetch's "fetch failed": the connection refused, reset
+// or closed under it, e.g. a kept-alive one the host closed as it was reused) is tried again, up
+// to 3 times, when it is idempotent (GET, PUT, DELETE), and said so; its cause joins the error.
+const networkError = (e) => e instanceof TypeError && e.message === "fetch failed";
+const describeError = (e) => (e?.cause ? `${e.message} (${e.cause.code ?? ""} ${e.cause.message ?? e.cause})` : String(e?.message ?? e));
+function retrying(call, label) {
+  return async (method, target, ...rest) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await call(method, target, ...rest);
+      } catch (e) {
+        if (!networkError(e)) throw e;
+        if (attempt >= 3 || !["GET", "PUT", "DELETE"].includes(method)) throw new Error(`${label} ${method} ${target}: ${describeError(e)}`, { cause: e });
+        log(`${label} ${method} ${target}: ${describeError(e)}; trying again`);
+        await sleep(200);
+      }
+    }
+  };
+}
+
 // The host, tollgate's account (quota raised: a benchmark must not hit the rate limit), alice, acme.
 async function host(t) {
-  const { child, info, admin } = await startGithost(t);
+  const started = await startGithost(t);
+  const { child, info } = started;
+  const admin = retrying(started.admin, "host admin");
   const bot = await admin("POST", "/users", { login: "tollgate-bot", x_access_token: true });
   const alice = await admin("POST", "/users", { login: "alice" });
   await admin("POST", "/orgs", { login: "acme" });
@@ -183,6 +205,17 @@ function cpuMs(pid, children = false) {
     return null;
   }
 }
+
+// The machine's CPU time (all cores, ms) from /proc/stat: busy (not idle or iowait) and total.
+function machineCpu() {
+  const f = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: (total - f[3] - f[4]) * 10, total: total * 10 };
+}
+const machineSince = (a) => {
+  const b = machineCpu();
+  return { busy_s: +((b.busy - a.busy) / 1000).toFixed(1), busy_share: +((b.busy - a.busy) / (b.total - a.total)).toFixed(2) };
+};
 
 // The machine's 1-minute load average, sampled every 2 s while a phase runs (it is shared: the
 // figures only compare when the load was alike).
@@ -411,10 +444,16 @@ async function runFloor(world, workers, tag) {
   await admin("DELETE", "/requests");
   const h0 = world.hostCpu();
   const s0 = world.hostSplit();
+  const d0 = cpuMs(process.pid, true);
+  const m0 = machineCpu();
   const load = loadSampler();
   const f = await floorRun({ info, bot, names, workers, tag });
   f.load_avg = load();
+  f.machine_cpu = machineSince(m0);
+  // the git CLI the floor runs is this process's children
+  f.driver_cpu_s = +((cpuMs(process.pid, true) - d0) / 1000).toFixed(1);
   f.host_cpu_s = +((world.hostCpu() - h0) / 1000).toFixed(1);
+  f.machine_cpu.other_s = +(f.machine_cpu.busy_s - f.host_cpu_s - f.driver_cpu_s).toFixed(1);
   f.host_cpu_split = world.splitSince(s0);
   f.api_requests = (await admin("GET", "/requests")).length;
   await admin("PUT", "/webhook", { url: null, ping: false });
@@ -479,7 +518,9 @@ async function pgWatch(db) {
   // Lock sampling: every 500 ms, per lock, how many of this schema's sessions hold it and wait for it.
   const keys = LOCKS.map((n) => `(${n.split("\n").map((p) => `'${p}'`).join(" || chr(10) || ")})`).join(", ");
   const sampleSql =
-    `WITH names(name) AS (VALUES ${keys}), k AS (SELECT name, hashtextextended(name, 0) AS key FROM names) ` +
+    // (a lock's key: its name's hash; since b26bfa2 the name is prefixed with the schema's, "t_.../")
+    `WITH names(name) AS (VALUES ${keys}), k AS (SELECT name, hashtextextended(name, 0) AS key FROM names ` +
+    "UNION ALL SELECT name, hashtextextended(COALESCE(current_schema(), '') || '/' || name, 0) FROM names) " +
     "SELECT COALESCE(k.name, 'other') AS lock, l.granted AS granted, COUNT(*) AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid " +
     "LEFT JOIN k ON l.classid::bigint = ((k.key >> 32) & 4294967295) AND l.objid::bigint = (k.key & 4294967295) " +
     `WHERE l.locktype = 'advisory' AND a.application_name = '${app}' GROUP BY 1, 2 ` +
@@ -519,7 +560,12 @@ async function pgWatch(db) {
       return {
         samples: samples.length,
         locks: Object.fromEntries(
-          Object.entries(out).map(([k, v]) => [k, k.startsWith("sessions ") ? { mean: +(v.holders / n).toFixed(2) } : { held_share: +(v.held / n).toFixed(2), mean_holders: +(v.holders / n).toFixed(2), mean_waiters: +(v.waiters / n).toFixed(2) }]),
+          Object.entries(out).map(([k, v]) => [
+            k,
+            k.startsWith("sessions ")
+              ? { mean: +(v.holders / n).toFixed(2) }
+              : { held_share: +(v.held / n).toFixed(2), mean_waiters: +(v.waiters / n).toFixed(2), waiters_while_held: v.held ? +(v.waiters / v.held).toFixed(2) : 0 },
+          ]),
         ),
       };
     },
@@ -555,7 +601,8 @@ async function tollgatePhase(t, world, setup, timeoutMs) {
   const cpu0 = servers.map((s) => cpuMs(s.pid));
   const hostCpu0 = world.hostCpu();
   const split0 = world.hostSplit();
-  const driver0 = process.cpuUsage();
+  const driver0 = cpuMs(process.pid, true); // with its reaped children (psql, python3)
+  const machine0 = machineCpu();
   const pg0 = pg ? await pg.stats() : null;
   pg?.sampler.start();
   const load = loadSampler();
@@ -580,7 +627,8 @@ async function tollgatePhase(t, world, setup, timeoutMs) {
   const cpu1 = servers.map((s) => cpuMs(s.pid));
   const hostCpu1 = world.hostCpu();
   const split1 = world.splitSince(split0);
-  const driver1 = process.cpuUsage(driver0);
+  const driver1 = cpuMs(process.pid, true) - driver0;
+  const machine1 = machineSince(machine0);
   const loadAvg = load();
   const peakRss = servers.map((s) => rssKb(s.pid, "VmHWM"));
   const wallS = (T1 - T0) / 1000;
@@ -762,6 +810,8 @@ async function tollgatePhase(t, world, setup, timeoutMs) {
   log(`throughput: ${setup.name}: checks: ${problems.length ? problems.slice(0, 20).join("; ") : "all runs succeeded, one PR per application and stage, each merged once, no duplicate comment, every values.yaml updated"}`);
   const byKind = {};
   for (const r of requests) byKind[requestKind(r)] = (byKind[requestKind(r)] ?? 0) + 1;
+  // What the machine's CPU did besides tollgate, the host, this script and PostgreSQL: other work.
+  machine1.other_s = +(machine1.busy_s - sum("cpu_s") - (hostCpu1 - hostCpu0) / 1000 - driver1 / 1000 - (database_figures?.server_cpu_s ?? 0)).toFixed(1);
   const result = {
     tollgate: {
       seconds: +wallS.toFixed(2),
@@ -776,8 +826,12 @@ async function tollgatePhase(t, world, setup, timeoutMs) {
       host_cpu_s: +((hostCpu1 - hostCpu0) / 1000).toFixed(1),
       host_cpu_split: split1,
       // the benchmark's own process (its polls, and with several replicas the forwarder)
-      driver_cpu_s: +((driver1.user + driver1.system) / 1e6).toFixed(1),
+      driver_cpu_s: +(driver1 / 1000).toFixed(1),
       load_avg: loadAvg,
+      // the whole machine's CPU over the phase: busy core-seconds and share of all cores (the
+      // figures above: tollgate, the host, the benchmark; PostgreSQL's in `database`; the rest is
+      // other work on the machine)
+      machine_cpu: machine1,
       api_requests: requests.length,
       api_requests_per_stage_total: +(requests.length / stages).toFixed(2),
       api_requests_per_stage: Object.fromEntries(Object.entries(byKind).map(([k, v]) => [k, +(v / stages).toFixed(2)])),
@@ -816,7 +870,7 @@ async function throughput({ apps, workers, timeoutMs, floor, floorMode, setups }
       Object.assign(res, await tollgatePhase(t, world, setup, timeoutMs));
       if (floor && (floorMode === "each" || i === setups.length - 1)) res.floor_after = await runFloor(world, workers, "after");
     } catch (e) {
-      res.error = String(e.stack ?? e);
+      res.error = `${describeError(e)}\n${e.stack ?? ""}`;
       log(`throughput: ${setup.name}: ${res.error}`);
     } finally {
       await t.close();

@@ -120,13 +120,15 @@ if "throughput" in d:
         for key, label in (("floor_before", "floor, just before"), ("floor_after", "floor, just after")):
             if key in s:
                 f = s[key]
-                print(f"{label}: {f['seconds']} s, {f['stages_per_min']} stages/min, {f.get('api_requests', '')} API requests, host CPU {f.get('host_cpu_s', '')} s ({split(f)}), load {f.get('load_avg', '')}")
+                print(f"{label}: {f['seconds']} s, {f['stages_per_min']} stages/min, {f.get('api_requests', '')} API requests, host CPU {f.get('host_cpu_s', '')} s ({split(f)}), load {f.get('load_avg', '')}, machine CPU busy {f.get('machine_cpu', {}).get('busy_share', 0)*100:.0f}% (other work {f.get('machine_cpu', {}).get('other_s')} s)")
         if "error" in s:
             print(f"**ERROR**: {s['error']}")
         g = s.get("tollgate")
         if not g:
             continue
-        print(f"tollgate: {g['api_requests']} API requests, errors {g['api_errors']}, {g['comments']} comments; its CPU {g['cpu_s']} s, the benchmark's own {g['driver_cpu_s']} s")
+        m = g.get("machine_cpu", {})
+        print(f"tollgate: {g['api_requests']} API requests, errors {g['api_errors']}, {g['comments']} comments; its CPU {g['cpu_s']} s, the benchmark's own {g['driver_cpu_s']} s; "
+              f"the machine's CPU {m.get('busy_s')} s busy ({m.get('busy_share', 0)*100:.0f}% of all cores; other work than this benchmark's {m.get('other_s')} s)")
         print("API requests per stage: " + ", ".join(f"{k} {v}" for k, v in sorted(g["api_requests_per_stage"].items())))
         e = g["engine"]
         print(f"engine per stage: {', '.join(f'{k} {v}' for k, v in e['per_stage'].items())}; consumed by kind {e['consumed']}; resync timers left pending {e['timers_pending']}")
