@@ -764,6 +764,9 @@ for (const flavor of ["gitlab", "gitea"]) {
     const pr = api.prs[0];
     assert.equal(pr.head, branch);
 
+    // Every side effect is done (the run ends before its last status update is written).
+    assert.deepEqual(await unfinishedJobs(tollgate.db), [], "every side effect is done");
+
     // The tollgate/dev status on the pushed head.
     const statuses = api.statuses.filter((s) => s.repo === "acme/env-dev" && s.name === "tollgate/dev");
     assert.ok(statuses.length >= 1, `tollgate/dev status set: ${JSON.stringify(api.statuses)}`);
@@ -794,7 +797,6 @@ for (const flavor of ["gitlab", "gitea"]) {
     for (const expected of ["run:queued->running", "dev:waiting->preparing", "dev:preparing->open", "dev:open->merging", "dev:merging->verifying", "dev:verifying->promoted", "run:running->succeeded"]) {
       assert.ok(moves.includes(expected), `audit has ${expected}: ${moves.join(", ")}`);
     }
-    assert.deepEqual(await unfinishedJobs(tollgate.db), [], "every side effect is done");
 
     // Later the host's own webhook for the promotion MR/PR's merge (by tollgate) arrives: the run
     // has ended; nothing changes and nothing new is sent.
