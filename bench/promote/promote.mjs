@@ -45,7 +45,7 @@
 //               replica led the events and the normaliser; on PostgreSQL the transactions
 //               (pg_stat_database: net of this script's own psql sessions, calibrated before
 //               tollgate starts, and of the idle replicas' rate, measured after), the server's CPU
-//               and the advisory locks held and waited for (pg_locks, every 500 ms). The pollers
+//               and the advisory locks held and waited for (pg_locks, every second). The pollers
 //               here use sqlAsync, so that the forwarder is never blocked behind a psql.
 //
 // Output: human-readable lines on stderr, one JSON object (all figures) on stdout.
@@ -164,7 +164,7 @@ function pct(xs, p) {
 
 // Waits for n runs to finish. `tollgate`: {q(query) -> rows (async), running(), stderr()}: one
 // process or several replicas on one database.
-async function waitRuns(tollgate, n, ms, onTick) {
+async function waitRuns(tollgate, n, ms, onTick, every = 200) {
   const deadline = Date.now() + ms;
   let rows = [];
   while (Date.now() < deadline) {
@@ -174,7 +174,7 @@ async function waitRuns(tollgate, n, ms, onTick) {
     const done = (by.succeeded ?? 0) + (by.failed ?? 0) + (by.aborted ?? 0) + (by.superseded ?? 0);
     if (done >= n) return by;
     if (!tollgate.running()) throw new Error(`tollgate exited: ${tollgate.stderr().split("\n").slice(-20).join("\n")}`);
-    await sleep(200);
+    await sleep(every);
   }
   throw new Error(`timed out after ${ms} ms waiting for ${n} runs to finish; runs: ${JSON.stringify(rows)}; unfinished jobs: ${JSON.stringify(
     await tollgate.q("SELECT kind, stage, state, attempts, last_error FROM jobs WHERE state <> 'done' AND kind <> 'timer' LIMIT 20"),
@@ -461,6 +461,11 @@ async function runFloor(world, workers, tag) {
   return f;
 }
 
+// How often the throughput part polls the store (runs finished, side effects done; on PostgreSQL
+// the lock samples). The times it reports come from the store (finished_at), not from the polls;
+// each poll is a python3 or psql process, CPU the machine's two cores would otherwise give tollgate.
+const POLL_MS = 1000;
+
 // ---- PostgreSQL's side of a setup: its counters, its CPU, and who holds or waits for tollgate's
 // advisory locks (docs/engine.md, "Several replicas on PostgreSQL").
 const LOCKS = ["tollgate:runs", "tollgate:intake", "tollgate:events", "tollgate:normalizer", ...STAGES.map((s) => `tollgate:repo\ngithub\nacme/env-${s}`)];
@@ -515,7 +520,7 @@ async function pgWatch(db) {
   for (let i = 0; i < 10; i++) await q("SELECT 1 AS one");
   const c1 = await stats();
   const perCall = (c1.xact_commit + c1.xact_rollback - c0.xact_commit - c0.xact_rollback) / (c1.calls - c0.calls);
-  // Lock sampling: every 500 ms, per lock, how many of this schema's sessions hold it and wait for it.
+  // Lock sampling: every POLL_MS, per lock, how many of this schema's sessions hold it and wait for it.
   const keys = LOCKS.map((n) => `(${n.split("\n").map((p) => `'${p}'`).join(" || chr(10) || ")})`).join(", ");
   const sampleSql =
     // (a lock's key: its name's hash; since b26bfa2 the name is prefixed with the schema's, "t_.../")
@@ -540,7 +545,7 @@ async function pgWatch(db) {
         } finally {
           busy = false;
         }
-      }, 500);
+      }, POLL_MS);
     },
     stop() {
       clearInterval(timer);
@@ -614,13 +619,13 @@ async function tollgatePhase(t, world, setup, timeoutMs) {
       lastLog = Date.now();
       log(`  ${((Date.now() - T0) / 1000).toFixed(0)} s: runs ${JSON.stringify(b)}, RSS ${servers.map((s) => rssKb(s.pid, "VmRSS")).join(" + ")} kB`);
     }
-  });
+  }, POLL_MS);
   const T1 = Number((await q("SELECT MAX(finished_at) AS t FROM runs"))[0].t);
   // Status updates give way to promotions when the workers are busy, so some finish after the
   // runs: wait for every side effect (not the leftover resync timers) to be done, and say when.
   while ((await q("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('pending', 'leased') AND kind <> 'timer'"))[0].n > 0) {
     if (Date.now() - T0 > timeoutMs) break;
-    await sleep(200);
+    await sleep(POLL_MS);
   }
   const Tdrained = Number((await q("SELECT MAX(finished_at) AS t FROM jobs WHERE kind <> 'timer'"))[0].t);
   const locks = pg?.sampler.stop();

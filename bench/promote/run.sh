@@ -22,7 +22,7 @@
 #                 ...:W    W workers per replica instead (e.g. pg3:2: 6 workers over 3 processes).
 #               With PostgreSQL also: transactions (pg_stat_database, net of the benchmark's own
 #               sessions and of the idle replicas), the server's CPU, and who holds or waits for
-#               tollgate's advisory locks (pg_locks, sampled every 500 ms); per replica: jobs done
+#               tollgate's advisory locks (pg_locks, sampled every second); per replica: jobs done
 #               (their lease owner), jobs started, deliveries answered, events / normaliser leader.
 #
 # Usage: bench/promote/run.sh            (from anywhere; needs node 20 + npm ci, git, lighttpd, python3;
@@ -139,7 +139,7 @@ if "throughput" in d:
         if db:
             print(f"PostgreSQL: {db['transactions']} transactions ({db['transactions_per_stage']} per stage, {db['transactions_per_s']}/s; raw {db['transactions_raw']}, less the benchmark's {db['harness_transactions']} and idle {db['idle_transactions_per_s']}/s), "
                   f"rollbacks {db['rollbacks']}; per transaction: statements {db['active_ms_per_transaction']} ms, inside transactions {db['in_transaction_ms_per_transaction']} ms, server CPU {db['server_cpu_ms_per_transaction']} ms; server CPU {db['server_cpu_s']} s; rows written {db['rows_written']}")
-            print(f"advisory locks ({db['locks']['samples']} samples every 500 ms): " + "; ".join(f"{k} {v}" for k, v in sorted(db["locks"]["locks"].items())))
+            print(f"advisory locks ({db['locks']['samples']} samples, one a second): " + "; ".join(f"{k} {v}" for k, v in sorted(db["locks"]["locks"].items())))
         if len(g["replicas"]) > 1:
             print("\n| replica | jobs done | jobs started | deliveries answered | events leader | normaliser leader | peak RSS MB | CPU s | warn / error lines |")
             print("|---|---:|---:|---:|---|---|---:|---:|---:|")
