@@ -32,6 +32,9 @@ import { SKIP, STORE } from "./world.mjs";
 
 const KILLS = Number(process.env.KILLS ?? 24);
 const RUNS = 12;
+// Each pass takes 35–70 s on an idle 2-core machine (the faults' retries make the second one the
+// longest); under ctest -j2 beside another suite, or a sanitizer's build, two to three times that.
+const TIMEOUT = 300_000;
 
 function assertInvariants({ figures, invariants, serverLogs }) {
   const summary = JSON.stringify(figures);
@@ -67,14 +70,14 @@ function assertInvariants({ figures, invariants, serverLogs }) {
 }
 
 test(`${KILLS} SIGKILLs during ${RUNS} runs dev → qa: every run completes, one PR per stage and run, merged once, no duplicate comments, audit without gaps`,
-  { skip: SKIP, timeout: 150_000 }, async (t) => {
+  { skip: SKIP, timeout: TIMEOUT }, async (t) => {
     const result = await runChaos(t, { kills: KILLS, runs: RUNS, settleMs: 60_000 });
     t.diagnostic(JSON.stringify(result.figures));
     assertInvariants(result);
   });
 
 test(`${KILLS} SIGKILLs with 20% of host calls failing (502, resets, secondary rate limits): the same holds`,
-  { skip: SKIP, timeout: 150_000 }, async (t) => {
+  { skip: SKIP, timeout: TIMEOUT }, async (t) => {
     const result = await runChaos(t, { kills: KILLS, runs: RUNS, faults: true, settleMs: 60_000 });
     t.diagnostic(JSON.stringify(result.figures));
     assert.ok(result.figures.faults_fired.reduce((n, f) => n + f.fired, 0) > 0, "host faults fired");
@@ -82,7 +85,7 @@ test(`${KILLS} SIGKILLs with 20% of host calls failing (502, resets, secondary r
   });
 
 test(`3 replicas on one PostgreSQL database, ${KILLS} SIGKILLs of random replicas during ${RUNS} runs: the same holds, and the work is spread over the replicas`,
-  { skip: SKIP || (STORE === "postgres" ? false : "runs with the suites on PostgreSQL (TOLLGATE_TEST_STORE=postgres: ctest promote_e2e_on_postgres)"), timeout: 150_000 }, async (t) => {
+  { skip: SKIP || (STORE === "postgres" ? false : "runs with the suites on PostgreSQL (TOLLGATE_TEST_STORE=postgres: ctest promote_e2e_on_postgres)"), timeout: TIMEOUT }, async (t) => {
     const result = await runChaos(t, { kills: KILLS, runs: RUNS, replicas: 3, settleMs: 60_000 });
     t.diagnostic(JSON.stringify(result.figures));
     assert.equal(result.figures.replicas, 3);

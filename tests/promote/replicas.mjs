@@ -80,7 +80,10 @@ export async function startForwarder(t, targets) {
     res.end(JSON.stringify({ error: "no tollgate replica answered" }));
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  t.after(() => new Promise((resolve) => server.close(resolve)));
+  t.after(() => {
+    server.closeAllConnections(); // one waiting for a replica that hangs would keep close() waiting
+    return new Promise((resolve) => server.close(resolve));
+  });
   return { url: `http://127.0.0.1:${server.address().port}/hooks/github`, stats };
 }
 

@@ -19,10 +19,20 @@ export const BIN = process.env.TOLLGATE_BIN;
 export const SKIP = BIN ? false : "TOLLGATE_BIN is not set: point it at a built tollgate binary";
 export const WEBHOOK_SECRET = "promotion e2e secret";
 
+// The tollgate processes running, by the directory they run in (startTollgate).
+const running = new Set();
+
+// A directory for one test, removed when the test ends (kept with KEEP_TMP). Hooks run in the order
+// they were added, so this one runs before those that kill the processes started later: the
+// tollgate processes that run in it are killed first, and it is removed once they have exited
+// (one still writing its mirrors would make the removal fail with ENOTEMPTY).
 export function tempDir(t, prefix = "tollgate-promote-") {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  t.after(() => {
-    if (!process.env.KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true });
+  t.after(async () => {
+    const inside = [...running].filter((s) => s.dir === dir || s.dir.startsWith(dir + path.sep));
+    for (const s of inside) s.kill("SIGKILL");
+    await Promise.all(inside.map((s) => s.exit));
+    if (!process.env.KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
   });
   return dir;
 }
@@ -217,6 +227,9 @@ export function writeConfig(dir, { apiUrl, token, kind = "github", name = "githu
 // the config's database (a URL, or the SQLite file's path). `env`: more environment variables.
 // The process is killed (SIGKILL, by pid) when the test ends unless it has exited by then.
 export async function startTollgate(t, dir, { configFile = path.join(dir, "tollgate.yaml"), threads = 2, env = {} } = {}) {
+  // A test that timed out has run its after hooks, but its body goes on: a process it started now
+  // would outlive the test and keep the test file from exiting.
+  if (t.signal?.aborted) throw new Error("the test has ended (timed out or cancelled): tollgate not started");
   const proc = spawn(BIN, ["serve", "--config", configFile, "--threads", String(threads)], {
     cwd: dir,
     stdio: ["ignore", "ignore", "pipe"],
@@ -229,12 +242,17 @@ export async function startTollgate(t, dir, { configFile = path.join(dir, "tollg
     db: databaseOf(configFile),
     logs: [], // parsed JSON lines (or {raw} for others)
     stderr: "",
-    exit: new Promise((resolve) => proc.on("exit", (code, signal) => resolve({ code, signal, at: Date.now() }))),
+    exit: new Promise((resolve) => {
+      proc.on("exit", (code, signal) => resolve({ code, signal, at: Date.now() }));
+      proc.on("error", (error) => resolve({ code: null, signal: null, error, at: Date.now() })); // did not start
+    }),
     running: () => proc.exitCode === null && proc.signalCode === null,
     kill(signal = "SIGKILL") {
       if (server.running()) process.kill(proc.pid, signal);
     },
   };
+  running.add(server);
+  server.exit.then(() => running.delete(server));
   t.after(() => server.kill("SIGKILL"));
   const lines = readline.createInterface({ input: proc.stderr });
   let onLine;
