@@ -1,5 +1,5 @@
 // Crash safety of the promotion engine: the end-to-end flow (source merges → dev → qa, auto merge,
-// qa soaking 1 s after dev: a timer) while `tollgate serve` is killed with SIGKILL at random moments and restarted, optionally with
+// qa soaking 3 s after dev: a timer) while `tollgate serve` is killed with SIGKILL at random moments and restarted, optionally with
 // host faults (5xx, connection resets, secondary rate limits). Shared by
 // tests/promote/chaos.test.mjs (CI: ~20 kills) and bench/chaos/run.sh (KILLS=200).
 //
@@ -66,7 +66,7 @@ pipelines:
         merge: auto
         gates:
           checks: none
-          soak: 1s
+          soak: 3s
 `;
 export const STAGES = [
   { name: "dev", repo: "acme/env-dev" },
@@ -390,7 +390,8 @@ export async function runChaos(t, opts = {}) {
   const timersFired = timers.filter((j) => j.state === "done").length;
   const timersTwice = [...twice.filter((a) => timerIds.has(Number(a.input.replace(/^job:/, "")))), ...finishedTwice.filter((f) => timerIds.has(f.job))];
   check(`no timer fired twice (${timersFired} fired)`, timersFired > 0 && timersTwice.length === 0,
-    timersFired ? `timers applied more than once: ${JSON.stringify(timersTwice)}` : `no timer fired (qa's soak: 1s sets one per run): ${JSON.stringify(timers)}`);
+    timersFired ? `timers applied more than once: ${JSON.stringify(timersTwice)}` : `no timer fired (qa's soak: 3s arms one when qa's gates are first evaluated less than 3 s after dev was promoted; ` +
+      `retries and restarts can delay that past the soak, but not for every run): ${JSON.stringify(timers)}`);
   check("no delivery or job result applied twice", twice.length === 0 && finishedTwice.length === 0,
     `inputs with audit entries at more than one time: ${JSON.stringify(twice)}; jobs logged "job finished" more than once: ${JSON.stringify(finishedTwice)}`);
   const failedJobs = sql(db, "SELECT id, run_id, kind, stage, attempts, last_error FROM jobs WHERE state = 'failed'");

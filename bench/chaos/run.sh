@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Crash-safety benchmark: the end-to-end promotion flow (source merges in acme/app → acme/env-dev →
-# acme/env-qa, auto merge, qa soaking 1 s, concurrency: queue) against the test Git host while
+# acme/env-qa, auto merge, qa soaking 3 s, concurrency: queue) against the test Git host while
 # `tollgate serve` is killed with SIGKILL KILLS times, 50–600 ms after each start (about half of the
 # kills aimed 0–20 ms into a job that just started), and restarted; then the same with 20% of host
 # API calls failing (502, connection resets, secondary rate limits). Two rounds:

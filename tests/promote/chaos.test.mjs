@@ -1,5 +1,5 @@
 // Crash safety (issue acceptance): the end-to-end flow — source merges in acme/app, each promoted
-// to acme/env-dev then acme/env-qa (auto merge, `checks: none`, qa soaking 1 s: a timer,
+// to acme/env-dev then acme/env-qa (auto merge, `checks: none`, qa soaking 3 s: a timer,
 // `concurrency: queue`) — while `tollgate serve` is killed with SIGKILL at random moments (50–600 ms
 // after each start, or, for about half of the kills, 0–20 ms after a job started) and
 // restarted on the same directory. Every run must complete with exactly one PR per stage and run,
