@@ -246,7 +246,8 @@ export async function startTollgate(t, dir, { configFile = path.join(dir, "tollg
       proc.on("exit", (code, signal) => resolve({ code, signal, at: Date.now() }));
       proc.on("error", (error) => resolve({ code: null, signal: null, error, at: Date.now() })); // did not start
     }),
-    running: () => proc.exitCode === null && proc.signalCode === null,
+    // (no pid: the spawn failed, there is nothing to kill)
+    running: () => proc.pid !== undefined && proc.exitCode === null && proc.signalCode === null,
     kill(signal = "SIGKILL") {
       if (server.running()) process.kill(proc.pid, signal);
     },
