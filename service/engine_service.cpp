@@ -994,7 +994,9 @@ struct EngineService::Impl {
                                   {"attempts", cj.attempts}, {"error", outcome.error}});
         break;
     }
-    if (cj.job.kind != pipeline::JobKind::timer || scheduled) {
+    // A job that will be retried has not finished: its next attempt logs that (the chaos tests
+    // count "job finished" once per job).
+    if (kind != ExecOutcome::Kind::retry && (cj.job.kind != pipeline::JobKind::timer || scheduled)) {
       log::info("job finished", {{"job", cj.id}, {"kind", pipeline::to_string(cj.job.kind)}, {"run", cj.run_id},
                                  {"stage", cj.job.stage}});
     }

@@ -675,3 +675,43 @@ test(
     });
   },
 );
+
+// Not in the issue; found by the chaos test. The host answers every POST of a comment with a 502
+// until the status comment's job has failed once (the job posts, looks for its comment, posts
+// again, then gives up) and is retried 5 s later. "job finished" is logged by the attempt that
+// finishes the job, never by one that failed and will be retried: logs (and the chaos tests' "no
+// job result applied twice") count finished jobs by it.
+test('a job that fails and will be retried does not log "job finished" for that attempt', { skip: SKIP, timeout: 120_000 }, async (t) => {
+  const { admin, tollgate } = await startWorld(t, { pipeline: pipeline() });
+  await admin("PUT", "/faults", { kind: "status", status: 502, method: "POST", path: "/issues/\\d+/comments$" });
+  await mergeSourceChange(admin);
+  await eventually("a job to fail and be retried", () => tollgate.stderr.includes('"msg":"job will be retried"'), { ms: 30_000 }).catch(
+    withDiagnosis(tollgate),
+  );
+  await admin("DELETE", "/faults");
+  await eventually("the run to succeed", () => runs(tollgate).find((r) => r.status === "succeeded"), { ms: 30_000 }).catch(
+    withDiagnosis(tollgate),
+  );
+  assert.deepEqual(await unfinishedJobs(tollgate.db), [], "every side effect is done");
+  const lines = tollgate.stderr
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l));
+  const retried = lines.filter((l) => l.msg === "job will be retried");
+  assert.equal(retried.length, 1, `one job was retried:\n${JSON.stringify(retried)}`);
+  // The retry may run (and log "job finished" then) or be made moot by a newer revision of the
+  // comment (and log nothing); the failed attempt itself never logs it.
+  const job = retried[0].job;
+  const retryAt = lines.indexOf(retried[0]);
+  const finishedAt = lines.flatMap((l, i) => (l.msg === "job finished" && l.job === job ? [i] : []));
+  assert.ok(finishedAt.length <= 1, `job ${job} logged "job finished" ${finishedAt.length} times`);
+  for (const i of finishedAt) {
+    assert.ok(
+      i > retryAt && lines.slice(retryAt, i).some((l) => l.msg === "job started" && l.job === job),
+      `job ${job}'s "job finished" comes from an attempt after the failed one:\n${lines
+        .filter((l) => l.job === job)
+        .map((l) => JSON.stringify(l))
+        .join("\n")}`,
+    );
+  }
+});
