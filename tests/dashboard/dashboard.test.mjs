@@ -84,6 +84,20 @@ async function openPage(browser, problems, name, options, expected = null) {
   return page;
 }
 
+// A screenshot of one element (an artifact, not a check). The live view may replace the element
+// while it is taken (an event that arrives after the run ended re-renders the pipeline): take it
+// again from the element now there.
+async function screenshotOf(locator, file) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await locator.screenshot({ path: file });
+    } catch (e) {
+      if (attempt >= 5 || !/not attached to the DOM/.test(e.message)) throw e;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}
+
 // Waits for `selector` on `page`; on a timeout, fails with what tollgate was doing and a screenshot.
 async function see(page, tollgate, selector, what, ms = 30_000) {
   try {
@@ -135,7 +149,7 @@ test("(1) the dashboard follows a run live: merge, qa open, approval by API, qa 
   const run = await (await fetch(`${base}api/v1/runs/${runId}`)).json();
   assert.equal(await page.textContent("[data-testid=stage-node][data-stage=qa] [data-testid=stage-version]"), run.version, "qa shows the run's version");
   assert.equal(await page.evaluate(() => window.__dashboardMarker), marker, "the page was updated in place, never reloaded");
-  await page.locator("[data-testid=pipeline][data-pipeline=app]").screenshot({ path: path.join(ARTIFACTS, "dashboard-pipeline.png") });
+  await screenshotOf(page.locator("[data-testid=pipeline][data-pipeline=app]"), path.join(ARTIFACTS, "dashboard-pipeline.png"));
 
   // The run view: gates with bob's approval, the PR links, the timeline.
   await page.click(`[data-testid=run-row][data-run="${runId}"] .run-link`);
