@@ -92,6 +92,8 @@ tl::expected<int, std::string> migrate(store::Db& db) {
 tl::expected<std::unique_ptr<Inbox>, std::string> Inbox::open(const InboxOptions& options) {
   std::unique_ptr<Inbox> inbox(new Inbox());
   inbox->options_ = options;
+  if (!options.batch_target) inbox->options_.batch_target = options.synchronous_full ? 32 : 64;
+  if (!options.batch_delay) inbox->options_.batch_delay = std::chrono::microseconds(options.synchronous_full ? 1000 : 2000);
   auto fail = [&](const store::Error& e) {
     return tl::unexpected("database '" + store::redact(options.path) + "': " + describe(e));
   };
@@ -167,7 +169,7 @@ void Inbox::store(StoredDelivery delivery, std::function<void(StoreResult, const
       queue_.push_back({std::move(delivery), std::move(done)});
       // The writer sleeps either idle (an empty queue) or collecting a batch (it wants
       // batch_target): waking it for every delivery in between would only cost futex calls.
-      if (queue_.size() == 1 || queue_.size() == options_.batch_target) wake_.notify_one();
+      if (queue_.size() == 1 || queue_.size() == *options_.batch_target) wake_.notify_one();
       return;
     }
   }
@@ -235,9 +237,9 @@ void Inbox::writer_loop() {
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !outcome_queue_.empty() || !work_queue_.empty(); });
       if (queue_.empty() && outcome_queue_.empty() && work_queue_.empty() && stopping_) return;
       // Under load (the last commit ended a moment ago), let the batch fill up a little.
-      if (!stopping_ && !queue_.empty() && queue_.size() < options_.batch_target &&
-          std::chrono::steady_clock::now() - last_commit < options_.batch_delay) {
-        wake_.wait_for(lock, options_.batch_delay, [&] { return stopping_ || queue_.size() >= options_.batch_target; });
+      if (!stopping_ && !queue_.empty() && queue_.size() < *options_.batch_target &&
+          std::chrono::steady_clock::now() - last_commit < *options_.batch_delay) {
+        wake_.wait_for(lock, *options_.batch_delay, [&] { return stopping_ || queue_.size() >= *options_.batch_target; });
       }
       // Everything that arrived while the last commit was on disk goes into this one.
       while (!queue_.empty() && batch.size() < options_.max_batch) {

@@ -28,11 +28,12 @@ struct InboxOptions {
   // Group commit under load: once a commit has just finished and fewer than `batch_target`
   // deliveries wait, the writer waits up to `batch_delay` for more before the next commit. Larger
   // commits write each shared page (the index's, the last table page) once for many deliveries.
-  // An idle inbox commits a lone delivery at once. 64 / 2 ms against 32 / 1 ms, interleaved
-  // pairs at 64 connections: ~9% less CPU per delivery, p99 8.6 -> 6.8 ms (bench/RESULTS.md).
-  // Under synchronous=FULL serve keeps 32 / 1 ms: there the fsync of each commit is the wait.
-  std::size_t batch_target = 64;
-  std::chrono::microseconds batch_delay{2000};
+  // An idle inbox commits a lone delivery at once. Unset: chosen by durability (bench/RESULTS.md):
+  // NORMAL 64 / 2 ms (against 32 / 1 ms in interleaved pairs at 64 connections: ~9% less CPU per
+  // delivery, p99 8.6 -> 6.8 ms); FULL 32 / 1 ms, where the fsync of each commit is the wait and
+  // a longer one only leaves the disk idle (~15% more than 64 / 2 ms).
+  std::optional<std::size_t> batch_target{};
+  std::optional<std::chrono::microseconds> batch_delay{};
   std::function<void()> on_commit{};  // after each commit that stored something (writer thread)
   std::int64_t wal_soft_limit = 8 << 20;         // WAL bytes that wake the checkpointer
   std::int64_t wal_hard_limit = std::int64_t{1} << 30;  // WAL bytes past which the writer checkpoints itself

@@ -156,12 +156,6 @@ int run_serve(const std::string& config_path, unsigned threads) {
   InboxOptions inbox_options{.path = config->database,
                              .synchronous_full = config->intake.sqlite_synchronous == "full",
                              .on_commit = [&normalizer] { normalizer.nudge(); }};
-  if (inbox_options.synchronous_full) {
-    // Each commit waits for an fsync, and that is when the next batch gathers: waiting longer
-    // after it only leaves the disk idle (32 / 1 ms did ~15% more than 64 / 2 ms, bench/RESULTS.md).
-    inbox_options.batch_target = 32;
-    inbox_options.batch_delay = std::chrono::microseconds(1000);
-  }
   auto inbox = Inbox::open(inbox_options);
   if (!inbox) {
     log::error("cannot open the inbox", {{"error", inbox.error()}});
