@@ -61,6 +61,7 @@ struct Options {
   double grace = 5.0;     // after the duration, wait this long for requests in flight
   bool json = false;
   std::string run_id;  // 8 hex digits: the first group of every delivery id
+  bool scattered_ids = false;  // --ids scattered
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -117,6 +118,9 @@ void usage() {
       "  --timeout SECONDS    10 per request (then counted as an error, connection reopened)\n"
       "  --grace SECONDS      5\n"
       "  --run-id HEX8        first group of the delivery ids (default: random)\n"
+      "  --ids ORDER          sequential (default): COUNTER counts up; scattered: COUNTER is the count\n"
+      "                       through a bijection of 48 bits, so ids are still distinct but arrive in\n"
+      "                       no order, like the random GUIDs real hosts send\n"
       "  --json               print one JSON object instead of text\n"
       "Every request carries X-GitHub-Delivery RUNID-0000-4000-8000-COUNTER (COUNTER: 12 hex digits).");
 }
@@ -149,6 +153,11 @@ Options parse(int argc, char** argv) {
     else if (a == "--timeout") o.timeout = std::atof(value(i).c_str());
     else if (a == "--grace") o.grace = std::atof(value(i).c_str());
     else if (a == "--run-id") o.run_id = value(i);
+    else if (a == "--ids") {
+      const std::string v = value(i);
+      if (v != "sequential" && v != "scattered") die("--ids must be sequential or scattered");
+      o.scattered_ids = v == "scattered";
+    }
     else if (a == "--json") o.json = true;
     else if (a == "--help" || a == "-h") {
       usage();
@@ -236,6 +245,17 @@ struct Conn {
   bool busy = false;    // a request is in flight
   bool sending = false;  // part of it is still unsent
 };
+
+// A bijection of the 48-bit counter space (odd multipliers and an xor-shift, each invertible
+// modulo 2^48): distinct counters stay distinct, consecutive ones land far apart.
+std::uint64_t scatter48(std::uint64_t x) {
+  constexpr std::uint64_t mask = (std::uint64_t{1} << 48) - 1;
+  x = (x * 0x9E3779B97F4Bull) & mask;
+  x ^= x >> 23;
+  x = (x * 0xC2B2AE3D27D5ull) & mask;
+  x ^= x >> 21;
+  return x;
+}
 
 void hex12(char* out, std::uint64_t v) {
   static const char* hex = "0123456789abcdef";
@@ -423,6 +443,7 @@ class Worker {
       }
     }
     std::uint64_t id = sh_.counter.fetch_add(1, std::memory_order_relaxed);
+    if (sh_.opt->scattered_ids) id = scatter48(id);
     hex12(c.req.data() + sh_.tmpl->counter_offset, id);
     c.sent = 0;
     c.in_len = 0;

@@ -5,7 +5,10 @@
 #   ceiling         bench_ceiling: Beast + coroutines, reads, checks the HMAC, answers 202, nothing else
 #   peer            bench/ingest/peer.mjs: Node + @octokit/webhooks@14, verify + parse, 202, no storage
 #   tollgate        tollgate serve, every 202 committed to SQLite (WAL, synchronous=NORMAL)
-#   tollgate-full   the same with intake.sqlite_synchronous: full (power-loss durability)
+#   tollgate-scattered  the same, with delivery ids in no order (bench_loadgen --ids scattered), as
+#                   real hosts send them (random GUIDs): every delivery then lands on its own page of
+#                   the (host, delivery id) index, where counting ids land on the index's last page
+#   tollgate-full   the same as tollgate with intake.sqlite_synchronous: full (power-loss durability)
 # For each: start it, record idle RSS, warm up, run the generator, record peak RSS and CPU, (tollgate:
 # wait for the normalisation backlog to be worked off, and report it — first round only), stop it.
 # The servers run in turn, ROUNDS times over (ceiling, peer, tollgate, tollgate-full, ceiling, ...),
@@ -15,7 +18,8 @@
 # tollgate's database holds exactly as many deliveries as it answered 202 (every round).
 #
 # Usage: bench/ingest/run.sh            (from anywhere; needs g++, cmake, ninja, node + npm ci)
-# Environment: CONNECTIONS=64 DURATION=10 WARMUP=2 (seconds) ROUNDS=3 SERVERS="ceiling peer tollgate tollgate-full"
+# Environment: CONNECTIONS=64 DURATION=10 WARMUP=2 (seconds) ROUNDS=3
+#   SERVERS="ceiling peer tollgate tollgate-scattered tollgate-full"
 #   SERVER_THREADS (ceiling and tollgate I/O threads; default: their own default, one per core)
 #   TOLLGATE_THREADS (tollgate only; overrides SERVER_THREADS)
 #   LOADGEN_THREADS=1  BUILD_DIR=build-bench  JOBS=2  NO_BUILD=1 (skip the build)  KEEP=1 (keep the temp dir)
@@ -27,7 +31,7 @@ root=$PWD
 connections=${CONNECTIONS:-64}
 duration=${DURATION:-10}
 warmup=${WARMUP:-2}
-servers=${SERVERS:-"ceiling peer tollgate tollgate-full"}
+servers=${SERVERS:-"ceiling peer tollgate tollgate-scattered tollgate-full"}
 rounds=${ROUNDS:-3}
 loadgen_threads=${LOADGEN_THREADS:-1}
 # Release (-O3). A build directory of its own: build/ is the CI-style RelWithDebInfo -Werror
@@ -94,11 +98,11 @@ wait_port() {
 }
 rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-loadgen_run() {  # port seconds out.json
+loadgen_run() {  # port seconds out.json [sequential|scattered]
   run_no=$((run_no + 1))
   "$loadgen" --port "$1" --path /hooks/github --connections "$connections" --threads "$loadgen_threads" \
     --duration "$2" --body "$work/body.json" --secret-file "$work/secret" --event pull_request \
-    --run-id "$(printf '%s%02x' "$run_base" "$run_no")" --json > "$3" || true
+    --ids "${4:-sequential}" --run-id "$(printf '%s%02x' "$run_base" "$run_no")" --json > "$3" || true
 }
 
 start_server() {  # name dir -> sets server_pid, server_out
@@ -112,7 +116,7 @@ start_server() {  # name dir -> sets server_pid, server_out
     peer)
       node bench/ingest/peer.mjs --secret-file "$work/secret" 0 >"$server_out" 2>&1 &
       ;;
-    tollgate | tollgate-full)
+    tollgate | tollgate-scattered | tollgate-full)
       cp "$work/secret" "$dir/webhook-secret"
       {
         echo "listen: 127.0.0.1:0"
@@ -168,11 +172,13 @@ for name in $servers; do
   fi
   sleep 0.5
   idle=$(rss_kb "$server_pid" VmRSS)
-  loadgen_run "$port" "$warmup" "$dir/warmup.json"
+  ids=sequential
+  [ "$name" = tollgate-scattered ] && ids=scattered
+  loadgen_run "$port" "$warmup" "$dir/warmup.json" "$ids"
   sleep 0.5
   load_before=$(cut -d' ' -f1 /proc/loadavg)
   t0=$(cpu_ticks "$server_pid")
-  loadgen_run "$port" "$duration" "$dir/run.json"
+  loadgen_run "$port" "$duration" "$dir/run.json" "$ids"
   t1=$(cpu_ticks "$server_pid")
   peak=$(rss_kb "$server_pid" VmHWM)
   after=$(rss_kb "$server_pid" VmRSS)
@@ -266,7 +272,7 @@ print(" includes the loopback TCP work the kernel does inside its send(). load a
 
 print()
 peer, ceil = m.get("peer"), m.get("ceiling")
-for n in ("tollgate", "tollgate-full"):
+for n in ("tollgate", "tollgate-scattered", "tollgate-full"):
     if n not in m: continue
     t = m[n]
     parts = []
@@ -292,7 +298,7 @@ for n in ("tollgate", "tollgate-full"):
 
 print()
 bad = False
-for n in ("tollgate", "tollgate-full"):
+for n in ("tollgate", "tollgate-scattered", "tollgate-full"):
     if n not in res: continue
     for k, x in enumerate(res[n]):
         answered = sum(int(v) for key, v in list(x["warm"]["status"].items()) + list(x["run"]["status"].items()) if key == "202")
