@@ -11,7 +11,7 @@
 #   tollgate-full   the same as tollgate with intake.sqlite_synchronous: full (power-loss durability)
 # For each: start it, record idle RSS, warm up, run the generator, record peak RSS and CPU, (tollgate:
 # wait for the normalisation backlog to be worked off, and report it — first round only), stop it.
-# The servers run in turn, ROUNDS times over (ceiling, peer, tollgate, tollgate-full, ceiling, ...),
+# The servers run in turn, ROUNDS times over (ceiling, peer, tollgate, tollgate-scattered, tollgate-full, ceiling, ...),
 # so that a slow spell of this shared machine does not land on one server only; the figures are
 # each server's medians over the rounds, and the ratios are taken from the medians.
 # Afterwards: a table per round and of the medians, the ratios, the targets, and a check that
