@@ -1,13 +1,20 @@
 #include "service/inbox.hpp"
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <future>
 #include <string_view>
 #include <tuple>
+#include <unordered_map>
+#include <utility>
 
 #include "service/log.hpp"
 #include "service/migrations.hpp"
@@ -47,10 +54,202 @@ void log_store(const StoredDelivery& d, StoreResult result, const std::string& e
                     {{"delivery", d.delivery_id}, {"event", d.event}, {"host", d.host}, {"ms", ms}, {"repo", d.repo}});
 }
 
+
+// Keys (below) holds the latest delivery keys in memory, so a second inbox on the same SQLite
+// database would not recognise this one's recent deliveries and could store a redelivery twice.
+// The first inbox therefore holds an exclusive lock on <database>.lock (with its pid inside) and a
+// second fails at start, naming the holder. The lock goes with the process, however it ends.
+tl::expected<int, std::string> lock_database(const std::string& path) {
+  if (path.empty() || path == ":memory:") return -1;
+  const std::string lock_path = path + ".lock";
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return tl::unexpected("database '" + path + "': cannot open its lock file '" + lock_path + "': " + std::strerror(errno));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    std::array<char, 32> pid{};
+    const ssize_t n = ::pread(fd, pid.data(), pid.size() - 1, 0);
+    ::close(fd);
+    std::string holder = n > 0 ? std::string(pid.data(), static_cast<std::size_t>(n)) : std::string();
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    if (err == EWOULDBLOCK) {
+      return tl::unexpected("database '" + path + "' is in use by another tollgate" + (holder.empty() ? "" : " (pid " + holder + ")") +
+                            ", which holds '" + lock_path + "': stop it first or give this one another database (one tollgate per " +
+                            "SQLite database; several replicas share a PostgreSQL database)");
+    }
+    return tl::unexpected("database '" + path + "': cannot lock '" + lock_path + "': " + std::strerror(err));
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    // Only the pid in the message of a second tollgate is lost; the lock holds.
+  }
+  return fd;
+}
+
 }  // namespace
+
+// SQLite's replay detection. Delivery ids from the hosts are GUIDs in no order, so a UNIQUE index
+// on (host, delivery_id) put each delivery on an index leaf of its own: one whole page written to
+// the WAL, and again by the checkpoint, per delivery, which halved intake (bench/RESULTS.md,
+// 2026-11-27). Instead the keys live in three places, newest last:
+//  - delivery_keys (WITHOUT ROWID, keyed by host and id): every delivery up to `through`
+//    (delivery_keys_merged);
+//  - run_: the keys of the deliveries after `through` up to run_through_, sorted, being merged
+//    into delivery_keys `key_chunk` at a time in the writer's commits. Sorted, consecutive chunks
+//    touch consecutive leaves, so a run writes each leaf about once instead of once per key; its
+//    last chunk moves `through` to run_through_ in the same transaction;
+//  - recent_: the keys of the later deliveries, in memory; `key_run` of them become the next run.
+// A crash loses only what memory holds, and every key after `through` is read back from the
+// deliveries table at start. Memory stays under about 2 x key_run keys. This needs the inbox to be
+// the only writer of the database (Inbox::open takes a lock file). Only the writer thread uses it.
+class Inbox::Keys {
+ public:
+  static tl::expected<std::unique_ptr<Keys>, store::Error> load(store::Db& db, const InboxOptions& options) {
+    std::unique_ptr<Keys> k(new Keys());
+    k->run_size_ = std::max<std::size_t>(options.key_run, 1);
+    auto through = db.prepare("SELECT through FROM delivery_keys_merged WHERE id = 1");
+    if (!through) return tl::unexpected(through.error());
+    auto row = through->step();
+    if (!row) return tl::unexpected(row.error());
+    if (*row) k->through_ = through->int64(0);
+    through->reset();
+    auto later = db.prepare("SELECT id, host, delivery_id FROM deliveries WHERE id > ? ORDER BY id");
+    if (!later) return tl::unexpected(later.error());
+    later->bind(1, k->through_);
+    while (true) {
+      auto r = later->step();
+      if (!r) return tl::unexpected(r.error());
+      if (!*r) break;
+      k->recent_.emplace(key_of(later->text(1), later->text(2)), later->int64(0));
+    }
+    later->reset();
+    auto find = db.prepare("SELECT delivery FROM delivery_keys WHERE host = ? AND delivery_id = ?");
+    if (!find) return tl::unexpected(find.error());
+    k->find_ = std::move(*find);
+    auto insert = db.prepare("INSERT INTO delivery_keys (host, delivery_id, delivery) VALUES (?, ?, ?) ON CONFLICT DO NOTHING");
+    if (!insert) return tl::unexpected(insert.error());
+    k->insert_ = std::move(*insert);
+    auto advance = db.prepare("INSERT INTO delivery_keys_merged (id, through) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET through = excluded.through");
+    if (!advance) return tl::unexpected(advance.error());
+    k->advance_ = std::move(*advance);
+    if (k->recent_.size() >= k->run_size_) k->start_run();
+    return k;
+  }
+
+  // Whether a delivery with this key is stored (or staged in the open transaction).
+  [[nodiscard]] tl::expected<bool, store::Error> known(const std::string& host, const std::string& delivery_id) {
+    std::string key = key_of(host, delivery_id);
+    if (recent_.count(key) != 0) return true;
+    if (std::binary_search(run_.begin(), run_.end(), std::pair<std::string, std::int64_t>{key, 0}, by_key)) return true;
+    find_->reset();
+    find_->bind(1, host).bind(2, delivery_id);
+    auto row = find_->step();
+    find_->reset();
+    if (!row) return tl::unexpected(row.error());
+    return *row;
+  }
+
+  // A delivery stored in the open transaction.
+  void stage(const std::string& host, const std::string& delivery_id, std::int64_t delivery) {
+    auto [at, added] = recent_.emplace(key_of(host, delivery_id), delivery);
+    if (added) staged_.push_back(at->first);
+  }
+
+  // Writes up to `limit` keys of the run into delivery_keys in the open transaction; with the
+  // run's last, moves `through` past it.
+  [[nodiscard]] tl::expected<void, store::Error> merge(std::size_t limit) {
+    const std::size_t end = std::min(run_.size(), merged_ + limit);
+    for (std::size_t i = merged_; i < end; ++i) {
+      const std::string& key = run_[i].first;
+      const std::size_t cut = key.find('\0');
+      insert_->reset();
+      insert_->bind(1, std::string_view(key).substr(0, cut)).bind(2, std::string_view(key).substr(cut + 1)).bind(3, run_[i].second);
+      if (auto s = insert_->step(); !s) {
+        insert_->reset();
+        return tl::unexpected(s.error());
+      }
+    }
+    insert_->reset();
+    if (!run_.empty() && end == run_.size()) {
+      advance_->reset();
+      advance_->bind(1, run_through_);
+      auto s = advance_->step();
+      advance_->reset();
+      if (!s) return tl::unexpected(s.error());
+    }
+    staged_merged_ = end;
+    return {};
+  }
+
+  void committed() {
+    staged_.clear();
+    merged_ = staged_merged_;
+    if (!run_.empty() && merged_ == run_.size()) {
+      through_ = run_through_;
+      run_ = {};  // gives the memory back
+      merged_ = staged_merged_ = 0;
+    }
+    if (run_.empty() && recent_.size() >= run_size_) start_run();
+  }
+
+  void rolled_back() {
+    for (const auto& key : staged_) recent_.erase(key);
+    staged_.clear();
+    staged_merged_ = merged_;
+  }
+
+  // Idle: the keys held in memory become a run, however few.
+  void start_run_now() {
+    if (run_.empty() && !recent_.empty()) start_run();
+  }
+  [[nodiscard]] bool unmerged() const { return !run_.empty() || !recent_.empty(); }
+  [[nodiscard]] std::size_t count() const { return run_.size() - merged_ + recent_.size(); }
+
+ private:
+  Keys() = default;
+  // host and id, NUL between (neither holds one: a host name from the configuration, an id from a
+  // header): sorts as delivery_keys' primary key does, host first, bytes compared unsigned.
+  static std::string key_of(std::string_view host, std::string_view delivery_id) {
+    std::string key;
+    key.reserve(host.size() + 1 + delivery_id.size());
+    key.append(host).push_back('\0');
+    key.append(delivery_id);
+    return key;
+  }
+  static bool by_key(const std::pair<std::string, std::int64_t>& a, const std::pair<std::string, std::int64_t>& b) {
+    return a.first < b.first;
+  }
+  void start_run() {
+    run_.reserve(recent_.size());
+    run_through_ = through_;
+    for (auto& [key, delivery] : recent_) {
+      run_through_ = std::max(run_through_, delivery);
+      run_.emplace_back(key, delivery);
+    }
+    recent_ = {};
+    std::sort(run_.begin(), run_.end(), by_key);
+    merged_ = staged_merged_ = 0;
+  }
+
+  std::size_t run_size_ = 16384;
+  std::int64_t through_ = 0;
+  std::unordered_map<std::string, std::int64_t> recent_;
+  std::vector<std::string> staged_;  // keys added to recent_ by the open transaction
+  std::vector<std::pair<std::string, std::int64_t>> run_;
+  std::int64_t run_through_ = 0;
+  std::size_t merged_ = 0;         // run_[0, merged_) is committed to delivery_keys
+  std::size_t staged_merged_ = 0;  // ... and up to here once the open transaction commits
+  std::optional<store::Stmt> find_;
+  std::optional<store::Stmt> insert_;
+  std::optional<store::Stmt> advance_;
+};
 
 tl::expected<int, std::string> migrate(store::Db& db) {
   if (auto* pg = db.postgres()) return pg::migrate(*pg);
+  // A migration that rebuilds a table (0005) drops the old one while other tables still refer to
+  // it: foreign keys stay off here (Inbox::open turns them on afterwards and checks them).
+  if (auto r = db.exec("PRAGMA foreign_keys=OFF"); !r) return tl::unexpected("cannot configure the connection: " + describe(r.error()));
   if (auto r = db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
                        "applied_at INTEGER NOT NULL)");
       !r) {
@@ -97,13 +296,22 @@ tl::expected<std::unique_ptr<Inbox>, std::string> Inbox::open(const InboxOptions
   auto fail = [&](const store::Error& e) {
     return tl::unexpected("database '" + store::redact(options.path) + "': " + describe(e));
   };
+  if (!store::is_postgres(options.path)) {
+    if (auto lock = lock_database(options.path); !lock) {
+      return tl::unexpected(lock.error());
+    } else {
+      inbox->lock_fd_ = *lock;
+    }
+  }
   auto db = store::Db::open(options.path);
   if (!db) return fail(db.error());
   // 32 KiB pages (a new database only; SQLite's default is 4 KiB): a commit of 16-32 deliveries
   // of ~3.6 KB each is a few WAL frames instead of ~20, i.e. a few pwrite calls (two per frame)
   // and a few page copies for the checkpointer; measured best of 4-64 KiB (bench/RESULTS.md).
   const bool lite = db->kind() == store::Kind::sqlite;
-  for (const char* pragma : {"PRAGMA page_size=32768", "PRAGMA journal_mode=WAL", "PRAGMA foreign_keys=ON",
+  // Foreign keys are turned on after the migrations: a migration that rebuilds a table (0005) must
+  // drop the old one while other tables still refer to it; the references are checked afterwards.
+  for (const char* pragma : {"PRAGMA page_size=32768", "PRAGMA journal_mode=WAL",
                              // Checkpoints run on their own thread (checkpointer_loop), never inside
                              // a commit that deliveries are waiting for.
                              "PRAGMA wal_autocheckpoint=0", "PRAGMA journal_size_limit=67108864",
@@ -115,14 +323,30 @@ tl::expected<std::unique_ptr<Inbox>, std::string> Inbox::open(const InboxOptions
   if (!version) return tl::unexpected("database '" + store::redact(options.path) + "': " + version.error());
   inbox->schema_version_ = *version;
   if (lite) {
+    if (auto r = db->exec("PRAGMA foreign_keys=ON"); !r) return fail(r.error());
+    auto check = db->prepare("PRAGMA foreign_key_check");
+    if (!check) return fail(check.error());
+    if (auto row = check->step(); !row) {
+      return fail(row.error());
+    } else if (*row) {
+      return tl::unexpected("database '" + store::redact(options.path) + "': table " + check->text(0) + " row " +
+                            std::to_string(check->int64(1)) + " refers to a missing row of " + check->text(2) +
+                            "; restore the database from a backup");
+    }
+    check->reset();
     if (auto ps = db->prepare("PRAGMA page_size"); ps) {
       if (auto row = ps->step(); row && *row) inbox->page_size_ = std::max<std::int64_t>(ps->int64(0), 512);
     }
+    auto keys = Keys::load(*db, inbox->options_);
+    if (!keys) return tl::unexpected("database '" + store::redact(options.path) + "': cannot read the delivery keys: " + describe(keys.error()));
+    inbox->keys_ = std::move(*keys);
   }
-  auto insert = db->prepare(
-      "INSERT INTO deliveries (host, delivery_id, event, repo, received_at, body, body_encoding, body_size) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-      "ON CONFLICT (host, delivery_id) DO NOTHING");
+  // SQLite: Keys recognises a redelivery before the insert; PostgreSQL: the UNIQUE constraint.
+  auto insert = db->prepare(lite ? "INSERT INTO deliveries (host, delivery_id, event, repo, received_at, body, body_encoding, body_size) "
+                                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                                 : "INSERT INTO deliveries (host, delivery_id, event, repo, received_at, body, body_encoding, body_size) "
+                                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                                   "ON CONFLICT (host, delivery_id) DO NOTHING");
   if (!insert) return fail(insert.error());
   inbox->insert_ = std::move(*insert);
   auto insert_outcome = db->prepare(
@@ -160,7 +384,22 @@ tl::expected<std::unique_ptr<Inbox>, std::string> Inbox::open(const InboxOptions
   return inbox;
 }
 
-Inbox::~Inbox() { stop(); }
+Inbox::Inbox() = default;
+
+Inbox::~Inbox() {
+  stop();
+  // The connections close with the members, after this; the lock is released with them.
+  keys_.reset();
+  insert_.reset();
+  insert_outcome_.reset();
+  depth_stmt_.reset();
+  writer_db_.reset();
+  reader_db_.reset();
+  checkpoint_db_.reset();
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+std::size_t Inbox::unmerged_keys() const { return keys_ ? keys_->count() : 0; }
 
 void Inbox::store(StoredDelivery delivery, std::function<void(StoreResult, const std::string&)> done) {
   {
@@ -231,10 +470,20 @@ void Inbox::writer_loop() {
   std::vector<StoreResult> results;
   std::vector<std::size_t> order;
   auto last_commit = std::chrono::steady_clock::time_point{};
+  bool idle = false;
   while (true) {
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !outcome_queue_.empty() || !work_queue_.empty(); });
+      const auto ready = [&] { return stopping_ || !queue_.empty() || !outcome_queue_.empty() || !work_queue_.empty(); };
+      // With keys still in memory, an idle writer merges them (Keys) after key_idle, chunk after
+      // chunk until done or until something else arrives.
+      const bool merging = idle;
+      idle = false;
+      if (keys_ && keys_->unmerged()) {
+        idle = !wake_.wait_for(lock, merging ? std::chrono::milliseconds(0) : options_.key_idle, ready);
+      } else {
+        wake_.wait(lock, ready);
+      }
       if (queue_.empty() && outcome_queue_.empty() && work_queue_.empty() && stopping_) return;
       // Under load (the last commit ended a moment ago), let the batch fill up a little.
       if (!stopping_ && !queue_.empty() && queue_.size() < *options_.batch_target &&
@@ -255,6 +504,7 @@ void Inbox::writer_loop() {
         work_queue_.pop_front();
       }
     }
+    if (idle) keys_->start_run_now();
     work_errors.assign(works.size(), std::string{});
     results.assign(batch.size(), StoreResult::failed);
     std::string error;
@@ -284,6 +534,15 @@ void Inbox::writer_loop() {
       for (const std::size_t i : order) {
         if (!error.empty()) break;
         const auto& d = batch[i].delivery;
+        if (keys_) {
+          if (auto known = keys_->known(d.host, d.delivery_id); !known) {
+            error = describe(known.error());
+            break;
+          } else if (*known) {
+            results[i] = StoreResult::duplicate;
+            continue;
+          }
+        }
         insert_->reset();
         insert_->bind(1, d.host).bind(2, d.delivery_id).bind(3, d.event).bind(4, d.repo).bind(5, now);
         insert_->bind_blob(6, d.body).bind(7, to_string(d.body_encoding));
@@ -292,6 +551,7 @@ void Inbox::writer_loop() {
           error = describe(s.error());
         } else {
           results[i] = db.changes() == 1 ? StoreResult::stored : StoreResult::duplicate;
+          if (keys_) keys_->stage(d.host, d.delivery_id, db.sqlite()->last_insert_rowid());
         }
       }
       insert_->reset();
@@ -329,10 +589,23 @@ void Inbox::writer_loop() {
           log::warn("transaction lost to another replica's; doing it again", {{"attempt", attempt}, {"error", work_errors[i]}});
         }
       }
+      // A chunk of the keys' run rides along (a bigger one when nothing else is waiting).
+      if (keys_ && error.empty()) {
+        if (auto m = keys_->merge(idle ? std::max(options_.key_chunk, std::size_t{4096}) : options_.key_chunk); !m) {
+          error = describe(m.error());
+        }
+      }
       if (error.empty()) {
         if (auto commit = db.exec("COMMIT"); !commit) error = describe(commit.error());
       }
       if (!error.empty()) (void)db.exec("ROLLBACK");
+    }
+    if (keys_) {
+      if (error.empty()) {
+        keys_->committed();
+      } else {
+        keys_->rolled_back();
+      }
     }
     {
       log::Batch lines;  // the batch's log lines in one write

@@ -1,7 +1,9 @@
 #pragma once
 // The durable inbox: webhook deliveries in SQLite (WAL). store() returns only once the delivery is
 // committed; concurrent stores share one transaction (group commit), so durability does not cost
-// throughput. (host, delivery_id) is unique: a redelivery is recognised, not stored twice.
+// throughput. (host, delivery_id) is unique: a redelivery is recognised, not stored twice (SQLite:
+// by DeliveryKeys in inbox.cpp, which needs the inbox to be the database's only writer, so open()
+// takes a lock file; PostgreSQL: by the table's UNIQUE constraint).
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -37,6 +39,12 @@ struct InboxOptions {
   std::function<void()> on_commit{};  // after each commit that stored something (writer thread)
   std::int64_t wal_soft_limit = 8 << 20;         // WAL bytes that wake the checkpointer
   std::int64_t wal_hard_limit = std::int64_t{1} << 30;  // WAL bytes past which the writer checkpoints itself
+  // SQLite replay detection (DeliveryKeys in inbox.cpp): the keys of the latest deliveries stay in
+  // memory until `key_run` of them are merged into delivery_keys as one sorted run, `key_chunk`
+  // keys per commit. After `key_idle` with nothing to do, the writer merges what it holds.
+  std::size_t key_run = 16384;
+  std::size_t key_chunk = 512;
+  std::chrono::milliseconds key_idle{1000};
 };
 
 struct StoredDelivery {
@@ -98,9 +106,13 @@ class Inbox {
 
   // Schema version after migrations (tests).
   [[nodiscard]] int schema_version() const { return schema_version_; }
+  // SQLite: keys of stored deliveries not yet merged into delivery_keys (tests; writer state, so
+  // read it only when the writer is idle or stopped). 0 on PostgreSQL.
+  [[nodiscard]] std::size_t unmerged_keys() const;
 
  private:
-  Inbox() = default;
+  Inbox();
+  class Keys;
   void writer_loop();
   void checkpointer_loop();
   void wal_grew(int frames);
@@ -114,6 +126,8 @@ class Inbox {
   std::optional<store::Db> writer_db_;
   std::optional<store::Stmt> insert_;
   std::optional<store::Stmt> insert_outcome_;
+  std::unique_ptr<Keys> keys_;  // SQLite only
+  int lock_fd_ = -1;            // SQLite: the lock file that keeps a second inbox off the database
   std::mutex reader_mutex_;
   std::optional<store::Db> reader_db_;
   std::optional<store::Stmt> depth_stmt_;

@@ -7,7 +7,7 @@
 
 namespace tollgate::service {
 
-inline constexpr std::array<std::string_view, 4> kMigrations{"0001_inbox.sql", "0002_outcomes.sql", "0003_engine.sql",
-                                                            "0004_api.sql"};
+inline constexpr std::array<std::string_view, 5> kMigrations{"0001_inbox.sql", "0002_outcomes.sql", "0003_engine.sql",
+                                                            "0004_api.sql", "0005_delivery_keys.sql"};
 
 }  // namespace tollgate::service

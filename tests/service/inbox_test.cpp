@@ -45,9 +45,9 @@ StoreResult store_sync(Inbox& inbox, StoredDelivery d) {
   return f.get();
 }
 
-std::int64_t count_rows(const fs::path& db_path, const std::string& where = "1") {
+std::int64_t count_rows(const fs::path& db_path, const std::string& where = "1", const std::string& table = "deliveries") {
   auto db = store::Db::open(db_path.string());
-  auto stmt = db->prepare("SELECT COUNT(*) FROM deliveries WHERE " + where);
+  auto stmt = db->prepare("SELECT COUNT(*) FROM " + table + " WHERE " + where);
   REQUIRE(stmt);
   auto row = stmt->step();
   REQUIRE((row && *row));
@@ -61,7 +61,7 @@ TEST_CASE("a stored delivery is committed before store() reports it, once per id
   auto db = dir.path / "t.db";
   auto inbox = Inbox::open({.path = db.string()});
   REQUIRE(inbox);
-  CHECK((*inbox)->schema_version() == 4);
+  CHECK((*inbox)->schema_version() == 5);
   StoredDelivery d{"github", "id-1", "pull_request", "acme/app", R"({"a":1})"};
   CHECK(store_sync(**inbox, d) == StoreResult::stored);
   // Visible to another connection as soon as store() reported it.
@@ -203,7 +203,7 @@ TEST_CASE("migrations are versioned and applied once", "[inbox]") {
   {
     auto inbox = Inbox::open({.path = path});  // reopening migrates nothing and keeps the data
     REQUIRE(inbox);
-    CHECK((*inbox)->schema_version() == 4);
+    CHECK((*inbox)->schema_version() == 5);
   }
   CHECK(count_rows(path) == 1);
   {
@@ -212,7 +212,7 @@ TEST_CASE("migrations are versioned and applied once", "[inbox]") {
   }
   auto newer = Inbox::open({.path = path});
   REQUIRE_FALSE(newer);
-  CHECK(newer.error().find("schema version 99 but this tollgate knows only 4") != std::string::npos);
+  CHECK(newer.error().find("schema version 99 but this tollgate knows only 5") != std::string::npos);
   auto bad = Inbox::open({.path = (dir.path / "missing-dir" / "t.db").string()});
   REQUIRE_FALSE(bad);
   CHECK(bad.error().find("missing-dir") != std::string::npos);
@@ -235,7 +235,7 @@ TEST_CASE("migration 2 moves normalisation outcomes out of the delivery rows", "
   }
   auto inbox = Inbox::open({.path = path});
   REQUIRE(inbox);
-  CHECK((*inbox)->schema_version() == 4);
+  CHECK((*inbox)->schema_version() == 5);
   CHECK((*inbox)->depth() == 1);
   (*inbox)->stop();
   auto db = store::Db::open(path);
@@ -248,6 +248,144 @@ TEST_CASE("migration 2 moves normalisation outcomes out of the delivery rows", "
     rows.push_back(q->text(0) + " " + q->text(1) + " " + q->text(2) + " " + q->text(3));
   }
   CHECK(rows == std::vector<std::string>{"a normalized {\"type\":\"push\"} ", "b failed  broken", "c new  "});
+  // Migration 5: no UNIQUE index on deliveries any more; the keys of the rows went into
+  // delivery_keys and are recognised from there.
+  auto unique = db->prepare("SELECT COUNT(*) FROM pragma_index_list('deliveries') WHERE \"unique\"");
+  REQUIRE(unique);
+  REQUIRE(unique->step());
+  CHECK(unique->int64(0) == 0);
+  unique->reset();
+  CHECK(count_rows(path, "1", "delivery_keys") == 3);
+  inbox->reset();  // releases the database's lock file
+  auto again = Inbox::open({.path = path});
+  REQUIRE(again);
+  CHECK((*again)->unmerged_keys() == 0);
+  CHECK(store_sync(**again, {"github", "b", "push", "", "{}"}) == StoreResult::duplicate);
+  CHECK(store_sync(**again, {"github", "d", "push", "", "{}"}) == StoreResult::stored);
+  (*again)->stop();
+  CHECK(count_rows(path) == 4);
+  CHECK(count_rows(path, "delivery_id = 'd' AND id = 4") == 1);
+}
+
+namespace {
+std::int64_t merged_through(const fs::path& path) {
+  auto db = store::Db::open(path.string());
+  auto q = db->prepare("SELECT through FROM delivery_keys_merged");
+  REQUIRE(q);
+  auto row = q->step();
+  REQUIRE((row && *row));
+  return q->int64(0);
+}
+}  // namespace
+
+TEST_CASE("redeliveries are recognised whether their key is in memory, in a run being merged, or merged", "[inbox][keys]") {
+  TempDir dir;
+  const auto path = dir.path / "t.db";
+  // Runs of 3 keys, 2 merged per commit: every state a key can be in occurs below.
+  const InboxOptions options{.path = path.string(), .key_run = 3, .key_chunk = 2, .key_idle = std::chrono::hours(1)};
+  {
+    auto inbox = Inbox::open(options);
+    REQUIRE(inbox);
+    for (int i = 0; i < 10; ++i) {
+      CHECK(store_sync(**inbox, {"github", "g-" + std::to_string(i), "push", "", "{}"}) == StoreResult::stored);
+      // The same id from another host is another delivery.
+      CHECK(store_sync(**inbox, {"gitea", "g-" + std::to_string(i), "push", "", "{}"}) == StoreResult::stored);
+      for (int j = 0; j <= i; ++j) {
+        INFO("after " << i << ", delivery g-" << j);
+        CHECK(store_sync(**inbox, {"github", "g-" + std::to_string(j), "push", "", "{}"}) == StoreResult::duplicate);
+      }
+      CHECK((*inbox)->unmerged_keys() <= 2 * 3 + 2);
+    }
+    (*inbox)->stop();
+    CHECK(count_rows(path) == 20);
+    // Some keys are merged, each delivery's key with its own row id; the rest wait in memory.
+    const auto merged = count_rows(path, "1", "delivery_keys");
+    CHECK(merged >= 12);
+    CHECK(merged + static_cast<std::int64_t>((*inbox)->unmerged_keys()) == 20);
+    CHECK(count_rows(path, "EXISTS (SELECT 1 FROM deliveries d WHERE d.id = delivery AND d.host = delivery_keys.host "
+                           "AND d.delivery_id = delivery_keys.delivery_id)", "delivery_keys") == merged);
+    CHECK(count_rows(path, "id <= " + std::to_string(merged_through(path))) ==
+          count_rows(path, "id IN (SELECT delivery FROM delivery_keys)"));
+  }
+  // What was only in memory is read back from the deliveries at start, as after a crash.
+  auto inbox = Inbox::open(options);
+  REQUIRE(inbox);
+  for (int j = 0; j < 10; ++j) {
+    CHECK(store_sync(**inbox, {"github", "g-" + std::to_string(j), "push", "", "{}"}) == StoreResult::duplicate);
+    CHECK(store_sync(**inbox, {"gitea", "g-" + std::to_string(j), "push", "", "{}"}) == StoreResult::duplicate);
+  }
+  CHECK(store_sync(**inbox, {"github", "g-10", "push", "", "{}"}) == StoreResult::stored);
+  (*inbox)->stop();
+  CHECK(count_rows(path) == 21);
+}
+
+TEST_CASE("an idle inbox merges the keys it holds, and a crash before that loses none", "[inbox][keys]") {
+  TempDir dir;
+  const auto path = dir.path / "t.db";
+  {
+    // A long idle time: the keys stay in memory and die with the inbox, as in a crash.
+    auto inbox = Inbox::open({.path = path.string(), .key_idle = std::chrono::hours(1)});
+    REQUIRE(inbox);
+    for (const char* id : {"a", "b", "c"}) CHECK(store_sync(**inbox, {"github", id, "push", "", "{}"}) == StoreResult::stored);
+    CHECK((*inbox)->unmerged_keys() == 3);
+  }
+  CHECK(count_rows(path, "1", "delivery_keys") == 0);
+  CHECK(merged_through(path) == 0);
+  auto inbox = Inbox::open({.path = path.string(), .key_idle = std::chrono::milliseconds(50)});
+  REQUIRE(inbox);
+  CHECK((*inbox)->unmerged_keys() == 3);
+  CHECK(store_sync(**inbox, {"github", "b", "push", "", "{}"}) == StoreResult::duplicate);
+  // Nothing arrives for 50 ms: the three keys are merged.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (count_rows(path, "1", "delivery_keys") < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(count_rows(path, "1", "delivery_keys") == 3);
+  CHECK(merged_through(path) == 3);
+  (*inbox)->stop();
+  CHECK((*inbox)->unmerged_keys() == 0);
+}
+
+TEST_CASE("a commit that fails forgets the keys it added, so the deliveries can come again", "[inbox][keys]") {
+  TempDir dir;
+  const auto path = dir.path / "t.db";
+  auto inbox = Inbox::open({.path = path.string(), .key_run = 1, .key_chunk = 1, .key_idle = std::chrono::hours(1)});
+  REQUIRE(inbox);
+  {
+    // Merging the key of 'poison' fails, and with it the commit it rides along with.
+    auto db = store::Db::open(path.string());
+    REQUIRE(db->exec("CREATE TRIGGER poison BEFORE INSERT ON delivery_keys WHEN NEW.delivery_id = 'poison' "
+                     "BEGIN SELECT RAISE(ABORT, 'poisoned key'); END"));
+  }
+  CHECK(store_sync(**inbox, {"github", "poison", "push", "", "{}"}) == StoreResult::stored);
+  CHECK(store_sync(**inbox, {"github", "x", "push", "", "{}"}) == StoreResult::failed);
+  CHECK(store_sync(**inbox, {"github", "x", "push", "", "{}"}) == StoreResult::failed);
+  CHECK(count_rows(path) == 1);
+  {
+    auto db = store::Db::open(path.string());
+    REQUIRE(db->exec("DROP TRIGGER poison"));
+  }
+  CHECK(store_sync(**inbox, {"github", "x", "push", "", "{}"}) == StoreResult::stored);
+  CHECK(store_sync(**inbox, {"github", "x", "push", "", "{}"}) == StoreResult::duplicate);
+  CHECK(store_sync(**inbox, {"github", "poison", "push", "", "{}"}) == StoreResult::duplicate);
+  (*inbox)->stop();
+  CHECK(count_rows(path) == 2);
+  CHECK(count_rows(path, "1", "delivery_keys") == 2);
+}
+
+TEST_CASE("a second inbox on the same SQLite database is refused, naming the first", "[inbox][keys]") {
+  TempDir dir;
+  const auto path = dir.path / "t.db";
+  auto first = Inbox::open({.path = path.string()});
+  REQUIRE(first);
+  auto second = Inbox::open({.path = path.string()});
+  REQUIRE_FALSE(second);
+  INFO(second.error());
+  CHECK(second.error().find("is in use by another tollgate (pid " + std::to_string(::getpid()) + ")") != std::string::npos);
+  CHECK(second.error().find((path.string() + ".lock")) != std::string::npos);
+  first->reset();
+  auto third = Inbox::open({.path = path.string()});
+  CHECK(third);
 }
 
 TEST_CASE("bodies are compressed when it pays and always decode to the bytes received", "[inbox][body]") {
