@@ -45,13 +45,18 @@ StoreResult store_sync(Inbox& inbox, StoredDelivery d) {
   return f.get();
 }
 
-std::int64_t count_rows(const fs::path& db_path, const std::string& where = "1", const std::string& table = "deliveries") {
+// The first column of the first row of `sql`, read on a connection of its own.
+std::int64_t scalar(const fs::path& db_path, const std::string& sql) {
   auto db = store::Db::open(db_path.string());
-  auto stmt = db->prepare("SELECT COUNT(*) FROM " + table + " WHERE " + where);
+  auto stmt = db->prepare(sql);
   REQUIRE(stmt);
   auto row = stmt->step();
   REQUIRE((row && *row));
   return stmt->int64(0);
+}
+
+std::int64_t count_rows(const fs::path& db_path, const std::string& where = "1", const std::string& table = "deliveries") {
+  return scalar(db_path, "SELECT COUNT(*) FROM " + table + " WHERE " + where);
 }
 
 }  // namespace
@@ -268,14 +273,7 @@ TEST_CASE("migration 2 moves normalisation outcomes out of the delivery rows", "
 }
 
 namespace {
-std::int64_t merged_through(const fs::path& path) {
-  auto db = store::Db::open(path.string());
-  auto q = db->prepare("SELECT through FROM delivery_keys_merged");
-  REQUIRE(q);
-  auto row = q->step();
-  REQUIRE((row && *row));
-  return q->int64(0);
-}
+std::int64_t merged_through(const fs::path& path) { return scalar(path, "SELECT through FROM delivery_keys_merged"); }
 }  // namespace
 
 TEST_CASE("redeliveries are recognised whether their key is in memory, in a run being merged, or merged", "[inbox][keys]") {
