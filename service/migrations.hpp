@@ -1,7 +1,9 @@
 #pragma once
 // The store's schema migrations, in order; each file's position is its version. The same names
 // exist for SQLite (schemas/migrations/) and PostgreSQL (schemas/migrations/postgres/), so both
-// stores are at the same version with the same tables. Never edit a released one: add the next.
+// stores are at the same version with the same tables, save SQLite's delivery_keys and
+// delivery_keys_merged (0005: its replay detection; PostgreSQL keeps a UNIQUE constraint instead).
+// Never edit a released one: add the next.
 #include <array>
 #include <string_view>
 

@@ -162,6 +162,13 @@ TEST_CASE("pg: migrations build the SQLite store's tables, columns and indexes, 
   auto& runs_columns = pg_tables["runs"];
   CHECK(std::count(runs_columns.begin(), runs_columns.end(), "rowid") == 1);
   runs_columns.erase(std::remove(runs_columns.begin(), runs_columns.end(), "rowid"), runs_columns.end());
+  // SQLite's replay detection keeps keys in tables of its own (migration 0005, Inbox::Keys), which
+  // relies on one writer; PostgreSQL recognises replays by the deliveries' UNIQUE constraint, and
+  // has no use for them. Every other table is the same on both.
+  for (const char* sqlite_only : {"delivery_keys", "delivery_keys_merged"}) {
+    CHECK(lite_tables.erase(sqlite_only) == 1);
+    CHECK(pg_tables.count(sqlite_only) == 0);
+  }
   CHECK(pg_tables == lite_tables);
   // Indexes by name, less the ones PostgreSQL makes for primary keys and UNIQUE constraints
   // (SQLite's are automatic too and have no SQL).
