@@ -331,7 +331,7 @@ TEST_CASE("an idle inbox merges the keys it holds, and a crash before that loses
   CHECK(merged_through(path) == 0);
   auto inbox = Inbox::open({.path = path.string(), .key_idle = std::chrono::milliseconds(50)});
   REQUIRE(inbox);
-  CHECK((*inbox)->unmerged_keys() == 3);
+  // (Not unmerged_keys() here: the writer may already be merging; it reads the writer's state.)
   CHECK(store_sync(**inbox, {"github", "b", "push", "", "{}"}) == StoreResult::duplicate);
   // Nothing arrives for 50 ms: the three keys are merged.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
