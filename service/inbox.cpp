@@ -245,11 +245,24 @@ class Inbox::Keys {
   std::optional<store::Stmt> advance_;
 };
 
-tl::expected<int, std::string> migrate(store::Db& db) {
-  if (auto* pg = db.postgres()) return pg::migrate(*pg);
-  // A migration that rebuilds a table (0005) drops the old one while other tables still refer to
-  // it: foreign keys stay off here (Inbox::open turns them on afterwards and checks them).
-  if (auto r = db.exec("PRAGMA foreign_keys=OFF"); !r) return tl::unexpected("cannot configure the connection: " + describe(r.error()));
+namespace {
+
+// The first reference to a missing row, if any (inside a migration's transaction, before COMMIT).
+tl::expected<std::string, store::Error> dangling_reference(store::Db& db) {
+  auto check = db.prepare("PRAGMA foreign_key_check");
+  if (!check) return tl::unexpected(check.error());
+  auto row = check->step();
+  if (!row) return tl::unexpected(row.error());
+  std::string found;
+  if (*row) {
+    found = "table " + check->text(0) + (check->is_null(1) ? std::string() : " row " + std::to_string(check->int64(1))) +
+            " refers to a missing row of " + check->text(2);
+  }
+  check->reset();
+  return found;
+}
+
+tl::expected<int, std::string> migrate_sqlite(store::Db& db) {
   if (auto r = db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
                        "applied_at INTEGER NOT NULL)");
       !r) {
@@ -282,8 +295,37 @@ tl::expected<int, std::string> migrate(store::Db& db) {
       (void)db.exec("ROLLBACK");
       return tl::unexpected("migration " + std::string(kMigrations[i]) + " failed: " + describe(applied.error()));
     }
+    // Foreign keys are off while a migration runs (one that rebuilds a table drops the old one
+    // while others still refer to it), so the references are checked before it commits.
+    if (auto dangling = dangling_reference(db); !dangling || !dangling->empty()) {
+      (void)db.exec("ROLLBACK");
+      return tl::unexpected("migration " + std::string(kMigrations[i]) + " failed: " +
+                            (dangling ? *dangling + "; nothing was changed: restore the database from a backup"
+                                      : describe(dangling.error())));
+    }
     if (auto r = db.exec("COMMIT"); !r) return tl::unexpected(describe(r.error()));
     version = static_cast<int>(i + 1);
+  }
+  return version;
+}
+
+}  // namespace
+
+tl::expected<int, std::string> migrate(store::Db& db) {
+  if (auto* pg = db.postgres()) return pg::migrate(*pg);
+  // A migration that rebuilds a table (0005) drops the old one while other tables still refer to
+  // it: foreign keys are off while migrations run (each checks them before it commits), and as
+  // the connection had them afterwards.
+  bool foreign_keys = false;
+  if (auto q = db.prepare("PRAGMA foreign_keys"); q) {
+    if (auto row = q->step(); row && *row) foreign_keys = q->int64(0) != 0;
+  }
+  if (auto r = db.exec("PRAGMA foreign_keys=OFF"); !r) return tl::unexpected("cannot configure the connection: " + describe(r.error()));
+  auto version = migrate_sqlite(db);
+  if (foreign_keys) {
+    if (auto r = db.exec("PRAGMA foreign_keys=ON"); !r && version) {
+      return tl::unexpected("cannot configure the connection: " + describe(r.error()));
+    }
   }
   return version;
 }
@@ -309,8 +351,7 @@ tl::expected<std::unique_ptr<Inbox>, std::string> Inbox::open(const InboxOptions
   // of ~3.6 KB each is a few WAL frames instead of ~20, i.e. a few pwrite calls (two per frame)
   // and a few page copies for the checkpointer; measured best of 4-64 KiB (bench/RESULTS.md).
   const bool lite = db->kind() == store::Kind::sqlite;
-  // Foreign keys are turned on after the migrations: a migration that rebuilds a table (0005) must
-  // drop the old one while other tables still refer to it; the references are checked afterwards.
+  // Foreign keys are turned on after the migrations (migrate() explains why).
   for (const char* pragma : {"PRAGMA page_size=32768", "PRAGMA journal_mode=WAL",
                              // Checkpoints run on their own thread (checkpointer_loop), never inside
                              // a commit that deliveries are waiting for.
@@ -324,16 +365,6 @@ tl::expected<std::unique_ptr<Inbox>, std::string> Inbox::open(const InboxOptions
   inbox->schema_version_ = *version;
   if (lite) {
     if (auto r = db->exec("PRAGMA foreign_keys=ON"); !r) return fail(r.error());
-    auto check = db->prepare("PRAGMA foreign_key_check");
-    if (!check) return fail(check.error());
-    if (auto row = check->step(); !row) {
-      return fail(row.error());
-    } else if (*row) {
-      return tl::unexpected("database '" + store::redact(options.path) + "': table " + check->text(0) + " row " +
-                            std::to_string(check->int64(1)) + " refers to a missing row of " + check->text(2) +
-                            "; restore the database from a backup");
-    }
-    check->reset();
     if (auto ps = db->prepare("PRAGMA page_size"); ps) {
       if (auto row = ps->step(); row && *row) inbox->page_size_ = std::max<std::int64_t>(ps->int64(0), 512);
     }
@@ -591,8 +622,12 @@ void Inbox::writer_loop() {
       }
       // A chunk of the keys' run rides along (a bigger one when nothing else is waiting).
       if (keys_ && error.empty()) {
-        if (auto m = keys_->merge(idle ? std::max(options_.key_chunk, std::size_t{4096}) : options_.key_chunk); !m) {
+        // At least twice the batch: under a backlog (batches of up to max_batch) the run is
+        // merged before the next one has gathered, so memory stays near 2 x key_run.
+        const std::size_t chunk = idle ? std::max(options_.key_chunk, std::size_t{4096}) : std::max(options_.key_chunk, 2 * batch.size());
+        if (auto m = keys_->merge(chunk); !m) {
           error = describe(m.error());
+          log::error("cannot merge delivery keys", {{"error", error}});
         }
       }
       if (error.empty()) {
@@ -605,6 +640,7 @@ void Inbox::writer_loop() {
         keys_->committed();
       } else {
         keys_->rolled_back();
+        idle = false;  // an idle merge that failed is tried again after key_idle, not at once
       }
     }
     {

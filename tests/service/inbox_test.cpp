@@ -272,6 +272,44 @@ TEST_CASE("migration 2 moves normalisation outcomes out of the delivery rows", "
   CHECK(count_rows(path, "delivery_id = 'd' AND id = 4") == 1);
 }
 
+TEST_CASE("a migration that would leave a reference to a missing row changes nothing and says which", "[inbox]") {
+  TempDir dir;
+  auto path = (dir.path / "v4.db").string();
+  {
+    // A version 4 database in which an outcome names a delivery that is not there (edited by hand).
+    auto db = store::Db::open(path);
+    REQUIRE(db);
+    REQUIRE(db->exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"));
+    int version = 0;
+    for (const char* name : {"0001_inbox.sql", "0002_outcomes.sql", "0003_engine.sql", "0004_api.sql"}) {
+      REQUIRE(db->exec(std::string(tollgate_migrations::embedded(name))));
+      REQUIRE(db->exec("INSERT INTO schema_migrations VALUES (" + std::to_string(++version) + ", '" + name + "', 0)"));
+    }
+    REQUIRE(db->exec("INSERT INTO deliveries (host, delivery_id, event, received_at, body) VALUES ('github', 'a', 'push', 1, '{}')"));
+    REQUIRE(db->exec("INSERT INTO delivery_outcomes (delivery, state, processed_at) VALUES (7, 'ignored', 1)"));
+  }
+  auto inbox = Inbox::open({.path = path});
+  REQUIRE_FALSE(inbox);
+  CHECK_THAT(inbox.error(), Catch::Contains("migration 0005_delivery_keys.sql failed: table delivery_outcomes") &&
+                                Catch::Contains("refers to a missing row of deliveries; nothing was changed"));
+  CHECK(scalar(path, "SELECT MAX(version) FROM schema_migrations") == 4);
+  CHECK(scalar(path, "SELECT COUNT(*) FROM pragma_index_list('deliveries') WHERE \"unique\"") == 1);
+}
+
+TEST_CASE("migrate() leaves the connection's foreign keys as it found them", "[inbox]") {
+  TempDir dir;
+  for (const bool on : {true, false}) {
+    auto db = store::Db::open((dir.path / (on ? "on.db" : "off.db")).string());
+    REQUIRE(db);
+    REQUIRE(db->exec(on ? "PRAGMA foreign_keys=ON" : "PRAGMA foreign_keys=OFF"));
+    REQUIRE(migrate(*db));
+    auto q = db->prepare("PRAGMA foreign_keys");
+    REQUIRE(q);
+    REQUIRE(q->step());
+    CHECK(q->int64(0) == (on ? 1 : 0));
+  }
+}
+
 namespace {
 std::int64_t merged_through(const fs::path& path) { return scalar(path, "SELECT through FROM delivery_keys_merged"); }
 }  // namespace
