@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "service/key_filter.hpp"
 #include "service/log.hpp"
 #include "service/migrations.hpp"
 #include "service/pg_schema.hpp"
@@ -100,6 +101,8 @@ tl::expected<int, std::string> lock_database(const std::string& path) {
 //    touch consecutive leaves, so a run writes each leaf about once instead of once per key; its
 //    last chunk moves `through` to run_through_ in the same transaction;
 //  - recent_: the keys of the later deliveries, in memory; `key_run` of them become the next run.
+// A Bloom filter (KeyFilter) holds every key that has left recent_ for a run, so a new key, nearly
+// every one, is found absent without a lookup in delivery_keys.
 // A crash loses only what memory holds, and every key after `through` is read back from the
 // deliveries table at start. Memory stays under about 2 x key_run keys. This needs the inbox to be
 // the only writer of the database (Inbox::open takes a lock file). Only the writer thread uses it.
@@ -124,6 +127,23 @@ class Inbox::Keys {
       k->recent_.emplace(key_of(later->text(1), later->text(2)), later->int64(0));
     }
     later->reset();
+    // The filter: every key merged so far (a run's keys join it as the run starts).
+    const auto started = std::chrono::steady_clock::now();
+    auto all = db.prepare("SELECT host, delivery_id FROM delivery_keys");
+    if (!all) return tl::unexpected(all.error());
+    while (true) {
+      auto r = all->step();
+      if (!r) return tl::unexpected(r.error());
+      if (!*r) break;
+      k->filter_.add(key_of(all->text(0), all->text(1)));
+    }
+    all->reset();
+    if (k->filter_.keys() != 0) {
+      log::info("delivery keys loaded for replay detection",
+                {{"keys", static_cast<std::int64_t>(k->filter_.keys())},
+                 {"filter_bytes", static_cast<std::int64_t>(k->filter_.bytes())},
+                 {"ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count()}});
+    }
     auto find = db.prepare("SELECT delivery FROM delivery_keys WHERE host = ? AND delivery_id = ?");
     if (!find) return tl::unexpected(find.error());
     k->find_ = std::move(*find);
@@ -137,11 +157,23 @@ class Inbox::Keys {
     return k;
   }
 
-  // Whether a delivery with this key is stored (or staged in the open transaction).
-  [[nodiscard]] tl::expected<bool, store::Error> known(const std::string& host, const std::string& delivery_id) {
-    std::string key = key_of(host, delivery_id);
+  // host and id, NUL between (neither holds one: a host name from the configuration, an id from a
+  // header): sorts as delivery_keys' primary key does, host first, bytes compared unsigned.
+  static std::string key_of(std::string_view host, std::string_view delivery_id) {
+    std::string key;
+    key.reserve(host.size() + 1 + delivery_id.size());
+    key.append(host).push_back('\0');
+    key.append(delivery_id);
+    return key;
+  }
+
+  // Whether a delivery with this key (key_of(host, delivery_id)) is stored (or staged in the open
+  // transaction).
+  [[nodiscard]] tl::expected<bool, store::Error> known(const std::string& key, const std::string& host,
+                                                       const std::string& delivery_id) {
     if (recent_.count(key) != 0) return true;
     if (std::binary_search(run_.begin(), run_.end(), std::pair<std::string, std::int64_t>{key, 0}, by_key)) return true;
+    if (!filter_.may_contain(key)) return false;
     find_->reset();
     find_->bind(1, host).bind(2, delivery_id);
     auto row = find_->step();
@@ -151,8 +183,8 @@ class Inbox::Keys {
   }
 
   // A delivery stored in the open transaction.
-  void stage(const std::string& host, const std::string& delivery_id, std::int64_t delivery) {
-    auto [at, added] = recent_.emplace(key_of(host, delivery_id), delivery);
+  void stage(std::string key, std::int64_t delivery) {
+    auto [at, added] = recent_.emplace(std::move(key), delivery);
     if (added) staged_.push_back(at->first);
   }
 
@@ -208,15 +240,6 @@ class Inbox::Keys {
 
  private:
   Keys() = default;
-  // host and id, NUL between (neither holds one: a host name from the configuration, an id from a
-  // header): sorts as delivery_keys' primary key does, host first, bytes compared unsigned.
-  static std::string key_of(std::string_view host, std::string_view delivery_id) {
-    std::string key;
-    key.reserve(host.size() + 1 + delivery_id.size());
-    key.append(host).push_back('\0');
-    key.append(delivery_id);
-    return key;
-  }
   static bool by_key(const std::pair<std::string, std::int64_t>& a, const std::pair<std::string, std::int64_t>& b) {
     return a.first < b.first;
   }
@@ -226,6 +249,7 @@ class Inbox::Keys {
     for (auto& [key, delivery] : recent_) {
       run_through_ = std::max(run_through_, delivery);
       run_.emplace_back(key, delivery);
+      filter_.add(key);
     }
     recent_ = {};
     std::sort(run_.begin(), run_.end(), by_key);
@@ -243,6 +267,7 @@ class Inbox::Keys {
   std::optional<store::Stmt> find_;
   std::optional<store::Stmt> insert_;
   std::optional<store::Stmt> advance_;
+  KeyFilter filter_;
 };
 
 namespace {
@@ -565,8 +590,10 @@ void Inbox::writer_loop() {
       for (const std::size_t i : order) {
         if (!error.empty()) break;
         const auto& d = batch[i].delivery;
+        std::string key;
         if (keys_) {
-          if (auto known = keys_->known(d.host, d.delivery_id); !known) {
+          key = Keys::key_of(d.host, d.delivery_id);
+          if (auto known = keys_->known(key, d.host, d.delivery_id); !known) {
             error = describe(known.error());
             break;
           } else if (*known) {
@@ -582,7 +609,7 @@ void Inbox::writer_loop() {
           error = describe(s.error());
         } else {
           results[i] = db.changes() == 1 ? StoreResult::stored : StoreResult::duplicate;
-          if (keys_) keys_->stage(d.host, d.delivery_id, db.sqlite()->last_insert_rowid());
+          if (keys_) keys_->stage(std::move(key), db.sqlite()->last_insert_rowid());
         }
       }
       insert_->reset();
