@@ -39,11 +39,24 @@ int run_inbox(const InboxArgs& args, std::ostream& out, std::ostream& err) {
     err << "tollgate inbox: error: database '" << service::store::redact(path) << "': " << db.error().message << "\n";
     return 2;
   }
+  std::string with;
+  std::string where = "(?1 = '' OR state = ?1) AND (?2 = '' OR delivery_id = ?2)";
+  if (!args.delivery.empty() && db->kind() == service::store::Kind::sqlite) {
+    // SQLite's deliveries have no index on the delivery id (schema 5: service/inbox.cpp, Keys).
+    // Rather than read every row, look the id up in delivery_keys, once per host (the hosts found
+    // by skipping along its primary key), and among the deliveries not merged into it yet.
+    with =
+        "WITH RECURSIVE hosts(host) AS (SELECT (SELECT MIN(host) FROM delivery_keys) UNION ALL "
+        "SELECT (SELECT MIN(host) FROM delivery_keys WHERE host > hosts.host) FROM hosts WHERE hosts.host IS NOT NULL) ";
+    where +=
+        " AND id IN (SELECT delivery FROM delivery_keys WHERE host IN (SELECT host FROM hosts) AND delivery_id = ?2 "
+        "UNION ALL SELECT id FROM deliveries WHERE id > (SELECT COALESCE(MAX(through), 0) FROM delivery_keys_merged) "
+        "AND delivery_id = ?2)";
+  }
   std::string sql =
       "SELECT id, host, delivery_id, event, repo, received_at, state, error, event_json, body, body_encoding, "
-      "COALESCE(body_size, length(body)), processed_at FROM inbox WHERE (?1 = '' OR state = ?1) AND (?2 = '' OR delivery_id = ?2) "
-      "ORDER BY id DESC LIMIT ?3";
-  auto q = db->prepare("SELECT * FROM (" + sql + ") AS newest ORDER BY id");
+      "COALESCE(body_size, length(body)), processed_at FROM inbox WHERE " + where + " ORDER BY id DESC LIMIT ?3";
+  auto q = db->prepare(with + "SELECT * FROM (" + sql + ") AS newest ORDER BY id");
   if (!q) {
     err << "tollgate inbox: error: database '" << path << "': " << q.error().message
         << " (a database from an older tollgate: start tollgate serve once to migrate it)\n";

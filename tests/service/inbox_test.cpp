@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "service/inbox.hpp"
+#include "service/inbox_command.hpp"
 #include "service/store.hpp"
 
 namespace tollgate_migrations {
@@ -407,6 +409,51 @@ TEST_CASE("a commit that fails forgets the keys it added, so the deliveries can 
   (*inbox)->stop();
   CHECK(count_rows(path) == 2);
   CHECK(count_rows(path, "1", "delivery_keys") == 2);
+}
+
+TEST_CASE("tollgate inbox --delivery finds a delivery whether its key is merged or not, on every host", "[inbox][keys]") {
+  TempDir dir;
+  const auto path = dir.path / "t.db";
+  {
+    // Runs of 4 keys: after 10 deliveries on each of three hosts most keys are merged, a few not.
+    auto inbox = Inbox::open({.path = path.string(), .key_run = 4, .key_chunk = 4, .key_idle = std::chrono::hours(1)});
+    REQUIRE(inbox);
+    for (int i = 0; i < 10; ++i) {
+      for (const char* host : {"github", "gitea", "gitlab"}) {
+        // The same id on two hosts: two deliveries.
+        const std::string id = std::string(host == std::string("gitlab") ? "lab-" : "d-") + std::to_string(i);
+        CHECK(store_sync(**inbox, {host, id, "push", "acme/app", "{\"n\":" + std::to_string(i) + "}"}) == StoreResult::stored);
+      }
+    }
+    (*inbox)->stop();
+    CHECK(merged_through(path) > 0);
+    CHECK(merged_through(path) < 30);
+  }
+  const auto find = [&](const std::string& id) {
+    std::ostringstream out, err;
+    tollgate::cli::InboxArgs args;
+    args.database = path.string();
+    args.delivery = id;
+    INFO(err.str());
+    REQUIRE(tollgate::cli::run_inbox(args, out, err) == 0);
+    std::vector<nlohmann::json> rows;
+    std::istringstream lines(out.str());
+    for (std::string line; std::getline(lines, line);) rows.push_back(nlohmann::json::parse(line));
+    return rows;
+  };
+  for (int i = 0; i < 10; ++i) {
+    INFO("delivery " << i);
+    auto rows = find("d-" + std::to_string(i));
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0]["host"] == "github");
+    CHECK(rows[1]["host"] == "gitea");
+    CHECK(rows[0]["body"] == "{\"n\":" + std::to_string(i) + "}");
+    auto lab = find("lab-" + std::to_string(i));
+    REQUIRE(lab.size() == 1);
+    CHECK(lab[0]["host"] == "gitlab");
+  }
+  CHECK(find("d-10").empty());
+  CHECK(find("no-such-delivery").empty());
 }
 
 TEST_CASE("a second inbox on the same SQLite database is refused, naming the first", "[inbox][keys]") {
