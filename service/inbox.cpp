@@ -9,6 +9,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <chrono>
 #include <future>
 #include <string_view>
@@ -62,7 +63,11 @@ void log_store(const StoredDelivery& d, StoreResult result, const std::string& e
 // second fails at start, naming the holder. The lock goes with the process, however it ends.
 tl::expected<int, std::string> lock_database(const std::string& path) {
   if (path.empty() || path == ":memory:") return -1;
-  const std::string lock_path = path + ".lock";
+  // Beside the file itself, however it is named (a symlink, "..", another relative path): two
+  // names for one database must meet at one lock.
+  std::error_code ec;
+  const auto real = std::filesystem::weakly_canonical(path, ec);
+  const std::string lock_path = (ec || real.empty() ? path : real.string()) + ".lock";
   const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
     return tl::unexpected("database '" + path + "': cannot open its lock file '" + lock_path + "': " + std::strerror(errno));

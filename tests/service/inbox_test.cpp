@@ -466,6 +466,11 @@ TEST_CASE("a second inbox on the same SQLite database is refused, naming the fir
   INFO(second.error());
   CHECK(second.error().find("is in use by another tollgate (pid " + std::to_string(::getpid()) + ")") != std::string::npos);
   CHECK(second.error().find((path.string() + ".lock")) != std::string::npos);
+  // Another name for the same file (a symlink to it) meets the same lock.
+  fs::create_symlink(path, dir.path / "other-name.db");
+  auto via_link = Inbox::open({.path = (dir.path / "other-name.db").string()});
+  REQUIRE_FALSE(via_link);
+  CHECK(via_link.error().find("is in use by another tollgate") != std::string::npos);
   first->reset();
   auto third = Inbox::open({.path = path.string()});
   CHECK(third);
