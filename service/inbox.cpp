@@ -64,7 +64,9 @@ void log_store(const StoredDelivery& d, StoreResult result, const std::string& e
 tl::expected<int, std::string> lock_database(const std::string& path) {
   if (path.empty() || path == ":memory:") return -1;
   // Beside the file itself, however it is named (a symlink, "..", another relative path): two
-  // names for one database must meet at one lock.
+  // names for one database must meet at one lock. The file is created first (empty, which SQLite
+  // takes for a new database) so that a symlink to a file that does not exist yet resolves too.
+  if (const int db_fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644); db_fd >= 0) ::close(db_fd);
   std::error_code ec;
   const auto real = std::filesystem::weakly_canonical(path, ec);
   const std::string lock_path = (ec || real.empty() ? path : real.string()) + ".lock";
@@ -109,7 +111,8 @@ tl::expected<int, std::string> lock_database(const std::string& path) {
 // A Bloom filter (KeyFilter) holds every key that has left recent_ for a run, so a new key, nearly
 // every one, is found absent without a lookup in delivery_keys.
 // A crash loses only what memory holds, and every key after `through` is read back from the
-// deliveries table at start. Memory stays under about 2 x key_run keys. This needs the inbox to be
+// deliveries table at start. Memory: about 2 x key_run keys, plus the filter, which grows with every
+// delivery stored (16-32 bits a key: 2-4 MB per million; never shrinks). This needs the inbox to be
 // the only writer of the database (Inbox::open takes a lock file). Only the writer thread uses it.
 class Inbox::Keys {
  public:

@@ -41,7 +41,14 @@ int run_inbox(const InboxArgs& args, std::ostream& out, std::ostream& err) {
   }
   std::string with;
   std::string where = "(?1 = '' OR state = ?1) AND (?2 = '' OR delivery_id = ?2)";
+  bool keyed = false;  // schema 5 or later (an older database is read as it is, not migrated)
   if (!args.delivery.empty() && db->kind() == service::store::Kind::sqlite) {
+    if (auto t = db->prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'delivery_keys'"); t) {
+      auto row = t->step();
+      keyed = row && *row;
+    }
+  }
+  if (keyed) {
     // SQLite's deliveries have no index on the delivery id (schema 5: service/inbox.cpp, Keys).
     // Rather than read every row, look the id up in delivery_keys, once per host (the hosts found
     // by skipping along its primary key), and among the deliveries not merged into it yet.

@@ -37,26 +37,33 @@ KeyFilter::Layer KeyFilter::make_layer(std::size_t capacity) {
   return layer;
 }
 
-// The block from the key's hash, the bits within it from a second hash: kProbes 9-bit positions
-// (g, g + step, g + 2 step, ...; step odd, so they differ).
+// The block from the key's hash; the kProbes bit positions within it (9 bits each) from two more
+// hashes mixed from it, 72 bits for the 8 positions.
+namespace {
+struct Probes {
+  std::uint64_t a, b;
+  explicit Probes(std::uint64_t hash) : a(mix(hash)), b(mix(a)) {}
+  [[nodiscard]] std::uint32_t at(unsigned i) const {
+    // Positions 0-6 from a (63 bits), 7 from b.
+    return static_cast<std::uint32_t>((i < 7 ? a >> (9 * i) : b) & 511U);
+  }
+};
+}  // namespace
+
 void KeyFilter::set(Layer& layer, std::uint64_t hash) {
   std::uint64_t* block = layer.words.data() + (hash & layer.block_mask) * kBlockWords;
-  const std::uint64_t h2 = mix(hash);
-  std::uint32_t bit = static_cast<std::uint32_t>(h2);
-  const std::uint32_t step = static_cast<std::uint32_t>(h2 >> 32) | 1U;
-  for (unsigned i = 0; i < kProbes; ++i, bit += step) {
-    const std::uint32_t b = bit & 511U;
+  const Probes p(hash);
+  for (unsigned i = 0; i < kProbes; ++i) {
+    const std::uint32_t b = p.at(i);
     block[b >> 6] |= std::uint64_t{1} << (b & 63U);
   }
 }
 
 bool KeyFilter::test(const Layer& layer, std::uint64_t hash) {
   const std::uint64_t* block = layer.words.data() + (hash & layer.block_mask) * kBlockWords;
-  const std::uint64_t h2 = mix(hash);
-  std::uint32_t bit = static_cast<std::uint32_t>(h2);
-  const std::uint32_t step = static_cast<std::uint32_t>(h2 >> 32) | 1U;
-  for (unsigned i = 0; i < kProbes; ++i, bit += step) {
-    const std::uint32_t b = bit & 511U;
+  const Probes p(hash);
+  for (unsigned i = 0; i < kProbes; ++i) {
+    const std::uint32_t b = p.at(i);
     if ((block[b >> 6] & (std::uint64_t{1} << (b & 63U))) == 0) return false;
   }
   return true;
