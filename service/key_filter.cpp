@@ -22,6 +22,17 @@ std::uint64_t mix(std::uint64_t x) {
 
 std::uint64_t hash_of(std::string_view key) { return std::hash<std::string_view>{}(key); }
 
+// The block from the key's hash; the kProbes bit positions within it (9 bits each) from two more
+// hashes mixed from it, 72 bits for the 8 positions.
+struct Probes {
+  std::uint64_t a, b;
+  explicit Probes(std::uint64_t hash) : a(mix(hash)), b(mix(a)) {}
+  [[nodiscard]] std::uint32_t at(unsigned i) const {
+    // Positions 0-6 from a (63 bits), 7 from b.
+    return static_cast<std::uint32_t>((i < 7 ? a >> (9 * i) : b) & 511U);
+  }
+};
+
 }  // namespace
 
 KeyFilter::KeyFilter(std::size_t first_capacity) {
@@ -36,19 +47,6 @@ KeyFilter::Layer KeyFilter::make_layer(std::size_t capacity) {
   layer.capacity = capacity;
   return layer;
 }
-
-// The block from the key's hash; the kProbes bit positions within it (9 bits each) from two more
-// hashes mixed from it, 72 bits for the 8 positions.
-namespace {
-struct Probes {
-  std::uint64_t a, b;
-  explicit Probes(std::uint64_t hash) : a(mix(hash)), b(mix(a)) {}
-  [[nodiscard]] std::uint32_t at(unsigned i) const {
-    // Positions 0-6 from a (63 bits), 7 from b.
-    return static_cast<std::uint32_t>((i < 7 ? a >> (9 * i) : b) & 511U);
-  }
-};
-}  // namespace
 
 void KeyFilter::set(Layer& layer, std::uint64_t hash) {
   std::uint64_t* block = layer.words.data() + (hash & layer.block_mask) * kBlockWords;

@@ -1,4 +1,3 @@
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -60,6 +59,25 @@ std::int64_t scalar(const fs::path& db_path, const std::string& sql) {
 
 std::int64_t count_rows(const fs::path& db_path, const std::string& where = "1", const std::string& table = "deliveries") {
   return scalar(db_path, "SELECT COUNT(*) FROM " + table + " WHERE " + where);
+}
+
+// `tollgate inbox` with these arguments: the rows it prints.
+std::vector<nlohmann::json> inbox_rows(const tollgate::cli::InboxArgs& args) {
+  std::ostringstream out, err;
+  const int status = tollgate::cli::run_inbox(args, out, err);
+  INFO(err.str());
+  REQUIRE(status == 0);
+  std::vector<nlohmann::json> rows;
+  std::istringstream lines(out.str());
+  for (std::string line; std::getline(lines, line);) rows.push_back(nlohmann::json::parse(line));
+  return rows;
+}
+
+std::vector<nlohmann::json> inbox_rows(const fs::path& db_path, const std::string& delivery) {
+  tollgate::cli::InboxArgs args;
+  args.database = db_path.string();
+  args.delivery = delivery;
+  return inbox_rows(args);
 }
 
 }  // namespace
@@ -430,18 +448,7 @@ TEST_CASE("tollgate inbox --delivery finds a delivery whether its key is merged 
     CHECK(merged_through(path) > 0);
     CHECK(merged_through(path) < 30);
   }
-  const auto find = [&](const std::string& id) {
-    std::ostringstream out, err;
-    tollgate::cli::InboxArgs args;
-    args.database = path.string();
-    args.delivery = id;
-    INFO(err.str());
-    REQUIRE(tollgate::cli::run_inbox(args, out, err) == 0);
-    std::vector<nlohmann::json> rows;
-    std::istringstream lines(out.str());
-    for (std::string line; std::getline(lines, line);) rows.push_back(nlohmann::json::parse(line));
-    return rows;
-  };
+  const auto find = [&](const std::string& id) { return inbox_rows(path, id); };
   for (int i = 0; i < 10; ++i) {
     INFO("delivery " << i);
     auto rows = find("d-" + std::to_string(i));
@@ -456,34 +463,22 @@ TEST_CASE("tollgate inbox --delivery finds a delivery whether its key is merged 
   CHECK(find("d-10").empty());
   CHECK(find("no-such-delivery").empty());
   // With --state and --limit as without --delivery.
-  std::ostringstream out, err;
   tollgate::cli::InboxArgs args;
   args.database = path.string();
   args.state = "new";
   args.delivery = "d-3";
   args.limit = 1;
-  REQUIRE(tollgate::cli::run_inbox(args, out, err) == 0);
-  const auto newest = nlohmann::json::parse(out.str());
-  CHECK(newest["host"] == "gitea");
+  const auto newest = inbox_rows(args);
+  REQUIRE(newest.size() == 1);
+  CHECK(newest[0]["host"] == "gitea");
   args.state = "failed";
-  out.str("");
-  REQUIRE(tollgate::cli::run_inbox(args, out, err) == 0);
-  CHECK(out.str().empty());
+  CHECK(inbox_rows(args).empty());
 }
 
 TEST_CASE("tollgate inbox --delivery before any key is merged, and on a database of schema 4", "[inbox][keys]") {
   TempDir dir;
   const auto path = dir.path / "t.db";
-  const auto count = [&](const std::string& id) {
-    std::ostringstream out, err;
-    tollgate::cli::InboxArgs args;
-    args.database = path.string();
-    args.delivery = id;
-    INFO(err.str());
-    REQUIRE(tollgate::cli::run_inbox(args, out, err) == 0);
-    const std::string text = out.str();
-    return std::count(text.begin(), text.end(), '\n');
-  };
+  const auto count = [&](const std::string& id) { return inbox_rows(path, id).size(); };
   {
     auto inbox = Inbox::open({.path = path.string(), .key_idle = std::chrono::hours(1)});
     REQUIRE(inbox);
