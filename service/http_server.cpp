@@ -7,6 +7,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/as_tuple.hpp>
@@ -46,9 +47,12 @@ auto async_store(Inbox& inbox, StoredDelivery delivery, Token&& token) {
       [&inbox](auto handler, StoredDelivery d) {
         auto executor = asio::get_associated_executor(handler);
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        inbox.store(std::move(d), [shared, executor](StoreResult result, const std::string& /*error*/) {
-          asio::post(executor, [shared, result]() mutable { (*shared)(result); });
-        });
+        inbox.store(
+            std::move(d),
+            [shared, executor](StoreResult result, const std::string& /*error*/) {
+              asio::post(executor, [shared, result]() mutable { (*shared)(result); });
+            },
+            /*announced=*/true);
       },
       token, std::move(delivery));
 }
@@ -99,6 +103,29 @@ bool is_parse_error(const beast::error_code& ec) {
   return ec.category() == beast::error_code(http::error::end_of_stream).category() && ec != http::error::end_of_stream &&
          ec != http::error::partial_message;
 }
+
+// A webhook request on its way to the inbox (Inbox::arriving): announced once its headers are read,
+// until it is queued (store(..., announced=true)) or turns out not to be stored.
+class Arrival {
+ public:
+  Arrival() = default;
+  Arrival(const Arrival&) = delete;
+  Arrival& operator=(const Arrival&) = delete;
+  ~Arrival() { reset(); }
+  void announce(Inbox& inbox) {
+    reset();
+    inbox.arriving();
+    inbox_ = &inbox;
+  }
+  // The delivery goes to store(..., announced=true), which takes over the announcement.
+  void hand_over() { inbox_ = nullptr; }
+  void reset() {
+    if (inbox_ != nullptr) std::exchange(inbox_, nullptr)->not_arriving();
+  }
+
+ private:
+  Inbox* inbox_ = nullptr;
+};
 
 http::response<http::string_body> to_beast(HttpResponse& r, unsigned version, bool keep_alive) {
   http::response<http::string_body> res{static_cast<http::status>(r.status), version};
@@ -375,6 +402,8 @@ struct HttpServer::Impl {
       first = false;
       const auto& header = parser.get();
       std::string target(header.target());
+      Arrival arrival;
+      if (header.method() == http::verb::post && target.starts_with("/hooks/")) arrival.announce(intake.inbox());
       if (!parser.is_done()) {
         auto [ec2, timed_out2] = co_await within(session, config.intake.body_timeout,
                                                  http::async_read(s.stream, buffer, parser, as_tuple_awaitable));
@@ -404,6 +433,7 @@ struct HttpServer::Impl {
                           },
                           std::move(req.body())};
       auto routed = intake.route(request);
+      if (!std::holds_alternative<StoreJob>(routed)) arrival.reset();
       HttpResponse response;
       if (auto* ready = std::get_if<HttpResponse>(&routed)) {
         response = std::move(*ready);
@@ -423,6 +453,7 @@ struct HttpServer::Impl {
         auto encoded = encode_body(std::move(job.delivery.body));
         StoredDelivery stored{job.host, job.delivery.delivery_id, job.delivery.event_type, job.delivery.repo,
                               std::move(encoded.bytes), encoded.encoding, encoded.size, started};
+        arrival.hand_over();
         const StoreResult result = co_await async_store(intake.inbox(), std::move(stored), asio::use_awaitable);
         response = intake.finish(job, result, std::chrono::steady_clock::now() - started);
       }

@@ -465,18 +465,29 @@ Inbox::~Inbox() {
 
 std::size_t Inbox::unmerged_keys() const { return keys_ ? keys_->count() : 0; }
 
-void Inbox::store(StoredDelivery delivery, std::function<void(StoreResult, const std::string&)> done) {
+void Inbox::store(StoredDelivery delivery, std::function<void(StoreResult, const std::string&)> done, bool announced) {
   {
     std::lock_guard lock(mutex_);
+    const bool last = announced && arriving_.fetch_sub(1, std::memory_order_relaxed) == 1;
     if (!stopping_) {
-      queue_.push_back({std::move(delivery), std::move(done)});
+      queue_.push_back({std::move(delivery), std::move(done), announced});
       // The writer sleeps either idle (an empty queue) or collecting a batch (it wants
-      // batch_target): waking it for every delivery in between would only cost futex calls.
-      if (queue_.size() == 1 || queue_.size() == *options_.batch_target) wake_.notify_one();
+      // batch_target, or no delivery on its way): waking it for every delivery in between would
+      // only cost futex calls.
+      if (queue_.size() == 1 || queue_.size() == *options_.batch_target || last) wake_.notify_one();
       return;
     }
+    if (last) wake_.notify_one();
   }
   done(StoreResult::failed, "the inbox is shutting down");
+}
+
+void Inbox::not_arriving() {
+  if (arriving_.fetch_sub(1, std::memory_order_relaxed) != 1) return;
+  // The last one on its way turned out not to be a delivery: a writer waiting for it commits now.
+  // (Under the lock, so a writer between testing the count and sleeping cannot miss this.)
+  std::lock_guard lock(mutex_);
+  wake_.notify_one();
 }
 
 void Inbox::stop() {
@@ -549,10 +560,15 @@ void Inbox::writer_loop() {
         wake_.wait(lock, ready);
       }
       if (queue_.empty() && outcome_queue_.empty() && work_queue_.empty() && stopping_) return;
-      // Under load (the last commit ended a moment ago), let the batch fill up a little.
+      // Under load (the last commit ended a moment ago), let the batch fill up a little: until
+      // batch_target, or until no announced delivery is still on its way (arriving()), so the
+      // I/O threads never sit idle while the writer waits out the delay.
       if (!stopping_ && !queue_.empty() && queue_.size() < *options_.batch_target &&
           std::chrono::steady_clock::now() - last_commit < *options_.batch_delay) {
-        wake_.wait_for(lock, *options_.batch_delay, [&] { return stopping_ || queue_.size() >= *options_.batch_target; });
+        wake_.wait_for(lock, *options_.batch_delay, [&] {
+          return stopping_ || queue_.size() >= *options_.batch_target ||
+                 (queue_.back().announced && arriving_.load(std::memory_order_relaxed) <= 0);
+        });
       }
       // Everything that arrived while the last commit was on disk goes into this one.
       while (!queue_.empty() && batch.size() < options_.max_batch) {

@@ -4,6 +4,7 @@
 // throughput. (host, delivery_id) is unique: a redelivery is recognised, not stored twice (SQLite:
 // by DeliveryKeys in inbox.cpp, which needs the inbox to be the database's only writer, so open()
 // takes a lock file; PostgreSQL: by the table's UNIQUE constraint).
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -28,7 +29,8 @@ struct InboxOptions {
   bool synchronous_full = false;  // FULL: survives power loss; NORMAL (default): survives a crash of tollgate
   std::size_t max_batch = 1024;   // deliveries per transaction at most
   // Group commit under load: once a commit has just finished and fewer than `batch_target`
-  // deliveries wait, the writer waits up to `batch_delay` for more before the next commit. Larger
+  // deliveries wait, the writer waits up to `batch_delay` for more before the next commit, or
+  // until no announced delivery is on its way (arriving(), below). Larger
   // commits write each shared page (the index's, the last table page) once for many deliveries.
   // An idle inbox commits a lone delivery at once. Unset: chosen by durability (bench/RESULTS.md):
   // NORMAL 64 / 2 ms (against 32 / 1 ms in interleaved pairs at 64 connections: ~9% less CPU per
@@ -81,7 +83,17 @@ class Inbox {
   // failed). Callers hop back to their own executor from there. The inbox logs each delivery's
   // fate ("delivery stored", "delivery already stored", "delivery not stored"), one write per
   // commit.
-  void store(StoredDelivery delivery, std::function<void(StoreResult, const std::string& error)> done);
+  // `announced`: the caller announced this delivery with `arriving()` (it then counts as arrived).
+  void store(StoredDelivery delivery, std::function<void(StoreResult, const std::string& error)> done,
+             bool announced = false);
+
+  // Group commit: a request that may become a delivery is on its way (an I/O thread is reading or
+  // checking it). While any are, a writer collecting a batch waits for them (up to batch_delay);
+  // once none are and the latest delivery queued was announced, it commits at once instead of
+  // idling out the delay (callers that announce nothing get the plain delay). Each call is matched
+  // by store(..., announced=true) or by `not_arriving()`.
+  void arriving() { arriving_.fetch_add(1, std::memory_order_relaxed); }
+  void not_arriving();
 
   // Records outcomes through the same writer (the inbox has exactly one writing connection, so
   // nobody waits in SQLite's busy handler); `done` runs on the writer thread after the commit.
@@ -120,6 +132,7 @@ class Inbox {
   struct Pending {
     StoredDelivery delivery;
     std::function<void(StoreResult, const std::string&)> done;
+    bool announced = false;
   };
 
   InboxOptions options_;
@@ -135,6 +148,7 @@ class Inbox {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Pending> queue_;
+  std::atomic<int> arriving_{0};
   struct PendingOutcomes {
     std::vector<DeliveryOutcome> outcomes;
     std::function<void(bool, const std::string&)> done;

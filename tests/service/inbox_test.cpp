@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <memory>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -573,4 +574,43 @@ TEST_CASE("a compressed delivery is stored with its encoding and original size",
   auto body = decode_body(BodyEncoding::lz4, q->text(0), 8000);
   REQUIRE(body);
   CHECK(*body == json);
+}
+
+TEST_CASE("under load the writer waits for announced deliveries on their way, and no longer", "[inbox]") {
+  TempDir dir;
+  auto db = dir.path / "t.db";
+  // A delay far longer than the test: any commit within it was not the delay running out.
+  auto inbox = Inbox::open({.path = db.string(), .batch_target = 64, .batch_delay = std::chrono::seconds(30)});
+  REQUIRE(inbox);
+  Inbox& in = **inbox;
+  // An idle inbox commits at once; the next commit counts as under load.
+  REQUIRE(store_sync(in, {"github", "id-0", "push", "", "{}"}) == StoreResult::stored);
+
+  auto store_async = [&in](std::string id, bool announced) {
+    auto p = std::make_shared<std::promise<StoreResult>>();
+    auto f = p->get_future();
+    in.store({"github", std::move(id), "push", "", "{}"}, [p](StoreResult r, const std::string&) { p->set_value(r); }, announced);
+    return f;
+  };
+  in.arriving();  // A
+  in.arriving();  // B
+  auto a = store_async("id-a", /*announced=*/true);
+  // B is still on its way: the writer waits for it.
+  CHECK(a.wait_for(std::chrono::milliseconds(300)) == std::future_status::timeout);
+  in.not_arriving();  // B was not a delivery after all: nothing else is coming, so commit now
+  REQUIRE(a.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  CHECK(a.get() == StoreResult::stored);
+
+  // The last announced delivery itself ends the wait.
+  in.arriving();
+  auto c = store_async("id-c", /*announced=*/true);
+  REQUIRE(c.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  CHECK(c.get() == StoreResult::stored);
+
+  // A caller that announces nothing gets the plain delay (here: until stop()).
+  auto d = store_async("id-d", /*announced=*/false);
+  CHECK(d.wait_for(std::chrono::milliseconds(300)) == std::future_status::timeout);
+  in.stop();
+  CHECK(d.get() == StoreResult::stored);
+  CHECK(count_rows(db) == 4);
 }
