@@ -39,20 +39,44 @@ namespace {
 
 constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
+// A webhook request on its way to the inbox (Inbox::arriving): announced once its headers are read,
+// until it is queued (store(..., announced=true)) or turns out not to be stored.
+class Arrival {
+ public:
+  Arrival() = default;
+  Arrival(const Arrival&) = delete;
+  Arrival& operator=(const Arrival&) = delete;
+  ~Arrival() { reset(); }
+  void announce(Inbox& inbox) {
+    reset();
+    inbox.arriving();
+    inbox_ = &inbox;
+  }
+  // The delivery goes to store(..., announced), which takes over the announcement (if any).
+  [[nodiscard]] bool hand_over() { return std::exchange(inbox_, nullptr) != nullptr; }
+  void reset() {
+    if (inbox_ != nullptr) std::exchange(inbox_, nullptr)->not_arriving();
+  }
+
+ private:
+  Inbox* inbox_ = nullptr;
+};
+
 // Completes with the StoreResult on the awaiting coroutine's executor once the inbox has committed
 // the delivery (the inbox logs a failure's error itself).
+// The request's announcement goes with the delivery, at the last moment (nothing between it and
+// store() can throw and leave the count behind).
 template <typename Token>
-auto async_store(Inbox& inbox, StoredDelivery delivery, Token&& token) {
+auto async_store(Inbox& inbox, StoredDelivery delivery, Arrival& arrival, Token&& token) {
   return asio::async_initiate<Token, void(StoreResult)>(
-      [&inbox](auto handler, StoredDelivery d) {
+      [&inbox, &arrival](auto handler, StoredDelivery d) {
         auto executor = asio::get_associated_executor(handler);
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        inbox.store(
-            std::move(d),
-            [shared, executor](StoreResult result, const std::string& /*error*/) {
-              asio::post(executor, [shared, result]() mutable { (*shared)(result); });
-            },
-            /*announced=*/true);
+        std::function<void(StoreResult, const std::string&)> done = [shared, executor](StoreResult result, const std::string& /*error*/) {
+          asio::post(executor, [shared, result]() mutable { (*shared)(result); });
+        };
+        const bool announced = arrival.hand_over();
+        inbox.store(std::move(d), std::move(done), announced);
       },
       token, std::move(delivery));
 }
@@ -103,29 +127,6 @@ bool is_parse_error(const beast::error_code& ec) {
   return ec.category() == beast::error_code(http::error::end_of_stream).category() && ec != http::error::end_of_stream &&
          ec != http::error::partial_message;
 }
-
-// A webhook request on its way to the inbox (Inbox::arriving): announced once its headers are read,
-// until it is queued (store(..., announced=true)) or turns out not to be stored.
-class Arrival {
- public:
-  Arrival() = default;
-  Arrival(const Arrival&) = delete;
-  Arrival& operator=(const Arrival&) = delete;
-  ~Arrival() { reset(); }
-  void announce(Inbox& inbox) {
-    reset();
-    inbox.arriving();
-    inbox_ = &inbox;
-  }
-  // The delivery goes to store(..., announced=true), which takes over the announcement.
-  void hand_over() { inbox_ = nullptr; }
-  void reset() {
-    if (inbox_ != nullptr) std::exchange(inbox_, nullptr)->not_arriving();
-  }
-
- private:
-  Inbox* inbox_ = nullptr;
-};
 
 http::response<http::string_body> to_beast(HttpResponse& r, unsigned version, bool keep_alive) {
   http::response<http::string_body> res{static_cast<http::status>(r.status), version};
@@ -408,6 +409,7 @@ struct HttpServer::Impl {
         auto [ec2, timed_out2] = co_await within(session, config.intake.body_timeout,
                                                  http::async_read(s.stream, buffer, parser, as_tuple_awaitable));
         if (ec2) {
+          arrival.reset();  // not a delivery: the writer need not wait while the error is written
           if (timed_out2) {
             co_await write(session, intake.edge_error(target, 408, "request body not received in time (intake.body_timeout is " +
                                                                  pipeline::format_duration(std::chrono::duration_cast<std::chrono::seconds>(config.intake.body_timeout)) + ")"),
@@ -453,8 +455,7 @@ struct HttpServer::Impl {
         auto encoded = encode_body(std::move(job.delivery.body));
         StoredDelivery stored{job.host, job.delivery.delivery_id, job.delivery.event_type, job.delivery.repo,
                               std::move(encoded.bytes), encoded.encoding, encoded.size, started};
-        arrival.hand_over();
-        const StoreResult result = co_await async_store(intake.inbox(), std::move(stored), asio::use_awaitable);
+        const StoreResult result = co_await async_store(intake.inbox(), std::move(stored), arrival, asio::use_awaitable);
         response = intake.finish(job, result, std::chrono::steady_clock::now() - started);
       }
       bool keep_alive = req.keep_alive() && !draining;

@@ -544,7 +544,9 @@ void Inbox::writer_loop() {
   std::vector<std::string> work_errors;
   std::vector<StoreResult> results;
   std::vector<std::size_t> order;
-  auto last_commit = std::chrono::steady_clock::time_point{};
+  // Long enough ago that the first delivery counts as arriving at an idle inbox (steady_clock's
+  // epoch may be only seconds back, at boot).
+  auto last_commit = std::chrono::steady_clock::now() - *options_.batch_delay - std::chrono::seconds(1);
   bool idle = false;
   while (true) {
     {

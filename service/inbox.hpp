@@ -94,6 +94,8 @@ class Inbox {
   // by store(..., announced=true) or by `not_arriving()`.
   void arriving() { arriving_.fetch_add(1, std::memory_order_relaxed); }
   void not_arriving();
+  // How many are on their way now (/metrics: tollgate_intake_requests_in_progress).
+  [[nodiscard]] int arriving_now() const { return arriving_.load(std::memory_order_relaxed); }
 
   // Records outcomes through the same writer (the inbox has exactly one writing connection, so
   // nobody waits in SQLite's busy handler); `done` runs on the writer thread after the commit.

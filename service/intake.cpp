@@ -69,7 +69,7 @@ std::variant<HttpResponse, StoreJob, ApiCall> Intake::route(HttpRequest& request
   if (path == "/metrics") {
     if (auto r = only("GET", "/metrics")) return *r;
     metrics_.http_request("/metrics", 200);
-    return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.render(inbox_.depth())};
+    return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.render(inbox_.depth(), inbox_.arriving_now())};
   }
   if (path.substr(0, 7) == "/hooks/") {
     if (auto r = only("POST", "/hooks/{host}")) return *r;

@@ -62,7 +62,7 @@ void Metrics::connection_refused() {
   ++refused_;
 }
 
-std::string Metrics::render(std::optional<std::int64_t> inbox_depth) const {
+std::string Metrics::render(std::optional<std::int64_t> inbox_depth, std::optional<std::int64_t> requests_in_progress) const {
   std::ostringstream out;
   std::lock_guard lock(mutex_);
   out << "# HELP tollgate_deliveries_total Webhook deliveries by host, event and outcome.\n"
@@ -91,6 +91,11 @@ std::string Metrics::render(std::optional<std::int64_t> inbox_depth) const {
     out << "# HELP tollgate_inbox_depth Deliveries stored but not yet processed.\n"
         << "# TYPE tollgate_inbox_depth gauge\n"
         << "tollgate_inbox_depth " << *inbox_depth << "\n";
+  }
+  if (requests_in_progress) {
+    out << "# HELP tollgate_intake_requests_in_progress Webhook requests being read or checked: headers received, not yet queued for the inbox or refused.\n"
+        << "# TYPE tollgate_intake_requests_in_progress gauge\n"
+        << "tollgate_intake_requests_in_progress " << *requests_in_progress << "\n";
   }
   for (const auto& source : sources_) out << source();
   return out.str();

@@ -28,7 +28,9 @@ class Metrics {
   void answered_202(std::string_view host, std::string_view event, std::string_view outcome, double seconds);
 
   // `inbox_depth`: deliveries waiting to be processed, read at scrape time.
-  [[nodiscard]] std::string render(std::optional<std::int64_t> inbox_depth) const;
+  // `requests_in_progress`: webhook requests being read or checked (Inbox::arriving_now).
+  [[nodiscard]] std::string render(std::optional<std::int64_t> inbox_depth,
+                                   std::optional<std::int64_t> requests_in_progress = std::nullopt) const;
 
   // More metrics, appended to render()'s (the promotion engine's); set before serving. Must be
   // cheap: it runs on an I/O thread.

@@ -1065,6 +1065,13 @@ describe("tollgate serve", { skip: SKIP }, () => {
       const pong = await post("ping", ping);
       assert.equal(pong.status, 200, pong.text);
       assert.equal((await post("pull_request", body, { secret: "wrong" })).status, 401);
+      // Refused after the signature (400), for an unknown host (404), with the wrong method (405):
+      // none may stay counted as a delivery on its way (the writer would then wait out its delay).
+      const broken = "{not json";
+      assert.equal((await post("pull_request", broken)).status, 400);
+      const nohost = await request(server.port, { path: "/hooks/nope", headers: await githubHeaders("pull_request", crypto.randomUUID(), body, {}), body, agent });
+      assert.equal(nohost.status, 404, nohost.text);
+      assert.equal((await request(server.port, { method: "GET", path: "/hooks/github", agent })).status, 405);
 
       const healthz = await request(server.port, { method: "GET", path: "/healthz" });
       assert.equal(healthz.status, 200, healthz.text);
@@ -1090,6 +1097,8 @@ describe("tollgate serve", { skip: SKIP }, () => {
       assert.match(text, /^# TYPE tollgate_inbox_depth gauge$/m);
       assert.equal(inboxDepth(text), 0);
       assert.match(text, /^tollgate_intake_duration_seconds_count \d+/m);
+      assert.match(text, /^# TYPE tollgate_intake_requests_in_progress gauge$/m);
+      assert.match(text, /^tollgate_intake_requests_in_progress 0$/m, "every webhook request handed over or withdrawn");
 
       // An idle keep-alive connection stays open (the agent's); SIGTERM must not wait for it.
       const sent = Date.now();
