@@ -48,7 +48,6 @@ class Arrival {
   Arrival& operator=(const Arrival&) = delete;
   ~Arrival() { reset(); }
   void announce(Inbox& inbox) {
-    reset();
     inbox.arriving();
     inbox_ = &inbox;
   }
@@ -404,7 +403,7 @@ struct HttpServer::Impl {
       const auto& header = parser.get();
       std::string target(header.target());
       Arrival arrival;
-      if (header.method() == http::verb::post && target.starts_with("/hooks/")) arrival.announce(intake.inbox());
+      if (header.method() == http::verb::post && Intake::is_hook(target)) arrival.announce(intake.inbox());
       if (!parser.is_done()) {
         auto [ec2, timed_out2] = co_await within(session, config.intake.body_timeout,
                                                  http::async_read(s.stream, buffer, parser, as_tuple_awaitable));

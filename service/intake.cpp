@@ -71,7 +71,7 @@ std::variant<HttpResponse, StoreJob, ApiCall> Intake::route(HttpRequest& request
     metrics_.http_request("/metrics", 200);
     return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.render(inbox_.depth(), inbox_.arriving_now())};
   }
-  if (path.substr(0, 7) == "/hooks/") {
+  if (is_hook(path)) {
     if (auto r = only("POST", "/hooks/{host}")) return *r;
     return hook(std::string(path.substr(7)), request);
   }
@@ -141,7 +141,7 @@ HttpResponse Intake::finish(const StoreJob& job, StoreResult result,
 }
 
 HttpResponse Intake::edge_error(std::string_view target, int status, std::string message) {
-  std::string route = target.substr(0, 7) == "/hooks/" ? "/hooks/{host}" : "other";
+  std::string route = is_hook(target) ? "/hooks/{host}" : "other";
   metrics_.http_request(route, status);
   log::warn("request refused", {{"target", std::string(target.substr(0, 100))}, {"status", status}, {"reason", message}});
   return json_response(status, "error", message);

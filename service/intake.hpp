@@ -49,6 +49,9 @@ class Intake {
   // Takes the request's body (into the StoreJob, when there is one).
   [[nodiscard]] std::variant<HttpResponse, StoreJob, ApiCall> route(HttpRequest& request);
 
+  // Whether a request target is a webhook's, POST /hooks/<host> (route() answers others' methods 405).
+  [[nodiscard]] static bool is_hook(std::string_view target) { return target.substr(0, 7) == "/hooks/"; }
+
   // Counts an answer of the API or the dashboard.
   void api_answered(std::string_view target, int status);
 
