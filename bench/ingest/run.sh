@@ -9,6 +9,10 @@
 #                   real hosts send them (random GUIDs): every delivery then lands on its own page of
 #                   the (host, delivery id) index, where counting ids land on the index's last page
 #   tollgate-full   the same as tollgate with intake.sqlite_synchronous: full (power-loss durability)
+#   tollgate-prefilled  (not in the default set) tollgate-scattered on an inbox that already holds
+#                   PREFILL deliveries (default 1,000,000), filled once through tollgate itself before
+#                   the rounds (ids in no order, a ~430-byte payload, normalised) and copied afresh
+#                   for every round: how intake holds up once the inbox and its replay keys are large
 # For each: start it, record idle RSS, warm up, run the generator, record peak RSS and CPU, (tollgate:
 # wait for the normalisation backlog to be worked off, and report it — first round only), stop it.
 # The servers run in turn, ROUNDS times over (ceiling, peer, tollgate, tollgate-scattered, tollgate-full, ceiling, ...),
@@ -19,7 +23,7 @@
 #
 # Usage: bench/ingest/run.sh            (from anywhere; needs g++, cmake, ninja, node + npm ci)
 # Environment: CONNECTIONS=64 DURATION=10 WARMUP=2 (seconds) ROUNDS=3
-#   SERVERS="ceiling peer tollgate tollgate-scattered tollgate-full"
+#   SERVERS="ceiling peer tollgate tollgate-scattered tollgate-full" (or add tollgate-prefilled)  PREFILL=1000000
 #   SERVER_THREADS (ceiling and tollgate I/O threads; default: their own default, one per core)
 #   TOLLGATE_THREADS (tollgate only; overrides SERVER_THREADS)
 #   LOADGEN_THREADS=1  BUILD_DIR=build-bench  JOBS=2  NO_BUILD=1 (skip the build)  KEEP=1 (keep the temp dir)
@@ -33,6 +37,7 @@ duration=${DURATION:-10}
 warmup=${WARMUP:-2}
 servers=${SERVERS:-"ceiling peer tollgate tollgate-scattered tollgate-full"}
 rounds=${ROUNDS:-3}
+prefill=${PREFILL:-1000000}
 loadgen_threads=${LOADGEN_THREADS:-1}
 # Release (-O3). A build directory of its own: build/ is the CI-style RelWithDebInfo -Werror
 # build, and g++ 12 at -O3 raises a false -Wrestrict in pipeline/ that -Werror turns into an error.
@@ -98,6 +103,9 @@ wait_port() {
 }
 rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Bytes the process handed to write calls (WAL, checkpoints, logs; /proc/PID/io "wchar"): counts
+# every rewrite, which write_bytes (what reaches the disk, once per dirty page) does not.
+written() { awk '$1 == "wchar:" {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
 loadgen_run() {  # port seconds out.json [sequential|scattered]
   run_no=$((run_no + 1))
   "$loadgen" --port "$1" --path /hooks/github --connections "$connections" --threads "$loadgen_threads" \
@@ -116,8 +124,10 @@ start_server() {  # name dir -> sets server_pid, server_out
     peer)
       node bench/ingest/peer.mjs --secret-file "$work/secret" 0 >"$server_out" 2>&1 &
       ;;
-    tollgate | tollgate-scattered | tollgate-full)
+    tollgate | tollgate-scattered | tollgate-full | tollgate-prefilled)
       cp "$work/secret" "$dir/webhook-secret"
+      # A fresh copy of the filled inbox (fill_inbox below): each round starts from the same state.
+      [ "$name" = tollgate-prefilled ] && cp "$work/prefill/tollgate.db" "$dir/tollgate.db"
       {
         echo "listen: 127.0.0.1:0"
         echo "database: $dir/tollgate.db"
@@ -160,6 +170,48 @@ echo "load: $connections keep-alive connections, ${loadgen_threads} generator th
 echo "      POST /hooks/github, $(wc -c < "$work/body.json")-byte merged pull_request payload, X-Hub-Signature-256, distinct X-GitHub-Delivery"
 echo
 
+# Fills an inbox with $prefill deliveries through tollgate itself (so every invariant of the inbox
+# holds: rows, replay keys merged or not, outcomes), with ids in no order, as hosts send them, and
+# a ~430-byte payload (the fill is quick and the copy small: what grows with the count is the key
+# index, not the append-only deliveries table), then waits until every delivery is normalised.
+fill_inbox() {
+  local dir=$work/prefill
+  python3 - "$work/body.json" "$work/small.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+pr = d["pull_request"]
+small = {"action": d["action"], "number": d["number"],
+         "pull_request": {k: pr[k] for k in ("url", "id", "number", "state", "title", "merged", "merge_commit_sha")},
+         "repository": {k: d["repository"][k] for k in ("id", "name", "full_name")}, "sender": {"login": d["sender"]["login"]}}
+open(sys.argv[2], "w").write(json.dumps(small))
+PY
+  start_server tollgate "$dir"
+  local pid=$server_pid port
+  if ! port=$(wait_port "$server_out" "$pid"); then echo "prefill: tollgate did not start"; tail -20 "$server_out"; exit 1; fi
+  local started=$SECONDS
+  "$loadgen" --port "$port" --path /hooks/github --connections "$connections" --requests "$prefill" \
+    --body "$work/small.json" --secret-file "$work/secret" --event pull_request --ids scattered \
+    --run-id "$(printf '%s%02x' "$run_base" 255)" --json > "$dir/fill.json" || true
+  local depth=""
+  for _ in $(seq 6000); do  # up to 10 minutes for the normaliser
+    depth=$(curl -s "http://127.0.0.1:$port/metrics" | awk '$1 == "tollgate_inbox_depth" {print $2}')
+    [ "${depth:-1}" = 0 ] && break
+    sleep 0.1
+  done
+  stop_server "$pid"
+  local rows
+  # Everything into the database file itself (no WAL left beside it), so one file is the copy.
+  rows=$(python3 -c "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); print(c.execute('SELECT COUNT(*) FROM deliveries').fetchone()[0])" "$dir/tollgate.db")
+  if [ "$rows" != "$prefill" ] || [ "${depth:-1}" != 0 ]; then
+    echo "prefill: the inbox holds $rows deliveries (wanted $prefill), ${depth:-?} not normalised; see $dir"
+    exit 1
+  fi
+  echo "prefill: $rows deliveries (ids in no order, $(wc -c < "$work/small.json")-byte payload) stored and normalised in $((SECONDS - started)) s;" \
+    "database $(($(stat -c %s "$dir/tollgate.db") / 1048576)) MiB"
+  echo
+}
+case " $servers " in *" tollgate-prefilled "*) fill_inbox ;; esac
+
 for round in $(seq "$rounds"); do
 [ "$rounds" -gt 1 ] && echo "round $round of $rounds"
 for name in $servers; do
@@ -173,13 +225,13 @@ for name in $servers; do
   sleep 0.5
   idle=$(rss_kb "$server_pid" VmRSS)
   ids=sequential
-  [ "$name" = tollgate-scattered ] && ids=scattered
+  [ "$name" = tollgate-scattered ] || [ "$name" = tollgate-prefilled ] && ids=scattered
   loadgen_run "$port" "$warmup" "$dir/warmup.json" "$ids"
   sleep 0.5
   load_before=$(cut -d' ' -f1 /proc/loadavg)
-  t0=$(cpu_ticks "$server_pid")
+  t0=$(cpu_ticks "$server_pid"); w0=$(written "$server_pid")
   loadgen_run "$port" "$duration" "$dir/run.json" "$ids"
-  t1=$(cpu_ticks "$server_pid")
+  t1=$(cpu_ticks "$server_pid"); w1=$(written "$server_pid")
   peak=$(rss_kb "$server_pid" VmHWM)
   after=$(rss_kb "$server_pid" VmRSS)
   alive=yes
@@ -203,8 +255,8 @@ for name in $servers; do
   if [[ $name == tollgate* ]]; then
     rows=$(python3 -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM deliveries').fetchone()[0])" "$dir/tollgate.db" 2>/dev/null || echo "?")
   fi
-  printf '{"name":"%s","port":%s,"idle_rss_kb":%s,"peak_rss_kb":%s,"rss_after_kb":%s,"server_cpu_ticks":%s,"ticks_per_s":%s,"alive":"%s","rows":"%s","load":"%s"}\n' \
-    "$name" "$port" "${idle:-0}" "${peak:-0}" "${after:-0}" "$((t1 - t0))" "$(getconf CLK_TCK)" "$alive" "$rows" \
+  printf '{"name":"%s","port":%s,"idle_rss_kb":%s,"peak_rss_kb":%s,"rss_after_kb":%s,"server_cpu_ticks":%s,"ticks_per_s":%s,"written_bytes":%s,"alive":"%s","rows":"%s","load":"%s"}\n' \
+    "$name" "$port" "${idle:-0}" "${peak:-0}" "${after:-0}" "$((t1 - t0))" "$(getconf CLK_TCK)" "$((w1 - w0))" "$alive" "$rows" \
     "$load_before" > "$dir/server.json"
   python3 - "$dir" <<'PY'
 import json, sys
@@ -215,7 +267,8 @@ errs = ", ".join(f"{k}: {v}" for k, v in r["status"].items() if not k.startswith
 errs += "".join(f", {k}: {v}" for k, v in r["errors"]["socket"].items())
 print(f"{s['name']:<14} {r['requests']:>7} requests in {r['elapsed_s']:.1f} s = {r['rps']:>8.0f}/s  "
       f"p50 {l['p50']:.2f}  p90 {l['p90']:.2f}  p99 {l['p99']:.2f}  max {l['max']:.2f} ms  "
-      f"errors {r['errors']['total']}{' (' + errs.lstrip(', ') + ')' if errs else ''}")
+      f"errors {r['errors']['total']}{' (' + errs.lstrip(', ') + ')' if errs else ''}"
+      + (f"  written {s['written_bytes'] / r['requests'] / 1024:.1f} KB/request" if s['name'].startswith('tollgate') and r['requests'] else ""))
 PY
   if [ "$alive" = no ]; then
     echo "  $name DIED during the run; last lines of its output:"
@@ -226,9 +279,9 @@ done
 
 echo
 status=0
-python3 - "$work" "$rounds" $servers <<'PY' || status=$?
+python3 - "$work" "$rounds" "$prefill" $servers <<'PY' || status=$?
 import json, os, statistics, sys
-work, rounds, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+work, rounds, prefill, names = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 res = {n: [] for n in names}  # per server: one entry per round
 for n in names:
     for k in range(1, rounds + 1):
@@ -272,7 +325,7 @@ print(" includes the loopback TCP work the kernel does inside its send(). load a
 
 print()
 peer, ceil = m.get("peer"), m.get("ceiling")
-for n in ("tollgate", "tollgate-scattered", "tollgate-full"):
+for n in ("tollgate", "tollgate-scattered", "tollgate-full", "tollgate-prefilled"):
     if n not in m: continue
     t = m[n]
     parts = []
@@ -295,15 +348,19 @@ for n in ("tollgate", "tollgate-scattered", "tollgate-full"):
     if ceil: ok.append(t["rps"] >= 0.6 * ceil["rps"])
     ok += [t["p99"] <= 10, t["idle"] <= 20 * 1024]
     print(f"  targets: {'all met' if all(ok) else 'NOT all met'}")
+    kb = [x["srv"].get("written_bytes", 0) / x["run"]["requests"] / 1024 for x in res[n] if x["run"]["requests"]]
+    if kb: print(f"  written per request (WAL, checkpoints, log lines): median {med(kb):.1f} KB, rounds " + ", ".join(f"{v:.1f}" for v in kb))
 
 print()
 bad = False
-for n in ("tollgate", "tollgate-scattered", "tollgate-full"):
+for n in ("tollgate", "tollgate-scattered", "tollgate-full", "tollgate-prefilled"):
     if n not in res: continue
+    before = prefill if n == "tollgate-prefilled" else 0  # the copied inbox's deliveries
     for k, x in enumerate(res[n]):
         answered = sum(int(v) for key, v in list(x["warm"]["status"].items()) + list(x["run"]["status"].items()) if key == "202")
         rows = x["srv"]["rows"]
-        same = str(rows) == str(answered)
+        if before and str(rows).isdigit(): rows = f"{int(rows) - before} (+{before} before)"
+        same = str(rows).split()[0] == str(answered)
         bad |= not same or x["srv"]["alive"] != "yes"
         print(f"{n}{f' (round {k + 1})' if rounds > 1 else ''}: database rows {rows}, 202 answers {answered} (warm-up + run): "
               f"{'OK, every 202 is in the inbox, none twice' if same else 'MISMATCH'}"
