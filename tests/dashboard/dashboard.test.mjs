@@ -85,15 +85,18 @@ async function openPage(browser, problems, name, options, expected = null) {
 }
 
 // A screenshot of one element (an artifact, not a check). The live view may replace the element
-// while it is taken (an event that arrives after the run ended re-renders the pipeline): take it
-// again from the element now there.
+// while it is taken (an event that arrives after the run ended re-renders the pipeline): Playwright
+// then finds the old node detached ("not attached to the DOM") or, caught mid-render, not visible
+// ("Node is either not visible or not an HTMLElement"; seen in the ASan CI stage). Take it again
+// from the element now there, once that is visible.
 async function screenshotOf(locator, file) {
   for (let attempt = 1; ; attempt++) {
     try {
       return await locator.screenshot({ path: file });
     } catch (e) {
-      if (attempt >= 5 || !/not attached to the DOM/.test(e.message)) throw e;
+      if (attempt >= 5 || !/not attached to the DOM|not visible|not an HTMLElement/.test(e.message)) throw e;
       await new Promise((resolve) => setTimeout(resolve, 200));
+      await locator.waitFor({ state: "visible", timeout: 5_000 }).catch(() => {});
     }
   }
 }
