@@ -26,6 +26,7 @@
 
 #include "pipeline/duration.hpp"
 #include "service/api.hpp"
+#include "service/http_body.hpp"
 #include "service/log.hpp"
 
 namespace tollgate::service {
@@ -80,46 +81,8 @@ auto async_store(Inbox& inbox, StoredDelivery delivery, Arrival& arrival, Token&
       token, std::move(delivery));
 }
 
-// Beast's string_body, except that it reserves room for the JSON parser's padding after the body
-// (so the receiver parses it in place) and appends what arrives instead of zero-filling first.
-struct PaddedStringBody {
-  using value_type = std::string;
-  static std::uint64_t size(const value_type& body) { return body.size(); }
-
-  class reader {
-   public:
-    template <bool isRequest, class Fields>
-    reader(http::header<isRequest, Fields>& /*header*/, value_type& body) : body_(body) {}
-
-    void init(const boost::optional<std::uint64_t>& length, beast::error_code& ec) {
-      ec = {};
-      if (!length) return;
-      if (*length > body_.max_size() - webhooks::kBodyPadding) {
-        ec = http::error::buffer_overflow;
-        return;
-      }
-      body_.reserve(static_cast<std::size_t>(*length) + webhooks::kBodyPadding);
-    }
-
-    template <class ConstBufferSequence>
-    std::size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
-      std::size_t n = 0;
-      for (auto b : beast::buffers_range_ref(buffers)) {
-        body_.append(static_cast<const char*>(b.data()), b.size());
-        n += b.size();
-      }
-      ec = {};
-      return n;
-    }
-
-    void finish(beast::error_code& ec) { ec = {}; }
-
-   private:
-    value_type& body_;
-  };
-};
-
-using RequestParser = http::request_parser<PaddedStringBody>;
+// Room for the JSON parser's padding after the body: the receiver parses it in place.
+using RequestParser = http::request_parser<PaddedStringBody<webhooks::kBodyPadding>>;
 
 // The client sent something that is not HTTP (as opposed to going away or timing out).
 bool is_parse_error(const beast::error_code& ec) {
@@ -127,16 +90,42 @@ bool is_parse_error(const beast::error_code& ec) {
          ec != http::error::partial_message;
 }
 
-http::response<http::string_body> to_beast(HttpResponse& r, unsigned version, bool keep_alive) {
-  http::response<http::string_body> res{static_cast<http::status>(r.status), version};
-  res.set(http::field::server, "tollgate");
-  res.set(http::field::content_type, r.content_type);
-  if (!r.allow.empty()) res.set(http::field::allow, r.allow);
-  for (const auto& [name, value] : r.headers) res.set(name, value);
-  res.body() = std::move(r.body);
-  res.keep_alive(keep_alive);
-  res.prepare_payload();
-  return res;
+// The response as it goes on the wire, in one string: the same fields as Beast would write
+// (Server, Content-Type, the response's own, Connection where the default does not hold,
+// Content-Length), without building a header container for each answer. A header whose name or
+// value holds a line break is left out rather than let split the response.
+std::string serialize(const HttpResponse& r, unsigned version, bool keep_alive) {
+  const auto status = static_cast<http::status>(r.status);
+  const auto reason = http::obsolete_reason(status);
+  const bool bodiless = (r.status >= 100 && r.status < 200) || r.status == 204 || r.status == 304;
+  std::string out;
+  out.reserve(160 + r.content_type.size() + r.body.size());
+  out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  out += std::to_string(r.status);
+  out += ' ';
+  out.append(reason.data(), reason.size());
+  out += "\r\nServer: tollgate\r\n";
+  const auto field = [&out](std::string_view name, std::string_view value) {
+    if (name.find_first_of("\r\n") != std::string_view::npos || value.find_first_of("\r\n") != std::string_view::npos) return;
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  };
+  field("Content-Type", r.content_type);
+  if (!r.allow.empty()) field("Allow", r.allow);
+  for (const auto& [name, value] : r.headers) field(name, value);
+  if (version == 10 && keep_alive) out += "Connection: keep-alive\r\n";
+  if (version != 10 && !keep_alive) out += "Connection: close\r\n";
+  if (!bodiless) {
+    out += "Content-Length: ";
+    out += std::to_string(r.body.size());
+    out += "\r\n\r\n";
+    out += r.body;
+  } else {
+    out += "\r\n";
+  }
+  return out;
 }
 
 }  // namespace
@@ -305,10 +294,21 @@ struct HttpServer::Impl {
     co_return r;
   }
 
-  asio::awaitable<void> write(const std::shared_ptr<Session>& session, HttpResponse r, unsigned version,
+  // Writes the response; false if it could not be written (in time). The socket is non-blocking
+  // (serve()), so an answer that fits the socket's send buffer, as nearly every one does, is sent
+  // at once, without an asynchronous operation and its completion.
+  asio::awaitable<bool> write(const std::shared_ptr<Session>& session, const HttpResponse& r, unsigned version,
                               bool keep_alive) {
-    auto res = to_beast(r, version, keep_alive);
-    (void)co_await within(session, config.intake.body_timeout, http::async_write(session->stream, res, as_tuple_awaitable));
+    const std::string out = serialize(r, version, keep_alive);
+    auto& socket = session->stream.socket();
+    beast::error_code ec;
+    std::size_t sent = socket.send(asio::buffer(out), 0, ec);
+    if (!ec && sent == out.size()) co_return true;
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) co_return false;
+    if (ec) sent = 0;
+    auto [ec2, timed_out] = co_await within(session, config.intake.body_timeout,
+                                            asio::async_write(socket, asio::buffer(out.data() + sent, out.size() - sent), as_tuple_awaitable));
+    co_return !ec2;
   }
 
   // Awaits `op` (an operation completing with an error code first) for at most `limit` (give or
@@ -320,8 +320,16 @@ struct HttpServer::Impl {
   asio::awaitable<std::pair<beast::error_code, bool>> within(const std::shared_ptr<Session>& session,
                                                              std::chrono::milliseconds limit, Awaitable op,
                                                              std::size_t* bytes = nullptr) {
+    return until(session, steady_ms() + std::max<std::int64_t>(limit.count(), 1), std::move(op), bytes);
+  }
+  // The same, with the deadline given as a point in time (steady_ms()): several operations, such
+  // as the reads of one request's headers, can share one deadline.
+  template <typename Awaitable>
+  asio::awaitable<std::pair<beast::error_code, bool>> until(const std::shared_ptr<Session>& session,
+                                                            std::int64_t due_ms, Awaitable op,
+                                                            std::size_t* bytes = nullptr) {
     session->deadline_fired.store(false, std::memory_order_relaxed);
-    session->deadline_ms.store(steady_ms() + std::max<std::int64_t>(limit.count(), 1), std::memory_order_relaxed);
+    session->deadline_ms.store(due_ms, std::memory_order_relaxed);
     auto result = co_await std::move(op);
     session->deadline_ms.store(0, std::memory_order_relaxed);
     if constexpr (std::tuple_size_v<decltype(result)> > 1) {
@@ -360,7 +368,9 @@ struct HttpServer::Impl {
     buffer.reserve(64 * 1024);  // one recv for a typical delivery, not 512-byte steps
     bool first = true;
     bool linger = false;  // answered before reading the whole request: drain before closing
-    s.stream.expires_never();  // every read and write goes through within()
+    s.stream.expires_never();  // every read and write has its deadline from within() or until()
+    beast::error_code nb;
+    s.stream.socket().non_blocking(true, nb);  // for write()'s immediate send; reads stay asynchronous
     while (!draining) {
       RequestParser parser;
       parser.header_limit(64 * 1024);
@@ -380,50 +390,78 @@ struct HttpServer::Impl {
         s.idle = false;
         if (ec || draining) break;
       }
-      auto [ec, timed_out] = co_await within(session, config.intake.header_timeout,
-                                             http::async_read_header(s.stream, buffer, parser, as_tuple_awaitable));
+      // The request is parsed from the buffer as it stands, and read further only while the
+      // parser needs more: a delivery that arrived in one read (nearly all) is parsed without
+      // another asynchronous operation. The headers have header_timeout from their first byte,
+      // the body body_timeout from the end of the headers.
+      Arrival arrival;
+      std::string target;
+      bool header_seen = false;
+      beast::error_code ec;
+      bool timed_out = false;
+      std::int64_t due = steady_ms() + std::max<std::int64_t>(config.intake.header_timeout.count(), 1);
+      while (true) {
+        std::size_t used = 0;
+        if (buffer.size() > 0) {
+          used = parser.put(buffer.data(), ec);
+          buffer.consume(used);
+          if (ec == http::error::need_more) ec = {};
+        }
+        if (!header_seen && parser.is_header_done() && !ec) {
+          // Announced as soon as its headers are in: the writer may wait for it (Inbox::arriving).
+          header_seen = true;
+          target = std::string(parser.get().target());
+          if (parser.get().method() == http::verb::post && Intake::is_hook(target)) arrival.announce(intake.inbox());
+          due = steady_ms() + std::max<std::int64_t>(config.intake.body_timeout.count(), 1);
+        }
+        if (ec || parser.is_done()) break;
+        if (used > 0 && buffer.size() > 0) continue;  // the parser stopped at a boundary: go on
+        std::size_t got = 0;
+        auto [rec, rto] = co_await until(
+            session, due, s.stream.socket().async_read_some(buffer.prepare(std::max<std::size_t>(buffer.capacity() - buffer.size(), 4096)), as_tuple_awaitable),
+            &got);
+        buffer.commit(got);
+        if (rec == asio::error::eof) {
+          // The client closed mid-request (as Beast's own read reports it).
+          if (parser.got_some()) {
+            parser.put_eof(ec);
+            if (!ec && parser.is_done()) break;
+            if (!ec) ec = http::error::partial_message;
+          } else {
+            ec = http::error::end_of_stream;
+          }
+          break;
+        }
+        if (rec) {
+          ec = rec;
+          timed_out = rto;
+          break;
+        }
+      }
       if (ec) {
+        arrival.reset();  // not a delivery: the writer need not wait while the error is written
+        const unsigned version = header_seen ? parser.get().version() : 11;
         if (timed_out) {
-          co_await write(session, intake.edge_error("", 408, "request headers not received in time (intake.header_timeout is " +
-                                                           pipeline::format_duration(std::chrono::duration_cast<std::chrono::seconds>(config.intake.header_timeout)) + ")"),
-                         11, false);
+          const bool headers = !header_seen;
+          const auto limit = std::chrono::duration_cast<std::chrono::seconds>(headers ? config.intake.header_timeout : config.intake.body_timeout);
+          co_await write(session,
+                         intake.edge_error(target, 408, std::string(headers ? "request headers" : "request body") +
+                                                            " not received in time (intake." + (headers ? "header" : "body") +
+                                                            "_timeout is " + pipeline::format_duration(limit) + ")"),
+                         version, false);
         } else if (ec == http::error::header_limit) {
-          co_await write(session, intake.edge_error("", 431, "request headers are larger than 64 KiB"), 11, false);
+          co_await write(session, intake.edge_error(target, 431, "request headers are larger than 64 KiB"), version, false);
           linger = true;
         } else if (ec == http::error::body_limit) {
-          co_await write(session, intake.edge_error("", 413, body_limit_message(parser)), 11, false);
+          co_await write(session, intake.edge_error(target, 413, body_limit_message(parser)), version, false);
           linger = true;
         } else if (is_parse_error(ec)) {
-          co_await write(session, intake.edge_error("", 400, "malformed HTTP request: " + ec.message()), 11, false);
+          co_await write(session, intake.edge_error(target, 400, "malformed HTTP request: " + ec.message()), version, false);
           linger = true;
         }
         break;
       }
       first = false;
-      const auto& header = parser.get();
-      std::string target(header.target());
-      Arrival arrival;
-      if (header.method() == http::verb::post && Intake::is_hook(target)) arrival.announce(intake.inbox());
-      if (!parser.is_done()) {
-        auto [ec2, timed_out2] = co_await within(session, config.intake.body_timeout,
-                                                 http::async_read(s.stream, buffer, parser, as_tuple_awaitable));
-        if (ec2) {
-          arrival.reset();  // not a delivery: the writer need not wait while the error is written
-          if (timed_out2) {
-            co_await write(session, intake.edge_error(target, 408, "request body not received in time (intake.body_timeout is " +
-                                                                 pipeline::format_duration(std::chrono::duration_cast<std::chrono::seconds>(config.intake.body_timeout)) + ")"),
-                           header.version(), false);
-          } else if (ec2 == http::error::body_limit) {
-            co_await write(session, intake.edge_error(target, 413, body_limit_message(parser)), header.version(), false);
-            linger = true;
-          } else if (is_parse_error(ec2)) {
-            co_await write(session, intake.edge_error(target, 400, "malformed HTTP request: " + ec2.message()),
-                           header.version(), false);
-            linger = true;
-          }
-          break;
-        }
-      }
       auto& req = parser.get();
       const auto started = std::chrono::steady_clock::now();
       HttpRequest request{std::string(req.method_string()), target,
@@ -458,10 +496,7 @@ struct HttpServer::Impl {
         response = intake.finish(job, result, std::chrono::steady_clock::now() - started);
       }
       bool keep_alive = req.keep_alive() && !draining;
-      auto res = to_beast(response, req.version(), keep_alive);
-      auto [ec3, timed_out3] =
-          co_await within(session, config.intake.body_timeout, http::async_write(s.stream, res, as_tuple_awaitable));
-      if (ec3 || !keep_alive) break;
+      if (!co_await write(session, response, req.version(), keep_alive) || !keep_alive) break;
     }
     beast::error_code ignored;
     s.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
