@@ -2,7 +2,11 @@
 # Benchmark: webhook intake (issue 3, "bench/ingest"). In one run, drives four servers with the same
 # load generator (bench_loadgen: N keep-alive connections, a signed ~25 KB merged-PR payload, a
 # distinct X-GitHub-Delivery on every request):
-#   ceiling         bench_ceiling: Beast + coroutines, reads, checks the HMAC, answers 202, nothing else
+#   ceiling         bench_ceiling: tollgate's HTTP stack (Beast's parser, coroutines, read and answered
+#                   as service/http_server.cpp does), reads, checks the HMAC, answers 202, nothing else
+#   ceiling-beast   the same server reading with Beast's http::async_read and answering with
+#                   http::async_write (bench_ceiling --stack beast): the bare Beast server the issue
+#                   measured (~26,000/s), kept to compare with that figure and earlier runs
 #   peer            bench/ingest/peer.mjs: Node + @octokit/webhooks@14, verify + parse, 202, no storage
 #   tollgate        tollgate serve, every 202 committed to SQLite (WAL, synchronous=NORMAL)
 #   tollgate-scattered  the same, with delivery ids in no order (bench_loadgen --ids scattered), as
@@ -15,7 +19,7 @@
 #                   for every round: how intake holds up once the inbox and its replay keys are large
 # For each: start it, record idle RSS, warm up, run the generator, record peak RSS and CPU, (tollgate:
 # wait for the normalisation backlog to be worked off, and report it — first round only), stop it.
-# The servers run in turn, ROUNDS times over (ceiling, peer, tollgate, tollgate-scattered, tollgate-full, ceiling, ...),
+# The servers run in turn, ROUNDS times over (ceiling, ceiling-beast, peer, tollgate, ..., ceiling, ...),
 # so that a slow spell of this shared machine does not land on one server only; the figures are
 # each server's medians over the rounds, and the ratios are taken from the medians.
 # Afterwards: a table per round and of the medians, the ratios, the targets, and a check that
@@ -23,7 +27,7 @@
 #
 # Usage: bench/ingest/run.sh            (from anywhere; needs g++, cmake, ninja, node + npm ci)
 # Environment: CONNECTIONS=64 DURATION=10 WARMUP=2 (seconds) ROUNDS=3
-#   SERVERS="ceiling peer tollgate tollgate-scattered tollgate-full" (or add tollgate-prefilled)  PREFILL=1000000
+#   SERVERS="ceiling ceiling-beast peer tollgate tollgate-scattered tollgate-full" (or add tollgate-prefilled)  PREFILL=1000000
 #   SERVER_THREADS (ceiling and tollgate I/O threads; default: their own default, one per core)
 #   TOLLGATE_THREADS (tollgate only; overrides SERVER_THREADS)
 #   LOADGEN_THREADS=1  BUILD_DIR=build-bench  JOBS=2  NO_BUILD=1 (skip the build)  KEEP=1 (keep the temp dir)
@@ -35,7 +39,7 @@ root=$PWD
 connections=${CONNECTIONS:-64}
 duration=${DURATION:-10}
 warmup=${WARMUP:-2}
-servers=${SERVERS:-"ceiling peer tollgate tollgate-scattered tollgate-full"}
+servers=${SERVERS:-"ceiling ceiling-beast peer tollgate tollgate-scattered tollgate-full"}
 rounds=${ROUNDS:-3}
 prefill=${PREFILL:-1000000}
 loadgen_threads=${LOADGEN_THREADS:-1}
@@ -118,8 +122,10 @@ start_server() {  # name dir -> sets server_pid, server_out
   mkdir -p "$dir"
   server_out=$dir/out.log
   case $name in
-    ceiling)
-      "$ceiling" --secret-file "$work/secret" ${SERVER_THREADS:+--threads "$SERVER_THREADS"} >"$server_out" 2>&1 &
+    ceiling | ceiling-beast)
+      local stack=tollgate
+      [ "$name" = ceiling-beast ] && stack=beast
+      "$ceiling" --secret-file "$work/secret" --stack "$stack" ${SERVER_THREADS:+--threads "$SERVER_THREADS"} >"$server_out" 2>&1 &
       ;;
     peer)
       node bench/ingest/peer.mjs --secret-file "$work/secret" 0 >"$server_out" 2>&1 &
@@ -163,6 +169,18 @@ stop_server() {  # pid: SIGTERM, then SIGKILL after 15 s
 }
 
 load1() { cut -d' ' -f1-3 /proc/loadavg; }
+# Deliveries not yet normalised, from a running tollgate's /metrics (empty if it does not answer).
+inbox_depth() { curl -s "http://127.0.0.1:$1/metrics" | awk '$1 == "tollgate_inbox_depth" {print $2}'; }
+# Rows in a stopped tollgate's deliveries table ("?" if it cannot be read). With "truncate", first
+# moves everything into the database file itself (no WAL left beside it), so one file is a copy.
+db_rows() {  # file [truncate]
+  python3 - "$@" <<'PY' 2>/dev/null || echo "?"
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+if sys.argv[2:] == ["truncate"]: c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+print(c.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0])
+PY
+}
 echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(uname -r); $(date -u +%Y-%m-%dT%H:%MZ); load average at start: $(load1)"
 echo "NOTE: the load generator and each server share this $(nproc)-core machine (nothing is pinned): the generator's"
 echo "      own CPU is shown per run, and other processes on the machine take CPU from both."
@@ -194,14 +212,13 @@ PY
     --run-id "$(printf '%s%02x' "$run_base" 255)" --json > "$dir/fill.json" || true
   local depth=""
   for _ in $(seq 6000); do  # up to 10 minutes for the normaliser
-    depth=$(curl -s "http://127.0.0.1:$port/metrics" | awk '$1 == "tollgate_inbox_depth" {print $2}')
+    depth=$(inbox_depth "$port")
     [ "${depth:-1}" = 0 ] && break
     sleep 0.1
   done
   stop_server "$pid"
   local rows
-  # Everything into the database file itself (no WAL left beside it), so one file is the copy.
-  rows=$(python3 -c "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); print(c.execute('SELECT COUNT(*) FROM deliveries').fetchone()[0])" "$dir/tollgate.db")
+  rows=$(db_rows "$dir/tollgate.db" truncate)
   if [ "$rows" != "$prefill" ] || [ "${depth:-1}" != 0 ]; then
     echo "prefill: the inbox holds $rows deliveries (wanted $prefill), ${depth:-?} not normalised; see $dir"
     exit 1
@@ -240,11 +257,10 @@ for name in $servers; do
   # left at the end of the run and how long it takes to work off (not part of the figures above).
   backlog=""; drained=""
   if [[ $name == tollgate* && $alive == yes && $round == 1 ]]; then
-    depth() { curl -s "http://127.0.0.1:$port/metrics" | awk '$1 == "tollgate_inbox_depth" {print $2}'; }
-    backlog=$(depth)
+    backlog=$(inbox_depth "$port")
     drain_start=$(date +%s.%N)
     for _ in $(seq 1200); do
-      d=$(depth)
+      d=$(inbox_depth "$port")
       if [ "${d:-1}" = 0 ]; then drained=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$drain_start" "$(date +%s.%N)"); break; fi
       sleep 0.1
     done
@@ -253,7 +269,7 @@ for name in $servers; do
   stop_server "$server_pid"
   rows=""
   if [[ $name == tollgate* ]]; then
-    rows=$(python3 -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM deliveries').fetchone()[0])" "$dir/tollgate.db" 2>/dev/null || echo "?")
+    rows=$(db_rows "$dir/tollgate.db")
   fi
   printf '{"name":"%s","port":%s,"idle_rss_kb":%s,"peak_rss_kb":%s,"rss_after_kb":%s,"server_cpu_ticks":%s,"ticks_per_s":%s,"written_bytes":%s,"alive":"%s","rows":"%s","load":"%s"}\n' \
     "$name" "$port" "${idle:-0}" "${peak:-0}" "${after:-0}" "$((t1 - t0))" "$(getconf CLK_TCK)" "$((w1 - w0))" "$alive" "$rows" \
@@ -324,7 +340,7 @@ print("(server and generator CPU: % of one core during the measured run, 200% = 
 print(" includes the loopback TCP work the kernel does inside its send(). load avg: 1-minute, before the run)")
 
 print()
-peer, ceil = m.get("peer"), m.get("ceiling")
+peer, ceil, beast = m.get("peer"), m.get("ceiling"), m.get("ceiling-beast")
 for n in ("tollgate", "tollgate-scattered", "tollgate-full", "tollgate-prefilled"):
     if n not in m: continue
     t = m[n]
@@ -332,17 +348,21 @@ for n in ("tollgate", "tollgate-scattered", "tollgate-full", "tollgate-prefilled
     if peer: parts.append(f"{t['rps'] / peer['rps']:.2f}x peer (target >= 2x)")
     if ceil:
         parts.append(f"{t['rps'] / ceil['rps'] * 100:.0f}% of ceiling (target >= 60%)")
+    if beast:
+        parts.append(f"{t['rps'] / beast['rps'] * 100:.0f}% of ceiling-beast")
     print(f"{n}: requests/s " + ", ".join(parts) + f"; p99 {t['p99']:.2f} ms (target <= 10)"
           f"; idle RSS {mb(t['idle'])} MB (target <= 20)")
-    if rounds > 1 and (peer or ceil):
+    if rounds > 1 and (peer or ceil or beast):
         per = []
         for k in range(rounds):
             tr = res[n][k]["run"]["rps"]
             bits = []
             if peer: bits.append(f"{tr / res['peer'][k]['run']['rps']:.2f}x")
             if ceil: bits.append(f"{tr / res['ceiling'][k]['run']['rps'] * 100:.0f}%")
+            if beast: bits.append(f"{tr / res['ceiling-beast'][k]['run']['rps'] * 100:.0f}%")
             per.append(" / ".join(bits))
-        print(f"  round by round ({'peer ratio / ' if peer else ''}{'of ceiling' if ceil else ''}): " + ", ".join(per))
+        heads = (["peer ratio"] if peer else []) + (["of ceiling"] if ceil else []) + (["of ceiling-beast"] if beast else [])
+        print(f"  round by round ({' / '.join(heads)}): " + ", ".join(per))
     ok = []
     if peer: ok.append(t["rps"] >= 2 * peer["rps"])
     if ceil: ok.append(t["rps"] >= 0.6 * ceil["rps"])
@@ -359,10 +379,11 @@ for n in ("tollgate", "tollgate-scattered", "tollgate-full", "tollgate-prefilled
     for k, x in enumerate(res[n]):
         answered = sum(int(v) for key, v in list(x["warm"]["status"].items()) + list(x["run"]["status"].items()) if key == "202")
         rows = x["srv"]["rows"]
-        if before and str(rows).isdigit(): rows = f"{int(rows) - before} (+{before} before)"
-        same = str(rows).split()[0] == str(answered)
+        added = int(rows) - before if str(rows).isdigit() else None  # rows this round added
+        same = added == answered
+        shown = rows if added is None else f"{added}" + (f" (+{before} before)" if before else "")
         bad |= not same or x["srv"]["alive"] != "yes"
-        print(f"{n}{f' (round {k + 1})' if rounds > 1 else ''}: database rows {rows}, 202 answers {answered} (warm-up + run): "
+        print(f"{n}{f' (round {k + 1})' if rounds > 1 else ''}: database rows {shown}, 202 answers {answered} (warm-up + run): "
               f"{'OK, every 202 is in the inbox, none twice' if same else 'MISMATCH'}"
               f"{'' if x['srv']['alive'] == 'yes' else '; the server died during the run'}")
 sys.exit(1 if bad else 0)
