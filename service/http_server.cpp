@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <array>
 #include <csignal>
 #include <mutex>
@@ -90,16 +91,20 @@ bool is_parse_error(const beast::error_code& ec) {
          ec != http::error::partial_message;
 }
 
-// The response as it goes on the wire, in one string: the same fields as Beast would write
-// (Server, Content-Type, the response's own, Connection where the default does not hold,
-// Content-Length), without building a header container for each answer. A header whose name or
-// value holds a line break is left out rather than let split the response.
-std::string serialize(const HttpResponse& r, unsigned version, bool keep_alive) {
+// The status line and header fields of a response, as they go on the wire: the same fields as
+// Beast would write (Server, Content-Type, the response's own, Connection where the default does
+// not hold, Content-Length), without building a header container for each answer. The framing
+// fields are this function's alone: a Server, Content-Type, Content-Length, Transfer-Encoding or
+// Connection among the response's own is left out, and so is a field whose name or value holds
+// a line break, rather than let it split the response. 1xx, 204 and 304 answers have no body
+// and no Content-Length; `body_follows` is false for them (and for HEAD requests, which get the
+// Content-Length of the body they did not ask for).
+std::string serialize_head(const HttpResponse& r, unsigned version, bool keep_alive, bool& body_follows, bool head_request) {
   const auto status = static_cast<http::status>(r.status);
   const auto reason = http::obsolete_reason(status);
   const bool bodiless = (r.status >= 100 && r.status < 200) || r.status == 204 || r.status == 304;
   std::string out;
-  out.reserve(160 + r.content_type.size() + r.body.size());
+  out.reserve(192 + r.content_type.size());
   out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
   out += std::to_string(r.status);
   out += ' ';
@@ -114,17 +119,20 @@ std::string serialize(const HttpResponse& r, unsigned version, bool keep_alive) 
   };
   field("Content-Type", r.content_type);
   if (!r.allow.empty()) field("Allow", r.allow);
-  for (const auto& [name, value] : r.headers) field(name, value);
+  for (const auto& [name, value] : r.headers) {
+    static constexpr std::array<std::string_view, 5> kFraming{"server", "content-type", "content-length", "transfer-encoding", "connection"};
+    if (std::any_of(kFraming.begin(), kFraming.end(), [&](std::string_view f) { return beast::iequals(f, name); })) continue;
+    field(name, value);
+  }
   if (version == 10 && keep_alive) out += "Connection: keep-alive\r\n";
   if (version != 10 && !keep_alive) out += "Connection: close\r\n";
   if (!bodiless) {
     out += "Content-Length: ";
     out += std::to_string(r.body.size());
-    out += "\r\n\r\n";
-    out += r.body;
-  } else {
     out += "\r\n";
   }
+  out += "\r\n";
+  body_follows = !bodiless && !head_request && !r.body.empty();
   return out;
 }
 
@@ -146,6 +154,7 @@ struct HttpServer::Impl {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
   }
   static constexpr std::chrono::milliseconds kSweepEvery{50};
+  static constexpr std::size_t kMaxChunkLine = 64 * 1024;  // a chunked body's size line or trailers, at most
 
   Impl(const Config& c, Intake& i, Api* a)
       : config(c), intake(i), api(a), acceptor(io), signals(io, SIGINT, SIGTERM), shutdown_strand(asio::make_strand(io)),
@@ -296,18 +305,28 @@ struct HttpServer::Impl {
 
   // Writes the response; false if it could not be written (in time). The socket is non-blocking
   // (serve()), so an answer that fits the socket's send buffer, as nearly every one does, is sent
-  // at once, without an asynchronous operation and its completion.
+  // at once (head and body in one call, the body not copied), without an asynchronous operation
+  // and its completion; what does not fit goes asynchronously.
   asio::awaitable<bool> write(const std::shared_ptr<Session>& session, const HttpResponse& r, unsigned version,
-                              bool keep_alive) {
-    const std::string out = serialize(r, version, keep_alive);
+                              bool keep_alive, bool head_request = false) {
+    bool body_follows = false;
+    const std::string head = serialize_head(r, version, keep_alive, body_follows, head_request);
+    std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(r.body.data(), body_follows ? r.body.size() : 0)};
+    const std::size_t total = buffers[0].size() + buffers[1].size();
     auto& socket = session->stream.socket();
     beast::error_code ec;
-    std::size_t sent = socket.send(asio::buffer(out), 0, ec);
-    if (!ec && sent == out.size()) co_return true;
+    std::size_t sent = socket.send(buffers, 0, ec);
+    if (!ec && sent == total) co_return true;
     if (ec && ec != asio::error::would_block && ec != asio::error::try_again) co_return false;
     if (ec) sent = 0;
-    auto [ec2, timed_out] = co_await within(session, config.intake.body_timeout,
-                                            asio::async_write(socket, asio::buffer(out.data() + sent, out.size() - sent), as_tuple_awaitable));
+    // What is left: the rest of the head, if any, then the rest of the body.
+    if (sent < buffers[0].size()) {
+      buffers[0] += sent;
+    } else {
+      buffers[1] += sent - buffers[0].size();
+      buffers[0] = asio::const_buffer();
+    }
+    auto [ec2, timed_out] = co_await within(session, config.intake.body_timeout, asio::async_write(socket, buffers, as_tuple_awaitable));
     co_return !ec2;
   }
 
@@ -369,8 +388,14 @@ struct HttpServer::Impl {
     bool first = true;
     bool linger = false;  // answered before reading the whole request: drain before closing
     s.stream.expires_never();  // every read and write has its deadline from within() or until()
+    // Non-blocking, for write()'s immediate send (reads stay asynchronous). A socket that cannot be
+    // made so would let that send block an I/O thread with no deadline: it is closed instead.
     beast::error_code nb;
-    s.stream.socket().non_blocking(true, nb);  // for write()'s immediate send; reads stay asynchronous
+    s.stream.socket().non_blocking(true, nb);
+    if (nb) {
+      log::warn("connection closed: its socket cannot be made non-blocking", {{"error", nb.message()}});
+      co_return;
+    }
     while (!draining) {
       RequestParser parser;
       parser.header_limit(64 * 1024);
@@ -397,6 +422,7 @@ struct HttpServer::Impl {
       Arrival arrival;
       std::string target;
       bool header_seen = false;
+      bool chunk_line_too_long = false;
       beast::error_code ec;
       bool timed_out = false;
       std::int64_t due = steady_ms() + std::max<std::int64_t>(config.intake.header_timeout.count(), 1);
@@ -416,6 +442,13 @@ struct HttpServer::Impl {
         }
         if (ec || parser.is_done()) break;
         if (used > 0 && buffer.size() > 0) continue;  // the parser stopped at a boundary: go on
+        if (header_seen && used == 0 && buffer.size() >= kMaxChunkLine) {
+          // A chunk-size line or the trailers, still without their end: header_limit covers only
+          // the request's headers, so without this the buffer would grow for all of body_timeout.
+          ec = http::error::bad_chunk;
+          chunk_line_too_long = true;
+          break;
+        }
         std::size_t got = 0;
         auto [rec, rto] = co_await until(
             session, due, s.stream.socket().async_read_some(buffer.prepare(std::max<std::size_t>(buffer.capacity() - buffer.size(), 4096)), as_tuple_awaitable),
@@ -454,6 +487,11 @@ struct HttpServer::Impl {
           linger = true;
         } else if (ec == http::error::body_limit) {
           co_await write(session, intake.edge_error(target, 413, body_limit_message(parser)), version, false);
+          linger = true;
+        } else if (chunk_line_too_long) {
+          co_await write(session, intake.edge_error(target, 400, "malformed chunked body: a chunk-size line or the trailers run past " +
+                                                               std::to_string(kMaxChunkLine / 1024) + " KiB without ending"),
+                         version, false);
           linger = true;
         } else if (is_parse_error(ec)) {
           co_await write(session, intake.edge_error(target, 400, "malformed HTTP request: " + ec.message()), version, false);
@@ -496,7 +534,7 @@ struct HttpServer::Impl {
         response = intake.finish(job, result, std::chrono::steady_clock::now() - started);
       }
       bool keep_alive = req.keep_alive() && !draining;
-      if (!co_await write(session, response, req.version(), keep_alive) || !keep_alive) break;
+      if (!co_await write(session, response, req.version(), keep_alive, req.method() == http::verb::head) || !keep_alive) break;
     }
     beast::error_code ignored;
     s.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -505,9 +543,9 @@ struct HttpServer::Impl {
       // connection and could destroy our answer before the client reads it, so read and discard
       // for a little while (bounded in time and bytes), as web servers' "lingering close" does.
       std::array<char, 16 * 1024> sink;
-      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      const auto linger_until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
       for (int reads = 0; reads < 2048; ++reads) {  // at most 32 MiB and 2 s
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(linger_until - std::chrono::steady_clock::now());
         if (left.count() <= 0) break;
         auto [ec, timed_out] =
             co_await within(session, left, s.stream.socket().async_read_some(asio::buffer(sink), as_tuple_awaitable));

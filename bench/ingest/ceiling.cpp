@@ -78,12 +78,14 @@ bool signature_ok(std::string_view header, std::string_view body) {
 // write()): one asynchronous read for the request's first bytes, the request parsed from the
 // buffer as it stands and read further only while the parser needs more, and the answer sent at
 // once on the non-blocking socket (asynchronously only for what does not fit). Without
-// tollgate's deadlines, which cost two relaxed atomic stores a read.
+// tollgate's deadlines (a coroutine around each read that sets and clears one, and a clock read
+// per request stage) and its other per-request work.
 asio::awaitable<void> serve(tcp::socket socket) {
   beast::flat_buffer buffer;
   buffer.reserve(64 * 1024);  // one recv for a typical delivery, not 512-byte steps
   beast::error_code nb;
   socket.non_blocking(true, nb);
+  if (nb) co_return;  // a blocking send could hold a thread
   while (true) {
     // tollgate's body type, with its padding for the JSON parser (service/http_body.hpp).
     http::request_parser<tollgate::service::PaddedStringBody<64>> parser;

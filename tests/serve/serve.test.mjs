@@ -741,6 +741,47 @@ describe("tollgate serve", { skip: SKIP }, () => {
       });
     });
 
+    test("chunked body whose chunk-size line never ends: 400 once 64 KiB are buffered, not read on until the deadline", { timeout: 30_000 }, async (t) => {
+      const headers = await githubHeaders("pull_request", crypto.randomUUID(), prOpened());
+      await rejection(t, {
+        send: async (s) => {
+          const head =
+            `POST /hooks/github HTTP/1.1\r\nHost: 127.0.0.1:${s.port}\r\n` +
+            Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("") +
+            `Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n`;
+          const started = Date.now();
+          const x = await rawExchange(s.port, async ({ write, answered }) => {
+            await write(head);
+            // A chunk extension that never ends: 16 KiB at a time, up to 1 MiB, until answered.
+            await write("5;x=");
+            for (let i = 0; i < 64 && !answered(); i++) await write("y".repeat(16 * 1024));
+          });
+          assert.ok(x.response, `no HTTP answer before the connection closed (${x.error?.code ?? "no error"})`);
+          assert.ok(Date.now() - started < 5_000, "answered at once, not at body_timeout");
+          return x.response;
+        },
+        status: 400,
+        message: /chunk-size line or the trailers run past 64 KiB/,
+      });
+    });
+
+    test("HEAD: the answer's Content-Length without its body, so the next answer on the connection is read right", { timeout: 30_000 }, async (t) => {
+      const dir = tempDir(t);
+      writeConfig(t, dir, {});
+      const server = await startServer(t, dir);
+      const x = await rawExchange(server.port, async ({ write }) => {
+        await write(`HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+      });
+      const text = x.data.toString("latin1");
+      const end = text.indexOf("\r\n\r\n");
+      assert.ok(end > 0, `no answer: ${JSON.stringify(text)}`);
+      const first = text.slice(0, end);
+      assert.match(first, /^HTTP\/1\.1 405 /, first);
+      assert.match(first, /\r\nContent-Length: [1-9]\d*(\r\n|$)/i, "HEAD keeps the Content-Length of the body it did not get");
+      const rest = text.slice(end + 4);
+      assert.match(rest, /^HTTP\/1\.1 200 [^]*\r\n\r\nok\n$/, `the second answer must follow the first head at once: ${JSON.stringify(rest)}`);
+    });
+
     test("slow client: headers with Content-Length, then the body stalls: 408 or closed within ~3 s", { timeout: 30_000 }, async (t) => {
       const dir = tempDir(t);
       writeConfig(t, dir, { intake: { header_timeout: "1s", body_timeout: "1s", idle_timeout: "1s" } });
