@@ -91,6 +91,9 @@ bool is_parse_error(const beast::error_code& ec) {
          ec != http::error::partial_message;
 }
 
+// Bodies up to this size are sent in the same buffer as the head (write()).
+constexpr std::size_t kInlineBody = 8 * 1024;
+
 // The status line and header fields of a response, as they go on the wire: the same fields as
 // Beast would write (Server, Content-Type, the response's own, Connection where the default does
 // not hold, Content-Length), without building a header container for each answer. The framing
@@ -99,9 +102,6 @@ bool is_parse_error(const beast::error_code& ec) {
 // a line break, rather than let it split the response. 1xx, 204 and 304 answers have no body
 // and no Content-Length; `body_follows` is false for them (and for HEAD requests, which get the
 // Content-Length of the body they did not ask for).
-// Bodies up to this size are sent in the same buffer as the head (write()).
-constexpr std::size_t kInlineBody = 8 * 1024;
-
 std::string serialize_head(const HttpResponse& r, unsigned version, bool keep_alive, bool& body_follows, bool head_request) {
   const auto status = static_cast<http::status>(r.status);
   const auto reason = http::obsolete_reason(status);
