@@ -1,6 +1,7 @@
 #pragma once
-// The body type of tollgate's request parser (service/http_server.cpp), also used by the bench's
-// ceiling server (bench/ingest/ceiling.cpp), so that both read a request the same way.
+// The body type of tollgate's request parser (service/http_server.cpp) and the step that feeds
+// the parser, also used by the bench's ceiling server (bench/ingest/ceiling.cpp), so that both
+// read a request the same way.
 
 #include <cstddef>
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/optional.hpp>
 
 namespace tollgate::service {
@@ -54,5 +56,17 @@ struct PaddedStringBody {
     value_type& body_;
   };
 };
+
+// Gives the parser what `buffer` holds and consumes what it used. Returns the bytes used; `ec`
+// is the parser's error, except need_more (the caller reads more when nothing was used).
+template <class Parser, class Buffer>
+std::size_t feed(Parser& parser, Buffer& buffer, boost::beast::error_code& ec) {
+  ec = {};
+  if (buffer.size() == 0) return 0;
+  const std::size_t used = parser.put(buffer.data(), ec);
+  buffer.consume(used);
+  if (ec == boost::beast::http::error::need_more) ec = {};
+  return used;
+}
 
 }  // namespace tollgate::service

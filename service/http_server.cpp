@@ -435,12 +435,7 @@ struct HttpServer::Impl {
       bool timed_out = false;
       std::int64_t due = steady_ms() + std::max<std::int64_t>(config.intake.header_timeout.count(), 1);
       while (true) {
-        std::size_t used = 0;
-        if (buffer.size() > 0) {
-          used = parser.put(buffer.data(), ec);
-          buffer.consume(used);
-          if (ec == http::error::need_more) ec = {};
-        }
+        const std::size_t used = feed(parser, buffer, ec);
         if (!header_seen && parser.is_header_done() && !ec) {
           // Announced as soon as its headers are in: the writer may wait for it (Inbox::arriving).
           header_seen = true;

@@ -93,12 +93,7 @@ asio::awaitable<void> serve(tcp::socket socket) {
     parser.body_limit(25 * 1024 * 1024);
     beast::error_code ec;
     while (true) {
-      std::size_t used = 0;
-      if (buffer.size() > 0) {
-        used = parser.put(buffer.data(), ec);
-        buffer.consume(used);
-        if (ec == http::error::need_more) ec = {};
-      }
+      const std::size_t used = tollgate::service::feed(parser, buffer, ec);
       if (ec || parser.is_done()) break;
       if (used > 0 && buffer.size() > 0) continue;
       auto [rec, got] = co_await socket.async_read_some(
