@@ -390,7 +390,7 @@ tl::expected<Config, std::vector<Diagnostic>> parse_config(const std::string& te
     } else {
       r.known_keys(*it, "/intake", "'intake'",
                    {"max_body", "header_timeout", "body_timeout", "idle_timeout", "max_connections", "shutdown_timeout",
-                    "sqlite_synchronous"});
+                    "sqlite_synchronous", "keep_bodies"});
       if (auto v = r.size(*it, "max_body", "/intake", "intake.max_body")) cfg.intake.max_body_bytes = *v;
       if (auto v = r.duration(*it, "header_timeout", "/intake", "intake.header_timeout")) cfg.intake.header_timeout = *v;
       if (auto v = r.duration(*it, "body_timeout", "/intake", "intake.body_timeout")) cfg.intake.body_timeout = *v;
@@ -402,6 +402,19 @@ tl::expected<Config, std::vector<Diagnostic>> parse_config(const std::string& te
           r.error("/intake/sqlite_synchronous", "intake.sqlite_synchronous", "must be 'normal' or 'full'");
         } else {
           cfg.intake.sqlite_synchronous = *v;
+        }
+      }
+      if (auto k = it->find("keep_bodies"); k != it->end()) {
+        const std::string keep = k->is_string() ? k->get<std::string>() : std::string();
+        auto d = pipeline::parse_duration(keep);
+        if (keep == "forever") {
+          cfg.intake.keep_bodies = std::chrono::milliseconds{0};
+        } else if (!k->is_string() || !d || *d < std::chrono::hours(1)) {
+          r.error("/intake/keep_bodies", "intake.keep_bodies",
+                  std::string("must be a duration of at least 1h such as '30d' or '72h', or 'forever'") +
+                      (k->is_string() && !d ? " (" + d.error() + ")" : ""));
+        } else {
+          cfg.intake.keep_bodies = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
         }
       }
     }

@@ -50,6 +50,9 @@ struct IntakeConfig {
   std::size_t max_connections = 1024;
   std::chrono::milliseconds shutdown_timeout{10'000};
   std::string sqlite_synchronous = "normal";  // normal: survives a crash of tollgate; full: of the machine
+  // Bodies of deliveries done with are dropped once older than this (service/body_retention.hpp);
+  // zero ("forever") keeps them.
+  std::chrono::milliseconds keep_bodies{30LL * 24 * 3600 * 1000};
 };
 
 // The promotion engine's timings (DESIGN.md's defaults; tests shorten them).

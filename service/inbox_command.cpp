@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "service/body_codec.hpp"
+#include "service/body_retention.hpp"
 #include "service/config.hpp"
 #include "service/store.hpp"
 
@@ -39,6 +40,8 @@ int run_inbox(const InboxArgs& args, std::ostream& out, std::ostream& err) {
     err << "tollgate inbox: error: database '" << service::store::redact(path) << "': " << db.error().message << "\n";
     return 2;
   }
+  // Bodies up to here were dropped for their age (intake.keep_bodies): said so, not decoded.
+  const std::int64_t dropped_through = service::bodies_dropped_through(*db);
   std::string with;
   std::string where = "(?1 = '' OR state = ?1) AND (?2 = '' OR delivery_id = ?2)";
   bool keyed = false;  // schema 5 or later (an older database is read as it is, not migrated)
@@ -88,7 +91,9 @@ int run_inbox(const InboxArgs& args, std::ostream& out, std::ostream& err) {
     }
     if (!q->is_null(12)) row["processed_at"] = q->int64(12);
     row["body_size"] = q->int64(11);
-    if (args.with_body) {
+    if (q->int64(0) <= dropped_through) {
+      row["body_dropped"] = true;  // older than intake.keep_bodies and done with
+    } else if (args.with_body) {
       auto encoding = service::body_encoding_from(q->text(10));
       auto body = encoding ? service::decode_body(*encoding, q->text(9), static_cast<std::size_t>(std::max<std::int64_t>(q->int64(11), 0)))
                            : tl::unexpected(encoding.error());

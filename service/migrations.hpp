@@ -9,7 +9,8 @@
 
 namespace tollgate::service {
 
-inline constexpr std::array<std::string_view, 5> kMigrations{"0001_inbox.sql", "0002_outcomes.sql", "0003_engine.sql",
-                                                            "0004_api.sql", "0005_delivery_keys.sql"};
+inline constexpr std::array<std::string_view, 6> kMigrations{"0001_inbox.sql",         "0002_outcomes.sql",
+                                                            "0003_engine.sql",        "0004_api.sql",
+                                                            "0005_delivery_keys.sql", "0006_body_retention.sql"};
 
 }  // namespace tollgate::service

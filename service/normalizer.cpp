@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "service/body_codec.hpp"
+#include "service/body_retention.hpp"
 #include "service/log.hpp"
 #include "service/store.hpp"
 
@@ -251,12 +252,53 @@ void Normalizer::loop() {
       }
       continue;  // there may be more
     }
+    if (keep_bodies_.count() > 0 && std::chrono::steady_clock::now() >= next_drop_) drop_old_bodies(*db);
     std::unique_lock lock(mutex_);
     if (stopping_) return;
     wake_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping_ || nudged_; });
     nudged_ = false;
     if (stopping_) return;
   }
+}
+
+// Idle here means no delivery is waiting to be normalised. A pass drops up to 100 steps of 500
+// bodies, and stops early when deliveries arrive (intake first: a step is a write transaction of
+// the inbox's writer); the next pass comes a second later if it stopped early, else ten minutes on.
+void Normalizer::drop_old_bodies(store::Db& db) {
+  using namespace std::chrono;
+  const auto started = steady_clock::now();
+  const auto commits = commits_.load(std::memory_order_relaxed);
+  const std::int64_t before_ms = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count() -
+                                 keep_bodies_.count();
+  BodiesDropped total;
+  bool more = false;
+  for (int step = 0; step < 100; ++step) {
+    auto dropped = service::drop_old_bodies(db, *inbox_, before_ms, 500);
+    if (!dropped) {
+      log::warn("old delivery bodies not dropped; trying again in a minute", {{"error", dropped.error()}});
+      next_drop_ = steady_clock::now() + minutes(1);
+      return;
+    }
+    total.through = dropped->through;
+    total.rows += dropped->rows;
+    total.bytes += dropped->bytes;
+    if (dropped->rows < 500) break;
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) break;
+    }
+    if (step == 99 || commits_.load(std::memory_order_relaxed) != commits) {
+      more = true;
+      break;
+    }
+  }
+  if (total.rows > 0) {
+    log::info("old delivery bodies dropped", {{"bodies", total.rows},
+                                              {"bytes", total.bytes},
+                                              {"through", total.through},
+                                              {"ms", duration<double, std::milli>(steady_clock::now() - started).count()}});
+  }
+  next_drop_ = steady_clock::now() + (more ? seconds(1) : minutes(10));
 }
 
 }  // namespace tollgate::service

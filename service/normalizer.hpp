@@ -3,6 +3,7 @@
 // normalises them (webhooks::normalize) and records the Event, or why it was ignored or failed.
 // (The promotion engine consumes these Events in a later milestone.)
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -25,10 +26,14 @@ class Normalizer {
   void nudge();  // new deliveries were committed
   // Called (on the normaliser's thread) after each batch of outcomes is committed. Set before start().
   void on_recorded(std::function<void()> callback) { on_recorded_ = std::move(callback); }
+  // intake.keep_bodies: while idle, this thread drops the bodies older than this of deliveries
+  // done with (service/body_retention.hpp); zero keeps them. Set before start().
+  void keep_bodies(std::chrono::milliseconds keep) { keep_bodies_ = keep; }
   void stop();   // finishes the batch in hand
 
  private:
   void loop();
+  void drop_old_bodies(store::Db& db);
   std::string database_;
   Inbox* inbox_ = nullptr;
   std::map<std::string, webhooks::HostKind> hosts_;
@@ -38,6 +43,8 @@ class Normalizer {
   bool nudged_ = false;
   std::atomic<std::uint64_t> commits_{0};  // inbox commits so far (nudges)
   std::function<void()> on_recorded_;
+  std::chrono::milliseconds keep_bodies_{0};
+  std::chrono::steady_clock::time_point next_drop_{};
   std::thread thread_;
 };
 

@@ -217,6 +217,7 @@ int run_serve(const std::string& config_path, unsigned threads) {
   metrics.add_source([&engine] { return engine.metrics_text(); });
   metrics.add_source([&api] { return api.metrics_text(); });
   normalizer.on_recorded([&engine] { engine.nudge(); });
+  normalizer.keep_bodies(config->intake.keep_bodies);
   normalizer.start(**inbox);
   engine.start();
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());

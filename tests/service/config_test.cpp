@@ -48,6 +48,7 @@ intake:
   max_body: 5MiB
   header_timeout: 5s
   sqlite_synchronous: full
+  keep_bodies: 7d
 )",
                           "tollgate.yaml", dir.path.string());
   INFO((cfg ? std::string() : messages(cfg.error())));
@@ -66,6 +67,30 @@ intake:
   CHECK(cfg->intake.max_body_bytes == 5u * 1024 * 1024);
   CHECK(cfg->intake.header_timeout == std::chrono::seconds(5));
   CHECK(cfg->intake.sqlite_synchronous == "full");
+  CHECK(cfg->intake.keep_bodies == std::chrono::hours(7 * 24));
+}
+
+TEST_CASE("intake.keep_bodies: 30 days unless set, 'forever' keeps them, less than an hour is refused", "[config]") {
+  Dir dir;
+  {
+    std::ofstream(dir.path / "s") << "secret\n";
+  }
+  const std::string hosts = "hosts:\n  github:\n    kind: github\n    webhook_secret_file: s\n";
+  auto unset = parse_config(hosts, "t.yaml", dir.path.string());
+  REQUIRE(unset);
+  CHECK(unset->intake.keep_bodies == std::chrono::hours(30 * 24));
+  auto forever = parse_config(hosts + "intake:\n  keep_bodies: forever\n", "t.yaml", dir.path.string());
+  REQUIRE(forever);
+  CHECK(forever->intake.keep_bodies.count() == 0);
+  for (const auto& [value, why] : std::vector<std::pair<std::string, std::string>>{
+           {"10m", ""}, {"30", ""}, {"'30'", " ('30' has no unit (use s, m, h or d))"}, {"never", ""}}) {
+    INFO(value);
+    auto bad = parse_config(hosts + "intake:\n  keep_bodies: " + value + "\n", "t.yaml", dir.path.string());
+    REQUIRE_FALSE(bad);
+    CHECK_THAT(messages(bad.error()),
+               Catch::Contains("t.yaml:6:16: error: 'intake.keep_bodies': must be a duration of at least 1h such as '30d' or "
+                               "'72h', or 'forever'" + why));
+  }
 }
 
 TEST_CASE("configuration mistakes are all reported, naming the key", "[config]") {

@@ -17,7 +17,11 @@
 
 #include "service/inbox.hpp"
 #include "service/inbox_command.hpp"
+#include "service/migrations.hpp"
+#include "service/normalizer.hpp"
 #include "service/store.hpp"
+#include "tests/service/retention_scenario.hpp"
+#include "tests/webhooks/helpers.hpp"
 
 namespace tollgate_migrations {
 std::string_view embedded(std::string_view name);
@@ -88,7 +92,7 @@ TEST_CASE("a stored delivery is committed before store() reports it, once per id
   auto db = dir.path / "t.db";
   auto inbox = Inbox::open({.path = db.string()});
   REQUIRE(inbox);
-  CHECK((*inbox)->schema_version() == 5);
+  CHECK((*inbox)->schema_version() == static_cast<int>(kMigrations.size()));
   StoredDelivery d{"github", "id-1", "pull_request", "acme/app", R"({"a":1})"};
   CHECK(store_sync(**inbox, d) == StoreResult::stored);
   // Visible to another connection as soon as store() reported it.
@@ -230,7 +234,7 @@ TEST_CASE("migrations are versioned and applied once", "[inbox]") {
   {
     auto inbox = Inbox::open({.path = path});  // reopening migrates nothing and keeps the data
     REQUIRE(inbox);
-    CHECK((*inbox)->schema_version() == 5);
+    CHECK((*inbox)->schema_version() == static_cast<int>(kMigrations.size()));
   }
   CHECK(count_rows(path) == 1);
   {
@@ -239,7 +243,7 @@ TEST_CASE("migrations are versioned and applied once", "[inbox]") {
   }
   auto newer = Inbox::open({.path = path});
   REQUIRE_FALSE(newer);
-  CHECK(newer.error().find("schema version 99 but this tollgate knows only 5") != std::string::npos);
+  CHECK(newer.error().find("schema version 99 but this tollgate knows only " + std::to_string(kMigrations.size())) != std::string::npos);
   auto bad = Inbox::open({.path = (dir.path / "missing-dir" / "t.db").string()});
   REQUIRE_FALSE(bad);
   CHECK(bad.error().find("missing-dir") != std::string::npos);
@@ -262,7 +266,7 @@ TEST_CASE("migration 2 moves normalisation outcomes out of the delivery rows", "
   }
   auto inbox = Inbox::open({.path = path});
   REQUIRE(inbox);
-  CHECK((*inbox)->schema_version() == 5);
+  CHECK((*inbox)->schema_version() == static_cast<int>(kMigrations.size()));
   CHECK((*inbox)->depth() == 1);
   (*inbox)->stop();
   auto db = store::Db::open(path);
@@ -613,4 +617,107 @@ TEST_CASE("under load the writer waits for announced deliveries on their way, an
   in.stop();
   CHECK(d.get() == StoreResult::stored);
   CHECK(count_rows(db) == 4);
+}
+
+TEST_CASE("old bodies of deliveries done with are dropped in id order; the rows and replay detection stay", "[inbox][retention]") {
+  TempDir dir;
+  const auto path = dir.path / "t.db";
+  auto inbox = Inbox::open({.path = path.string()});
+  REQUIRE(inbox);
+  auto reader = store::Db::open(path.string());
+  REQUIRE(reader);
+  retention_test::check_dropping(**inbox, *reader);
+
+  // tollgate inbox says a body was dropped rather than show an empty one; a kept one decodes.
+  tollgate::cli::InboxArgs args;
+  args.database = path.string();
+  args.with_body = true;
+  const auto rows = inbox_rows(args);
+  REQUIRE(rows.size() == 6);
+  CHECK(rows[0]["delivery_id"] == "d1");
+  CHECK(rows[0]["body_dropped"] == true);
+  CHECK_FALSE(rows[0].contains("body"));
+  CHECK_FALSE(rows[0].contains("body_error"));
+  CHECK(rows[4]["body_dropped"] == true);
+  CHECK(rows[5]["delivery_id"] == "d6");
+  CHECK_FALSE(rows[5].contains("body_dropped"));
+  CHECK(rows[5]["body"].get<std::string>().rfind("{\"items\":[", 0) == 0);
+}
+
+TEST_CASE("the space of dropped bodies is used again: the database file stops growing", "[inbox][retention]") {
+  TempDir dir;
+  const auto path = dir.path / "t.db";
+  auto inbox = Inbox::open({.path = path.string()});
+  REQUIRE(inbox);
+  // Bodies that do not compress, ~3.6 KB each as a compressed GitHub pull request is.
+  std::uint64_t x = 88172645463325252ULL;
+  const auto body = [&x] {
+    std::string s(3600, ' ');
+    for (auto& c : s) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      c = static_cast<char>('a' + x % 26);
+    }
+    return s;
+  };
+  const auto store_batch = [&](int from) {
+    std::vector<std::future<StoreResult>> results;
+    std::vector<std::promise<StoreResult>> promises(400);
+    for (int i = 0; i < 400; ++i) {
+      results.push_back(promises[i].get_future());
+      (*inbox)->store({"github", "id-" + std::to_string(from + i), "push", "", body()},
+                      [&promises, i](StoreResult r, const std::string&) { promises[i].set_value(r); });
+    }
+    for (auto& r : results) REQUIRE(r.get() == StoreResult::stored);
+  };
+  store_batch(0);
+  const std::int64_t pages = scalar(path, "PRAGMA page_count");
+  std::vector<DeliveryOutcome> outcomes;
+  for (std::int64_t id = 1; id <= 400; ++id) outcomes.push_back({id, "ignored"});
+  retention_test::record(**inbox, std::move(outcomes));
+  auto reader = store::Db::open(path.string());
+  REQUIRE(reader);
+  auto dropped = drop_old_bodies(*reader, **inbox, retention_test::now_ms() + 1, 1000);
+  REQUIRE(dropped);
+  CHECK(dropped->rows == 400);
+  CHECK(dropped->bytes == 400 * 3600);
+  CHECK(scalar(path, "PRAGMA freelist_count") > pages / 2);
+  // As many deliveries again fit in the pages freed.
+  store_batch(400);
+  CHECK(scalar(path, "PRAGMA page_count") <= pages + 2);
+  CHECK(count_rows(path) == 800);
+}
+
+TEST_CASE("the normaliser drops old bodies while idle, and only of deliveries done with", "[inbox][retention]") {
+  TempDir dir;
+  const auto path = dir.path / "t.db";
+  auto inbox = Inbox::open({.path = path.string()});
+  REQUIRE(inbox);
+  Normalizer normalizer(path.string(), {{"github", tollgate::webhooks::HostKind::github}});
+  normalizer.keep_bodies(std::chrono::milliseconds(1));
+  // Not JSON: the normaliser records it as failed. A ping: ignored. A merged pull request: normalised, and
+  // (with no engine here) never applied, so it keeps its body and so does what comes after it.
+  REQUIRE(store_sync(**inbox, {"github", "a", "push", "", "not json"}) == StoreResult::stored);
+  REQUIRE(store_sync(**inbox, {"github", "b", "ping", "", "{\"zen\":\"x\"}"}) == StoreResult::stored);
+  const std::string push = tollgate::webhooks::test::fixture("github", "pull_request.closed.merged.json").dump();
+  REQUIRE(store_sync(**inbox, {"github", "c", "pull_request", "acme/app", push}) == StoreResult::stored);
+  REQUIRE(store_sync(**inbox, {"github", "d", "ping", "", "{\"zen\":\"y\"}"}) == StoreResult::stored);
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  normalizer.start(**inbox);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  std::int64_t through = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    through = scalar(path, "SELECT through FROM delivery_bodies_dropped");
+    if (through >= 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  normalizer.stop();
+  CHECK(through == 2);
+  CHECK(scalar(path, "SELECT COUNT(*) FROM delivery_outcomes") == 4);
+  CHECK(scalar(path, "SELECT state = 'normalized' FROM delivery_outcomes WHERE delivery = 3") == 1);
+  CHECK(scalar(path, "SELECT length(body) FROM deliveries WHERE id = 1") == 0);
+  CHECK(scalar(path, "SELECT length(body) FROM deliveries WHERE id = 2") == 0);
+  CHECK(scalar(path, "SELECT length(body) FROM deliveries WHERE id = 3") == static_cast<std::int64_t>(push.size()));
+  CHECK(scalar(path, "SELECT length(body) FROM deliveries WHERE id = 4") > 0);
 }

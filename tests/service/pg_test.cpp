@@ -22,6 +22,7 @@
 #include "service/pg_schema.hpp"
 #include "service/sqlite.hpp"
 #include "service/store.hpp"
+#include "tests/service/retention_scenario.hpp"
 
 using namespace tollgate::service;
 namespace fs = std::filesystem;
@@ -397,4 +398,14 @@ TEST_CASE("pg: replica locks are per schema: two deployments in one database nev
   got = store::try_lock(a2, "tollgate:events");
   REQUIRE(got);
   CHECK(*got);
+}
+
+TEST_CASE("pg: old bodies of deliveries done with are dropped in id order; the rows and replay detection stay", "[pg][server][retention]") {
+  if (!have_server()) return;
+  Scratch s;
+  auto inbox = Inbox::open({.path = s.url()});
+  REQUIRE(inbox);
+  auto reader = store::Db::open(s.url());
+  REQUIRE(reader);
+  retention_test::check_dropping(**inbox, *reader);
 }
