@@ -52,7 +52,10 @@ struct Verdict {
 // Spare capacity the JSON parser wants after a body (simdjson's padding).
 inline constexpr std::size_t kBodyPadding = 64;
 
-// Lower-case hex HMAC-SHA256.
+// HMAC-SHA256 of `data` into `out`; false if OpenSSL failed. Each thread keeps a keyed context per
+// key (up to 16), so a key is set up once, not per delivery.
+[[nodiscard]] bool hmac_sha256(std::string_view key, std::string_view data, unsigned char (&out)[32]);
+// The same, as lower-case hex (empty if OpenSSL failed).
 [[nodiscard]] std::string hmac_sha256_hex(std::string_view key, std::string_view data);
 
 // Percent-decoding (`plus_is_space`: '+' is a space, as in a form or a query string); nothing when

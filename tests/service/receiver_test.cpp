@@ -1,4 +1,10 @@
+#include <atomic>
 #include <map>
+#include <thread>
+#include <vector>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -47,6 +53,41 @@ TEST_CASE("HMAC-SHA256 matches GitHub's documented test vector", "[receiver]") {
   CHECK(constant_time_equal("abc", "abc"));
   CHECK_FALSE(constant_time_equal("abc", "abd"));
   CHECK_FALSE(constant_time_equal("abc", "abcd"));
+}
+
+TEST_CASE("HMAC-SHA256 with contexts kept per thread and key: RFC 4231's vectors, many keys, many threads", "[receiver]") {
+  // RFC 4231 test cases 1, 2 and 6 (a key longer than SHA-256's block).
+  CHECK(hmac_sha256_hex(std::string(20, '\x0b'), "Hi There") == "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  CHECK(hmac_sha256_hex("Jefe", "what do ya want for nothing?") == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  CHECK(hmac_sha256_hex(std::string(131, '\xaa'), "Test Using Larger Than Block-Size Key - Hash Key First") ==
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  // The same key again (its kept context), an empty key, and more keys than a thread keeps (16),
+  // each time against OpenSSL's one-shot HMAC().
+  const auto one_shot = [](const std::string& key, const std::string& data) {
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()), data.size(),
+         out, &len);
+    std::string hex;
+    for (unsigned i = 0; i < len; ++i) hex += "0123456789abcdef"[out[i] >> 4], hex += "0123456789abcdef"[out[i] & 15];
+    return hex;
+  };
+  CHECK(hmac_sha256_hex("", "body") == one_shot("", "body"));
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 3; ++round) {
+        for (int k = 0; k < 20; ++k) {
+          const std::string key = "secret-" + std::to_string((k * 7 + t) % 20);
+          const std::string data = "{\"n\":" + std::to_string(round * 100 + k) + "}";
+          if (hmac_sha256_hex(key, data) != one_shot(key, data)) ++mismatches;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(mismatches == 0);
 }
 
 TEST_CASE("a signed GitHub delivery of a used event is to be stored", "[receiver]") {
