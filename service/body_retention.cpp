@@ -1,40 +1,53 @@
 #include "service/body_retention.hpp"
 
-#include <vector>
-
 namespace tollgate::service {
 
-std::int64_t bodies_dropped_through(store::Db& db) {
+namespace {
+
+tl::expected<std::int64_t, std::string> watermark(store::Db& db) {
   auto q = db.prepare("SELECT through FROM delivery_bodies_dropped WHERE id = 1");
-  if (!q) return 0;  // schema 5 or older
+  if (!q) return tl::unexpected(q.error().message);
   auto row = q->step();
-  const std::int64_t through = row && *row ? q->int64(0) : 0;
+  if (!row) return tl::unexpected(row.error().message);
+  if (!*row) return tl::unexpected(std::string("delivery_bodies_dropped has no row"));
+  const std::int64_t through = q->int64(0);
   q->reset();
   return through;
 }
 
+}  // namespace
+
+std::int64_t bodies_dropped_through(store::Db& db) { return watermark(db).value_or(0); }
+
 tl::expected<BodiesDropped, std::string> drop_old_bodies(store::Db& reader, Inbox& inbox, std::int64_t before_ms,
-                                                         int limit) {
+                                                         int limit, std::int64_t max_bytes) {
   BodiesDropped result;
-  result.through = bodies_dropped_through(reader);
-  // The engine marks a delivery it applied as consumed ('delivery:<id>', engine_service.cpp).
+  auto through = watermark(reader);
+  if (!through) return tl::unexpected("cannot read how far bodies were dropped: " + through.error());
+  result.through = *through;
+  // A delivery the engine applied is marked consumed under kDeliveryConsumedPrefix + its id.
   auto q = reader.prepare(
       "SELECT d.id, d.received_at, COALESCE(o.state, ''), "
-      "CASE WHEN EXISTS (SELECT 1 FROM consumed c WHERE c.key = 'delivery:' || d.id) THEN 1 ELSE 0 END, length(d.body) "
-      "FROM deliveries d LEFT JOIN delivery_outcomes o ON o.delivery = d.id WHERE d.id > ?1 ORDER BY d.id LIMIT ?2");
+      "CASE WHEN EXISTS (SELECT 1 FROM consumed c WHERE c.key = CAST(?3 AS TEXT) || d.id) THEN 1 ELSE 0 END, "
+      "length(d.body) FROM deliveries d LEFT JOIN delivery_outcomes o ON o.delivery = d.id "
+      "WHERE d.id > ?1 ORDER BY d.id LIMIT ?2");
   if (!q) return tl::unexpected("cannot read the deliveries: " + q.error().message);
-  q->bind(1, result.through).bind(2, static_cast<std::int64_t>(limit));
+  q->bind(1, result.through).bind(2, static_cast<std::int64_t>(limit)).bind(3, kDeliveryConsumedPrefix);
   std::int64_t upto = result.through;
-  while (true) {
+  while (result.bytes < max_bytes) {
     auto row = q->step();
     if (!row) {
       q->reset();
       return tl::unexpected("cannot read the deliveries: " + row.error().message);
     }
     if (!*row) break;
+    if (q->int64(1) >= before_ms) break;
     const std::string state = q->text(2);
-    const bool done = state == "ignored" || state == "failed" || (state == "normalized" && q->int64(3) != 0);
-    if (q->int64(1) >= before_ms || !done) break;
+    if (state.empty() || (state == "normalized" && q->int64(3) == 0)) {
+      result.held_by = q->int64(0);
+      result.held_because = state.empty() ? "not normalised yet" : "normalised but not applied by the engine yet";
+      break;
+    }
     upto = q->int64(0);
     ++result.rows;
     result.bytes += q->int64(4);
@@ -48,15 +61,17 @@ tl::expected<BodiesDropped, std::string> drop_old_bodies(store::Db& reader, Inbo
   auto error = inbox.transact_sync([from, upto](store::Db& db) -> std::string {
     // SQLite: the rows are written again rather than updated. An UPDATE that shrinks a row leaves
     // its page as it was, nearly empty, and new deliveries never go there (ids only grow): the
-    // file would keep every page it ever had. REPLACE deletes and inserts, and the deletes merge
-    // the emptied pages and free the rest for new deliveries (tests/service/inbox_test.cpp).
-    // Every column is listed: a migration that adds one to deliveries must add it here.
-    // PostgreSQL reuses the space of an UPDATE by itself (vacuum).
-    const char* sql =
+    // file would keep every page it ever had. REPLACE deletes each row and inserts it again; the
+    // deletes merge the emptied pages and free the rest for new deliveries
+    // (tests/service/inbox_test.cpp). That holds because deliveries is the parent of a foreign
+    // key (delivery_outcomes) and the writer has foreign keys on: otherwise SQLite overwrites a
+    // replaced row in place, as an UPDATE does. PostgreSQL reuses an UPDATE's space by itself
+    // (vacuum).
+    const std::string sql =
         db.kind() == store::Kind::sqlite
-            ? "INSERT OR REPLACE INTO deliveries (id, host, delivery_id, event, repo, received_at, body, body_encoding, body_size) "
-              "SELECT id, host, delivery_id, event, repo, received_at, ?1, 'identity', body_size FROM deliveries "
-              "WHERE id > ?2 AND id <= ?3 ORDER BY id"
+            ? "INSERT OR REPLACE INTO deliveries (" + std::string(kDeliveryColumns) +
+                  ") SELECT id, host, delivery_id, event, repo, received_at, ?1, 'identity', body_size FROM deliveries "
+                  "WHERE id > ?2 AND id <= ?3 ORDER BY id"
             : "UPDATE deliveries SET body = ?1, body_encoding = 'identity' WHERE id > ?2 AND id <= ?3";
     auto empty = db.prepare(sql);
     if (!empty) return empty.error().message;

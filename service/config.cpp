@@ -411,7 +411,7 @@ tl::expected<Config, std::vector<Diagnostic>> parse_config(const std::string& te
           cfg.intake.keep_bodies = std::chrono::milliseconds{0};
         } else if (!k->is_string() || !d || *d < std::chrono::hours(1)) {
           r.error("/intake/keep_bodies", "intake.keep_bodies",
-                  std::string("must be a duration of at least 1h such as '30d' or '72h', or 'forever'") +
+                  std::string("must be a duration from 1h to 366d such as '30d' or '72h', or 'forever'") +
                       (k->is_string() && !d ? " (" + d.error() + ")" : ""));
         } else {
           cfg.intake.keep_bodies = std::chrono::duration_cast<std::chrono::milliseconds>(*d);

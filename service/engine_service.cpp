@@ -741,7 +741,7 @@ struct EngineService::Impl {
     }
   }
 
-  static std::string delivery_key(std::int64_t id) { return "delivery:" + std::to_string(id); }
+  static std::string delivery_key(std::int64_t id) { return std::string(kDeliveryConsumedPrefix) + std::to_string(id); }
 
   // What a delivery does: the runs it starts and the inputs it gives to runs.
   struct PreparedDelivery {

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -62,6 +63,10 @@ struct StoredDelivery {
 };
 
 enum class StoreResult { stored, duplicate, failed };
+
+// The engine marks a delivery it applied in the table consumed, under this prefix and the
+// delivery's id ("delivery:42").
+inline constexpr std::string_view kDeliveryConsumedPrefix = "delivery:";
 
 // What became of a stored delivery (the normaliser's verdict).
 struct DeliveryOutcome {

@@ -8,7 +8,6 @@
 #include <nlohmann/json.hpp>
 
 #include "service/body_codec.hpp"
-#include "service/body_retention.hpp"
 #include "service/config.hpp"
 #include "service/store.hpp"
 
@@ -40,8 +39,10 @@ int run_inbox(const InboxArgs& args, std::ostream& out, std::ostream& err) {
     err << "tollgate inbox: error: database '" << service::store::redact(path) << "': " << db.error().message << "\n";
     return 2;
   }
-  // Bodies up to here were dropped for their age (intake.keep_bodies): said so, not decoded.
-  const std::int64_t dropped_through = service::bodies_dropped_through(*db);
+  // Bodies of deliveries up to delivery_bodies_dropped.through were dropped for their age
+  // (intake.keep_bodies): said so, not decoded. Read in the same statement as the rows, so that
+  // bodies dropped meanwhile are not shown as broken ones. (Schema 5 and older: no such table.)
+  const bool droppable = db->prepare("SELECT through FROM delivery_bodies_dropped").has_value();
   std::string with;
   std::string where = "(?1 = '' OR state = ?1) AND (?2 = '' OR delivery_id = ?2)";
   bool keyed = false;  // schema 5 or later (an older database is read as it is, not migrated)
@@ -65,7 +66,8 @@ int run_inbox(const InboxArgs& args, std::ostream& out, std::ostream& err) {
   }
   std::string sql =
       "SELECT id, host, delivery_id, event, repo, received_at, state, error, event_json, body, body_encoding, "
-      "COALESCE(body_size, length(body)), processed_at FROM inbox WHERE " + where + " ORDER BY id DESC LIMIT ?3";
+      "COALESCE(body_size, length(body)), processed_at, " +
+      std::string(droppable ? "(SELECT MAX(through) FROM delivery_bodies_dropped)" : "0") + " AS dropped_through FROM inbox WHERE " + where + " ORDER BY id DESC LIMIT ?3";
   auto q = db->prepare(with + "SELECT * FROM (" + sql + ") AS newest ORDER BY id");
   if (!q) {
     err << "tollgate inbox: error: database '" << path << "': " << q.error().message
@@ -91,7 +93,7 @@ int run_inbox(const InboxArgs& args, std::ostream& out, std::ostream& err) {
     }
     if (!q->is_null(12)) row["processed_at"] = q->int64(12);
     row["body_size"] = q->int64(11);
-    if (q->int64(0) <= dropped_through) {
+    if (q->int64(0) <= q->int64(13)) {
       row["body_dropped"] = true;  // older than intake.keep_bodies and done with
     } else if (args.with_body) {
       auto encoding = service::body_encoding_from(q->text(10));

@@ -252,7 +252,7 @@ void Normalizer::loop() {
       }
       continue;  // there may be more
     }
-    if (keep_bodies_.count() > 0 && std::chrono::steady_clock::now() >= next_drop_) drop_old_bodies(*db);
+    if (keep_bodies_.count() > 0 && std::chrono::steady_clock::now() >= next_drop_) drop_old_bodies(*db, cursor);
     std::unique_lock lock(mutex_);
     if (stopping_) return;
     wake_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping_ || nudged_; });
@@ -261,18 +261,20 @@ void Normalizer::loop() {
   }
 }
 
-// Idle here means no delivery is waiting to be normalised. A pass drops up to 100 steps of 500
-// bodies, and stops early when deliveries arrive (intake first: a step is a write transaction of
-// the inbox's writer); the next pass comes a second later if it stopped early, else ten minutes on.
-void Normalizer::drop_old_bodies(store::Db& db) {
+// Idle here means no delivery is waiting to be normalised. A pass drops bodies in steps of up to
+// 500 (about 8 MB) and gives way to intake and normalising: it stops after a step once a delivery
+// was committed here (a nudge), once one is waiting to be normalised (on PostgreSQL, committed by
+// any replica), or after 200 ms. The next pass comes a second later if this one stopped early, else
+// ten minutes on.
+void Normalizer::drop_old_bodies(store::Db& db, std::int64_t cursor) {
   using namespace std::chrono;
   const auto started = steady_clock::now();
-  const auto commits = commits_.load(std::memory_order_relaxed);
   const std::int64_t before_ms = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count() -
                                  keep_bodies_.count();
+  auto waiting = db.prepare("SELECT 1 FROM deliveries WHERE id > ? LIMIT 1");
   BodiesDropped total;
   bool more = false;
-  for (int step = 0; step < 100; ++step) {
+  while (true) {
     auto dropped = service::drop_old_bodies(db, *inbox_, before_ms, 500);
     if (!dropped) {
       log::warn("old delivery bodies not dropped; trying again in a minute", {{"error", dropped.error()}});
@@ -282,12 +284,22 @@ void Normalizer::drop_old_bodies(store::Db& db) {
     total.through = dropped->through;
     total.rows += dropped->rows;
     total.bytes += dropped->bytes;
-    if (dropped->rows < 500) break;
+    total.held_by = dropped->held_by;
+    total.held_because = dropped->held_because;
+    if (dropped->rows == 0) break;
     {
       std::lock_guard lock(mutex_);
       if (stopping_) break;
+      more = nudged_;
     }
-    if (step == 99 || commits_.load(std::memory_order_relaxed) != commits) {
+    if (!more && waiting) {
+      waiting->reset();
+      waiting->bind(1, cursor);
+      auto row = waiting->step();
+      more = row && *row;
+      waiting->reset();
+    }
+    if (more || steady_clock::now() - started > milliseconds(200)) {
       more = true;
       break;
     }
@@ -297,6 +309,10 @@ void Normalizer::drop_old_bodies(store::Db& db) {
                                               {"bytes", total.bytes},
                                               {"through", total.through},
                                               {"ms", duration<double, std::milli>(steady_clock::now() - started).count()}});
+  }
+  if (!more && total.held_by) {
+    // Once a pass (every ten minutes): what keeps older bodies, so that a stuck engine shows.
+    log::info("old delivery bodies held back", {{"id", *total.held_by}, {"reason", total.held_because}, {"through", total.through}});
   }
   next_drop_ = steady_clock::now() + (more ? seconds(1) : minutes(10));
 }

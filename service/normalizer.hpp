@@ -33,7 +33,7 @@ class Normalizer {
 
  private:
   void loop();
-  void drop_old_bodies(store::Db& db);
+  void drop_old_bodies(store::Db& db, std::int64_t cursor);
   std::string database_;
   Inbox* inbox_ = nullptr;
   std::map<std::string, webhooks::HostKind> hosts_;

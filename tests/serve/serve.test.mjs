@@ -424,6 +424,17 @@ function inboxRows(db, ...args) {
   return r.stdout.split("\n").filter(Boolean).map((line) => JSON.parse(line));
 }
 
+// A statement that changes the database (sql() only reads), with tollgate stopped.
+function execute(db, statement) {
+  const r = isPostgres(db)
+    ? spawnSync("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", statement], { encoding: "utf8" })
+    : spawnSync("python3", ["-c", "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.execute(sys.argv[2])\nc.commit()", db, statement], {
+        encoding: "utf8",
+      });
+  if (r.error) throw r.error;
+  if (r.status !== 0) throw new Error(`${statement} failed (exit ${r.status}):\n${r.stderr}`);
+}
+
 const rowCount = (db) => sql(db, "SELECT COUNT(*) AS n FROM deliveries")[0].n;
 
 // ---------------------------------------------------------------------------------------------
@@ -1083,6 +1094,46 @@ describe("tollgate serve", { skip: SKIP }, () => {
     // The restarted server processes what the killed one left in 'new'.
     await waitForEmptyInbox(third.port);
     assert.equal(sql(third.db, "SELECT state FROM inbox WHERE delivery_id = ?", [id])[0].state, "normalized");
+  });
+
+  test("5b. intake.keep_bodies: a body older than that, once applied, is dropped; its row and replay detection stay", { timeout: 90_000 }, async (t) => {
+    const dir = tempDir(t);
+    writeConfig(t, dir, { intake: { keep_bodies: "1h" } });
+    const first = await startServer(t, dir);
+    const body = prOpened();
+    const id = crypto.randomUUID();
+    const headers = await githubHeaders("pull_request", id, body);
+    assert.equal((await request(first.port, { headers, body })).status, 202);
+    // Normalised, then applied by the engine (a host without a token: nothing to do, consumed).
+    await waitForEmptyInbox(first.port);
+    const deliveryRow = sql(first.db, "SELECT id FROM deliveries WHERE delivery_id = ?", [id])[0].id;
+    for (let i = 0; sql(first.db, "SELECT COUNT(*) AS n FROM consumed WHERE key = ?", [`delivery:${deliveryRow}`])[0].n === 0; i++) {
+      assert.ok(i < 300, "the engine did not apply the delivery within 30 s");
+      await sleep(100);
+    }
+    assert.equal(inboxRows(first.db)[0].body, body, "a young body is kept");
+    first.kill("SIGTERM");
+    await first.exit;
+
+    // Two hours older; at the next start the normaliser drops its body when it is idle.
+    execute(first.db, "UPDATE deliveries SET received_at = received_at - 7200000");
+    const second = await startServer(t, dir);
+    let rows;
+    for (let i = 0; ; i++) {
+      rows = inboxRows(second.db);
+      if (rows[0].body_dropped) break;
+      assert.ok(i < 300, `the body was not dropped within 30 s: ${JSON.stringify(rows[0]).slice(0, 300)}`);
+      await sleep(100);
+    }
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0].delivery_id, id);
+    assert.equal(rows[0].state, "normalized");
+    assert.equal(rows[0].body_size, Buffer.byteLength(body));
+    assert.equal(rows[0].body, undefined);
+    const again = await request(second.port, { headers, body });
+    assert.equal(again.status, 202, again.text);
+    assert.match(again.json?.status ?? "", /already received/i);
+    assert.equal(rowCount(second.db), 1);
   });
 
   // 6 -------------------------------------------------------------------------------------------

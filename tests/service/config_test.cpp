@@ -82,13 +82,16 @@ TEST_CASE("intake.keep_bodies: 30 days unless set, 'forever' keeps them, less th
   auto forever = parse_config(hosts + "intake:\n  keep_bodies: forever\n", "t.yaml", dir.path.string());
   REQUIRE(forever);
   CHECK(forever->intake.keep_bodies.count() == 0);
+  auto hour = parse_config(hosts + "intake:\n  keep_bodies: 1h\n", "t.yaml", dir.path.string());
+  REQUIRE(hour);
+  CHECK(hour->intake.keep_bodies == std::chrono::hours(1));
   for (const auto& [value, why] : std::vector<std::pair<std::string, std::string>>{
-           {"10m", ""}, {"30", ""}, {"'30'", " ('30' has no unit (use s, m, h or d))"}, {"never", ""}}) {
+           {"10m", ""}, {"30", ""}, {"'30'", " ('30' has no unit (use s, m, h or d))"}, {"never", ""}, {"400d", ""}}) {
     INFO(value);
     auto bad = parse_config(hosts + "intake:\n  keep_bodies: " + value + "\n", "t.yaml", dir.path.string());
     REQUIRE_FALSE(bad);
     CHECK_THAT(messages(bad.error()),
-               Catch::Contains("t.yaml:6:16: error: 'intake.keep_bodies': must be a duration of at least 1h such as '30d' or "
+               Catch::Contains("t.yaml:6:16: error: 'intake.keep_bodies': must be a duration from 1h to 366d such as '30d' or "
                                "'72h', or 'forever'" + why));
   }
 }

@@ -75,11 +75,27 @@ inline void check_dropping(Inbox& inbox, store::Db& reader) {
   CHECK(d1.length == static_cast<std::int64_t>(packed.bytes.size()));
   const std::int64_t before = now_ms() - 30LL * 24 * 3600 * 1000;
 
+  const auto columns = [&reader] {
+    auto q = reader.prepare("SELECT id, host, delivery_id, event, repo, received_at, body_size FROM deliveries ORDER BY id");
+    REQUIRE(q);
+    std::vector<std::string> rows;
+    while (q->step().value_or(false)) {
+      std::string row;
+      for (int c = 0; c < 7; ++c) row += q->text(c) + "|";
+      rows.push_back(row);
+    }
+    return rows;
+  };
+  const auto before_dropping = columns();
+  REQUIRE(before_dropping.size() == 6);
+
   // Nothing is done with yet: no outcome at all.
   auto none = drop_old_bodies(reader, inbox, before, 500);
   REQUIRE(none);
   CHECK(none->rows == 0);
   CHECK(none->through == 0);
+  CHECK(none->held_by == d1.id);
+  CHECK(none->held_because == "not normalised yet");
 
   // d3 is normalised but the engine has not applied it: it holds back itself and what follows.
   record(inbox, {{d1.id, "ignored"}, {d2.id, "normalized", "{}"}, {d3.id, "normalized", "{}"}, {d4.id, "failed", "", "bad"},
@@ -95,32 +111,56 @@ inline void check_dropping(Inbox& inbox, store::Db& reader) {
   CHECK(row_of(reader, "d2").length == 0);
   CHECK(row_of(reader, "d3").length == d3.length);
   CHECK(bodies_dropped_through(reader) == d2.id);
+  CHECK(first->held_by == d3.id);
+  CHECK(first->held_because == "normalised but not applied by the engine yet");
   auto again = drop_old_bodies(reader, inbox, before, 500);
   REQUIRE(again);
   CHECK(again->rows == 0);
+  CHECK(again->held_by == d3.id);
 
-  // Once applied, d3 goes, and the failed and ignored ones after it; d6 is too young. A limit of
-  // two takes two at a time.
+  // Once applied, d3 goes, and the failed and ignored ones after it; d6 is too young. A byte
+  // limit stops a step after the row that reaches it; a row limit after that many rows.
   write(inbox, "INSERT INTO consumed (key, at) VALUES ('delivery:" + std::to_string(d3.id) + "', 0)");
+  auto capped = drop_old_bodies(reader, inbox, before, 500, 1);
+  REQUIRE(capped);
+  CHECK(capped->rows == 1);
+  CHECK(capped->through == d3.id);
+  CHECK_FALSE(capped->held_by);
   auto two = drop_old_bodies(reader, inbox, before, 2);
   REQUIRE(two);
   CHECK(two->rows == 2);
-  CHECK(two->through == d4.id);
+  CHECK(two->through == d5.id);
+  CHECK_FALSE(two->held_by);
   auto rest = drop_old_bodies(reader, inbox, before, 2);
   REQUIRE(rest);
-  CHECK(rest->rows == 1);
+  CHECK(rest->rows == 0);
   CHECK(rest->through == d5.id);
+  CHECK_FALSE(rest->held_by);  // stopped at d6, too young
   CHECK(row_of(reader, "d5").length == 0);
   CHECK(row_of(reader, "d6").length == d6.length);
   CHECK(bodies_dropped_through(reader) == d5.id);
+  // With a cutoff in the future d6 goes too.
+  auto last = drop_old_bodies(reader, inbox, now_ms() + 60000, 500);
+  REQUIRE(last);
+  CHECK(last->rows == 1);
+  CHECK(last->through == d6.id);
 
-  // The rows stay: a redelivery is still recognised, the outcome and the size as received kept.
-  CHECK(store_one(inbox, {"github", "d1", "push", "acme/app", packed.bytes, packed.encoding, packed.size}) == StoreResult::duplicate);
+  // The rows stay, every column but the body as it was (size as received included), and so do
+  // the outcomes; a redelivery is still recognised.
+  CHECK(columns() == before_dropping);
+  CHECK(row_of(reader, "d6").length == 0);
   auto kept = reader.prepare("SELECT COUNT(*), MIN(body_size) FROM deliveries");
   REQUIRE(kept);
   REQUIRE(kept->step().value_or(false));
   CHECK(kept->int64(0) == 6);
   CHECK(kept->int64(1) == static_cast<std::int64_t>(json.size()));
+  kept->reset();
+  auto outcomes = reader.prepare("SELECT COUNT(*) FROM delivery_outcomes");
+  REQUIRE(outcomes);
+  REQUIRE(outcomes->step().value_or(false));
+  CHECK(outcomes->int64(0) == 6);
+  outcomes->reset();
+  CHECK(store_one(inbox, {"github", "d1", "push", "acme/app", packed.bytes, packed.encoding, packed.size}) == StoreResult::duplicate);
 }
 
 }  // namespace retention_test
