@@ -3,12 +3,15 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <memory>
 #include <vector>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/sha.h>
 #include <simdjson.h>
 
@@ -123,69 +126,115 @@ namespace {
 // OpenSSL 3's one-shot HMAC() looks the algorithm up in the provider store (under a lock) and sets
 // the key up again on every call: ~3 us of the ~22 that a 25 KB delivery's HMAC takes here. A
 // context per thread and key is set up once; EVP_MAC_init without a key starts it again with the
-// key it has (OpenSSL 3.0.4 and later: openssl/openssl#18100). Bounded: the least recently added
-// goes when a seventeenth key comes (keys come from the configuration, a few per host).
+// key it has. (OpenSSL 3.0.0-3.0.2 returned success without restarting: openssl/openssl#17811,
+// fixed in 3.0.3; so the first use in a process checks that a restarted context gives RFC 4231's
+// answer, and otherwise every call takes the one-shot path.) At most kMaxContexts per thread, the
+// least recently used going first. Keys come from the configuration, never from a request: a
+// request only picks the host whose secrets are tried.
+constexpr std::size_t kMaxContexts = 64;
+
+using MacCtxPtr = std::unique_ptr<EVP_MAC_CTX, decltype(&EVP_MAC_CTX_free)>;
+
+// A fresh HMAC-SHA256 context with `key` set up; null if OpenSSL fails.
+MacCtxPtr keyed_context(EVP_MAC* mac, std::string_view key) {
+  MacCtxPtr ctx(EVP_MAC_CTX_new(mac), &EVP_MAC_CTX_free);
+  char digest[] = "SHA256";
+  const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
+  if (!ctx || EVP_MAC_init(ctx.get(), reinterpret_cast<const unsigned char*>(key.data()), key.size(), params) != 1) {
+    return MacCtxPtr(nullptr, &EVP_MAC_CTX_free);
+  }
+  return ctx;
+}
+
+bool mac_once(EVP_MAC_CTX* ctx, bool restart, std::string_view data, unsigned char (&out)[32]) {
+  std::size_t n = 0;
+  return (!restart || EVP_MAC_init(ctx, nullptr, 0, nullptr) == 1) &&
+         EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1 &&
+         EVP_MAC_final(ctx, out, &n, sizeof out) == 1 && n == sizeof out;
+}
+
+// Whether a restarted context computes what it should (RFC 4231, test case 2, twice on one context).
+bool restart_works() {
+  static const bool works = [] {
+    EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    if (mac == nullptr) return false;
+    auto ctx = keyed_context(mac, "Jefe");
+    static constexpr unsigned char expected[32] = {
+        0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75, 0xc7,
+        0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43};
+    unsigned char first[32], second[32];
+    const bool ok = ctx && mac_once(ctx.get(), false, "what do ya want for nothing?", first) &&
+                    mac_once(ctx.get(), true, "what do ya want for nothing?", second) &&
+                    std::equal(first, first + 32, expected) && std::equal(second, second + 32, expected);
+    EVP_MAC_free(mac);
+    ERR_clear_error();
+    return ok;
+  }();
+  return works;
+}
+
 class MacContexts {
  public:
-  MacContexts() = default;
+  MacContexts() { entries_.reserve(kMaxContexts); }
   MacContexts(const MacContexts&) = delete;
   MacContexts& operator=(const MacContexts&) = delete;
   ~MacContexts() {
-    for (auto& e : entries_) drop(e);
+    for (auto& e : entries_) wipe(*e);
     EVP_MAC_free(mac_);
   }
 
-  EVP_MAC_CTX* get(std::string_view key) {
-    for (auto& e : entries_) {
-      if (e.key == key) return e.ctx;
+  // The MAC of `data` under `key` into `out`; false: OpenSSL failed (the context is dropped).
+  bool mac(std::string_view key, std::string_view data, unsigned char (&out)[32]) {
+    auto it = std::find_if(entries_.begin(), entries_.end(), [key](const auto& e) { return e->key == key; });
+    bool fresh = false;
+    if (it == entries_.end()) {
+      if (mac_ == nullptr) mac_ = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+      if (mac_ == nullptr) return false;
+      auto ctx = keyed_context(mac_, key);
+      if (!ctx) return false;
+      auto entry = std::make_unique<Entry>(std::move(ctx));
+      entry->key.assign(key);  // in place: no other copy of the secret to wipe
+      if (entries_.size() == kMaxContexts) {
+        wipe(*entries_.front());
+        entries_.erase(entries_.begin());
+      }
+      entries_.push_back(std::move(entry));
+      it = entries_.end() - 1;
+      fresh = true;
+    } else if (it != entries_.end() - 1) {
+      std::rotate(it, it + 1, entries_.end());  // most recently used last
+      it = entries_.end() - 1;
     }
-    if (mac_ == nullptr) mac_ = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-    if (mac_ == nullptr) return nullptr;
-    EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(mac_);
-    char digest[] = "SHA256";
-    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
-    if (ctx == nullptr || EVP_MAC_init(ctx, reinterpret_cast<const unsigned char*>(key.data()), key.size(), params) != 1) {
-      EVP_MAC_CTX_free(ctx);
-      return nullptr;
-    }
-    if (entries_.size() == 16) {
-      drop(entries_.front());
-      entries_.erase(entries_.begin());
-    }
-    entries_.push_back({std::string(key), ctx});
-    return ctx;
+    if (mac_once((*it)->ctx.get(), !fresh, data, out)) return true;
+    wipe(**it);
+    entries_.erase(it);
+    return false;
   }
 
  private:
   struct Entry {
+    explicit Entry(MacCtxPtr c) : ctx(std::move(c)) {}
     std::string key;
-    EVP_MAC_CTX* ctx;
+    MacCtxPtr ctx;
   };
-  static void drop(Entry& e) {
-    OPENSSL_cleanse(e.key.data(), e.key.size());
-    EVP_MAC_CTX_free(e.ctx);
-  }
+  static void wipe(Entry& e) { OPENSSL_cleanse(e.key.data(), e.key.size()); }
   EVP_MAC* mac_ = nullptr;
-  std::vector<Entry> entries_;
+  std::vector<std::unique_ptr<Entry>> entries_;
 };
 
 }  // namespace
 
 bool hmac_sha256(std::string_view key, std::string_view data, unsigned char (&out)[32]) {
-  unsigned int len = 0;
-  if (!key.empty()) {
+  // An empty key takes the one-shot path: EVP_MAC_init would read a null pointer as "no key".
+  if (!key.empty() && restart_works()) {
     thread_local MacContexts contexts;
-    if (EVP_MAC_CTX* ctx = contexts.get(key)) {
-      std::size_t n = 0;
-      if (EVP_MAC_init(ctx, nullptr, 0, nullptr) == 1 &&
-          EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1 &&
-          EVP_MAC_final(ctx, out, &n, sizeof out) == 1 && n == sizeof out) {
-        return true;
-      }
-    }
+    ERR_set_mark();
+    const bool ok = contexts.mac(key, data, out);
+    ERR_pop_to_mark();  // a failure is answered below; leave no errors behind for others to find
+    if (ok) return true;
   }
-  // An empty key (HMAC allows it; EVP_MAC_init would take it for "no key"), or the context failed.
   unsigned char full[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
   if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
            data.size(), full, &len) == nullptr ||
       len != sizeof out) {

@@ -52,8 +52,8 @@ struct Verdict {
 // Spare capacity the JSON parser wants after a body (simdjson's padding).
 inline constexpr std::size_t kBodyPadding = 64;
 
-// HMAC-SHA256 of `data` into `out`; false if OpenSSL failed. Each thread keeps a keyed context per
-// key (up to 16), so a key is set up once, not per delivery.
+// HMAC-SHA256 of `data` into `out`; false if OpenSSL failed. May keep keyed contexts per thread,
+// so that a key is not set up again for every delivery.
 [[nodiscard]] bool hmac_sha256(std::string_view key, std::string_view data, unsigned char (&out)[32]);
 // The same, as lower-case hex (empty if OpenSSL failed).
 [[nodiscard]] std::string hmac_sha256_hex(std::string_view key, std::string_view data);

@@ -1,13 +1,13 @@
 #include <atomic>
 #include <map>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include <catch2/catch.hpp>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <string>
-
-#include <catch2/catch.hpp>
 
 #include "webhooks/receiver.hpp"
 
@@ -61,33 +61,61 @@ TEST_CASE("HMAC-SHA256 with contexts kept per thread and key: RFC 4231's vectors
   CHECK(hmac_sha256_hex("Jefe", "what do ya want for nothing?") == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
   CHECK(hmac_sha256_hex(std::string(131, '\xaa'), "Test Using Larger Than Block-Size Key - Hash Key First") ==
         "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
-  // The same key again (its kept context), an empty key, and more keys than a thread keeps (16),
-  // each time against OpenSSL's one-shot HMAC().
+  // Each against OpenSSL's one-shot HMAC(): the same key again and again with other data (a
+  // context kept and restarted: without the restart the second MAC would cover both messages),
+  // keys taking turns (a kept context per key), more keys than a thread keeps (64: the least
+  // recently used go and are set up again when they come back), and an empty key.
   const auto one_shot = [](const std::string& key, const std::string& data) {
     unsigned char out[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()), data.size(),
-         out, &len);
-    std::string hex;
-    for (unsigned i = 0; i < len; ++i) hex += "0123456789abcdef"[out[i] >> 4], hex += "0123456789abcdef"[out[i] & 15];
-    return hex;
+    REQUIRE(HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
+                 data.size(), out, &len) != nullptr);
+    return std::string(reinterpret_cast<const char*>(out), len);
   };
-  CHECK(hmac_sha256_hex("", "body") == one_shot("", "body"));
-  std::atomic<int> mismatches{0};
+  const auto ours = [](const std::string& key, const std::string& data) {
+    unsigned char out[32];
+    REQUIRE(hmac_sha256(key, data, out));
+    return std::string(reinterpret_cast<const char*>(out), sizeof out);
+  };
+  CHECK(ours("", "body") == one_shot("", "body"));
+  // (key, data) in the order a thread uses them.
+  const auto sequence = [](int thread) {
+    std::vector<std::pair<std::string, std::string>> calls;
+    for (int i = 0; i < 6; ++i) calls.emplace_back("k1", "message " + std::to_string(i));
+    for (int round = 0; round < 10; ++round) {
+      for (int k = 0; k < 5; ++k) calls.emplace_back("key-" + std::to_string(k), "{\"round\":" + std::to_string(round) + "}");
+    }
+    for (int k = 0; k < 80; ++k) calls.emplace_back("many-" + std::to_string((k + thread * 13) % 80), "m" + std::to_string(k));
+    for (int k = 0; k < 80; k += 7) calls.emplace_back("many-" + std::to_string(k), "again " + std::to_string(k));
+    calls.emplace_back("k1", "");
+    return calls;
+  };
+  for (const auto& [key, data] : sequence(0)) {
+    INFO(key << " / " << data);
+    CHECK(ours(key, data) == one_shot(key, data));
+  }
+  std::vector<std::pair<std::string, std::string>> expected[4];
+  for (int t = 0; t < 4; ++t) {
+    for (const auto& [key, data] : sequence(t)) expected[t].emplace_back(key, one_shot(key, data));
+  }
+  std::atomic<int> compared{0}, mismatches{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
-      for (int round = 0; round < 3; ++round) {
-        for (int k = 0; k < 20; ++k) {
-          const std::string key = "secret-" + std::to_string((k * 7 + t) % 20);
-          const std::string data = "{\"n\":" + std::to_string(round * 100 + k) + "}";
-          if (hmac_sha256_hex(key, data) != one_shot(key, data)) ++mismatches;
+      const auto calls = sequence(t);
+      for (std::size_t i = 0; i < calls.size(); ++i) {
+        unsigned char out[32];
+        if (!hmac_sha256(calls[i].first, calls[i].second, out) ||
+            std::string(reinterpret_cast<const char*>(out), sizeof out) != expected[t][i].second) {
+          ++mismatches;
         }
+        ++compared;
       }
     });
   }
   for (auto& th : threads) th.join();
-  CHECK(mismatches == 0);
+  CHECK(compared.load() == 4 * static_cast<int>(sequence(0).size()));
+  CHECK(mismatches.load() == 0);
 }
 
 TEST_CASE("a signed GitHub delivery of a used event is to be stored", "[receiver]") {
