@@ -17,8 +17,6 @@ tl::expected<std::int64_t, std::string> watermark(store::Db& db) {
 
 }  // namespace
 
-std::int64_t bodies_dropped_through(store::Db& db) { return watermark(db).value_or(0); }
-
 tl::expected<BodiesDropped, std::string> drop_old_bodies(store::Db& reader, Inbox& inbox, std::int64_t before_ms,
                                                          int limit, std::int64_t max_bytes) {
   BodiesDropped result;

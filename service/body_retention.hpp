@@ -44,8 +44,4 @@ struct BodiesDropped {
                                                                        std::int64_t before_ms, int limit,
                                                                        std::int64_t max_bytes = 8 << 20);
 
-// The watermark, for readers of the inbox: 0 when no body was dropped, and on a database older
-// than schema 6 (or one that cannot be read: the rows then show as they are).
-[[nodiscard]] std::int64_t bodies_dropped_through(store::Db& db);
-
 }  // namespace tollgate::service
