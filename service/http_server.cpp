@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <csignal>
 #include <mutex>
 #include <set>
@@ -185,13 +186,35 @@ struct HttpServer::Impl {
   std::atomic<bool> draining{false};
   std::mutex sessions_mutex;
   std::set<std::shared_ptr<Session>> sessions;
+  std::chrono::steady_clock::time_point last_accept_warning{};
+
+  static bool is_resource_error(const beast::error_code& ec) {
+    return ec == asio::error::no_descriptors || ec == boost::system::errc::too_many_files_open_in_system ||
+           ec == asio::error::no_buffer_space || ec == asio::error::no_memory;
+  }
 
   asio::awaitable<void> accept_loop() {
     while (true) {
       auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(io), as_tuple_awaitable);
       if (ec) {
         if (draining || ec == asio::error::operation_aborted) co_return;
-        log::warn("accept failed", {{"error", ec.message()}});
+        // Out of descriptors or memory: the pending connection stays in the backlog, so the next
+        // accept would fail at once. Back off instead of spinning, and say so at most once a second.
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_accept_warning >= std::chrono::seconds(1)) {
+          last_accept_warning = now;
+          if (is_resource_error(ec)) {
+            log::warn("accept failed", {{"error", ec.message()},
+                                        {"connections", active.load()},
+                                        {"hint", "raise the open-files limit (ulimit -n, LimitNOFILE) or lower intake.max_connections"}});
+          } else {
+            log::warn("accept failed", {{"error", ec.message()}});
+          }
+        }
+        if (is_resource_error(ec)) {
+          asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
+          co_await pause.async_wait(as_tuple_awaitable);
+        }
         continue;
       }
       if (active.load() >= config.intake.max_connections) {
@@ -404,7 +427,7 @@ struct HttpServer::Impl {
       log::warn("connection closed: its socket cannot be made non-blocking", {{"error", nb.message()}});
       co_return;
     }
-    while (!draining) {
+    while (!draining || buffer.size() > 0) {
       RequestParser parser;
       parser.header_limit(64 * 1024);
       parser.body_limit(config.intake.max_body_bytes);
@@ -421,7 +444,8 @@ struct HttpServer::Impl {
             &got);
         buffer.commit(got);
         s.idle = false;
-        if (ec || draining) break;
+        // A request that came in as the drain began is still answered (with Connection: close).
+        if (ec || got == 0) break;
       }
       // The request is parsed from the buffer as it stands, and read further only while the
       // parser needs more: a delivery that arrived in one read (nearly all) is parsed without
@@ -431,6 +455,7 @@ struct HttpServer::Impl {
       std::string target;
       bool header_seen = false;
       bool chunk_line_too_long = false;
+      bool expectation_failed = false;
       beast::error_code ec;
       bool timed_out = false;
       std::int64_t due = steady_ms() + std::max<std::int64_t>(config.intake.header_timeout.count(), 1);
@@ -442,6 +467,18 @@ struct HttpServer::Impl {
           target = std::string(parser.get().target());
           if (parser.get().method() == http::verb::post && Intake::is_hook(target)) arrival.announce(intake.inbox());
           due = steady_ms() + std::max<std::int64_t>(config.intake.body_timeout.count(), 1);
+          if (auto expect = parser.get()[http::field::expect]; !expect.empty() && parser.get().version() >= 11) {
+            if (!beast::iequals(expect, "100-continue")) {
+              expectation_failed = true;
+              break;
+            }
+            // The client waits for this before it sends the body (curl does above 1 MiB).
+            if (!parser.is_done() && buffer.size() == 0) {
+              static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+              beast::error_code ignored;
+              s.stream.socket().send(asio::buffer(kContinue.data(), kContinue.size()), 0, ignored);
+            }
+          }
         }
         if (ec || parser.is_done()) break;
         if (used > 0 && buffer.size() > 0) continue;  // the parser stopped at a boundary: go on
@@ -474,9 +511,19 @@ struct HttpServer::Impl {
           break;
         }
       }
+      if (expectation_failed) {
+        arrival.reset();
+        co_await write(session, intake.edge_error(target, 417, "unsupported Expect header (only '100-continue' is supported)"),
+                       parser.get().version(), false);
+        linger = true;
+        break;
+      }
       if (ec) {
         arrival.reset();  // not a delivery: the writer need not wait while the error is written
-        const unsigned version = header_seen ? parser.get().version() : 11;
+        // The start line is parsed before the headers are checked (an oversized Content-Length),
+        // so the target and version are known then too; until then they are "" and 1.1.
+        if (!header_seen) target = std::string(parser.get().target());
+        const unsigned version = parser.get().version();
         if (timed_out) {
           const bool headers = !header_seen;
           const auto limit = std::chrono::duration_cast<std::chrono::seconds>(headers ? config.intake.header_timeout : config.intake.body_timeout);
@@ -485,6 +532,7 @@ struct HttpServer::Impl {
                                                             " not received in time (intake." + (headers ? "header" : "body") +
                                                             "_timeout is " + pipeline::format_duration(limit) + ")"),
                          version, false);
+          linger = true;  // the client may still be sending: let it read the answer
         } else if (ec == http::error::header_limit) {
           co_await write(session, intake.edge_error(target, 431, "request headers are larger than 64 KiB"), version, false);
           linger = true;

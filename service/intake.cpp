@@ -47,11 +47,14 @@ Intake::Intake(const Config& config, Inbox& inbox, Metrics& metrics) : inbox_(in
 std::variant<HttpResponse, StoreJob, ApiCall> Intake::route(HttpRequest& request) {
   std::string_view path = request.target;
   path = path.substr(0, path.find('?'));
+  // HEAD is answered wherever GET is (RFC 9110 9.3.2; some health checkers use it): the server
+  // sends the headers of the GET answer without its body.
   auto only = [&](const char* method, const char* route) -> std::optional<HttpResponse> {
-    if (request.method == method) return std::nullopt;
+    const bool get = std::string_view(method) == "GET";
+    if (request.method == method || (get && request.method == "HEAD")) return std::nullopt;
     metrics_.http_request(route, 405);
     auto r = json_response(405, "error", std::string("use ") + method + " for " + std::string(path.substr(0, 100)));
-    r.allow = method;
+    r.allow = get ? "GET, HEAD" : method;
     return r;
   };
   if (path == "/healthz") {
