@@ -1,5 +1,7 @@
 #include "service/serve_command.hpp"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
@@ -118,6 +120,26 @@ HostClients make_host_clients(const Config& config, host::HttpClient& client) {
   return out;
 }
 
+// Every connection holds a descriptor, and the soft limit is often 1024 while the hard one is far
+// higher: take what is allowed, and say so when intake.max_connections cannot be reached.
+void raise_open_files_limit(std::size_t max_connections) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  const rlim_t need = static_cast<rlim_t>(max_connections) + 64;  // plus the database, logs, host clients
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need) {
+    tollgate::service::log::warn("open-files limit is below intake.max_connections",
+                                 {{"limit", static_cast<std::uint64_t>(lim.rlim_cur)},
+                                  {"max_connections", max_connections},
+                                  {"hint", "raise it (ulimit -n, LimitNOFILE=) or lower intake.max_connections; "
+                                           "connections past the limit wait in the backlog"}});
+  }
+}
+
 }  // namespace
 
 int run_serve(const std::string& config_path, unsigned threads) {
@@ -158,8 +180,10 @@ int run_serve(const std::string& config_path, unsigned threads) {
                              .on_commit = [&normalizer] { normalizer.nudge(); }};
   auto inbox = Inbox::open(inbox_options);
   if (!inbox) {
+    // Not a configuration error as such (the database may be starting, or its lock held by a
+    // process on its way out): exit 1, which a supervisor restarts, unlike 2.
     log::error("cannot open the inbox", {{"error", inbox.error()}});
-    return 2;
+    return 1;
   }
   Metrics metrics;
   Intake intake(*config, **inbox, metrics);
@@ -209,10 +233,11 @@ int run_serve(const std::string& config_path, unsigned threads) {
   };
   Api api(api_options);
   HttpServer server(*config, intake, &api);
+  raise_open_files_limit(config->intake.max_connections);
   auto port = server.listen();
   if (!port) {
     log::error("cannot start", {{"error", port.error()}});
-    return 2;
+    return 1;  // e.g. the port is still held by the process before us: worth a restart
   }
   metrics.add_source([&engine] { return engine.metrics_text(); });
   metrics.add_source([&api] { return api.metrics_text(); });
