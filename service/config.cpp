@@ -1,5 +1,7 @@
 #include "service/config.hpp"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -356,13 +358,19 @@ tl::expected<Config, std::vector<Diagnostic>> parse_config(const std::string& te
     bool ok = colon != std::string::npos && colon > 0 && !port.empty() && port.size() <= 5 &&
               port.find_first_not_of("0123456789") == std::string::npos && std::stoul(port) <= 65535;
     if (!ok) {
-      r.error("/listen", "listen", "must be HOST:PORT such as '127.0.0.1:8080' (port 0 picks a free one)");
+      r.error("/listen", "listen", "must be IP:PORT such as '127.0.0.1:8080' (port 0 picks a free one)");
     } else {
       cfg.listen_host = listen->substr(0, colon);
       if (cfg.listen_host.size() > 2 && cfg.listen_host.front() == '[' && cfg.listen_host.back() == ']') {
         cfg.listen_host = cfg.listen_host.substr(1, cfg.listen_host.size() - 2);
       }
       cfg.listen_port = static_cast<std::uint16_t>(std::stoul(port));
+      in6_addr any{};
+      if (inet_pton(AF_INET, cfg.listen_host.c_str(), &any) != 1 && inet_pton(AF_INET6, cfg.listen_host.c_str(), &any) != 1) {
+        r.error("/listen", "listen",
+                "'" + cfg.listen_host.substr(0, 64) + "' is not an IP address: listen on an address such as '127.0.0.1:8080', "
+                "'0.0.0.0:8080' (every interface) or '[::]:8080' (names are not resolved)");
+      }
     }
   }
   if (auto db = r.string(root, "database", "", "database")) {

@@ -96,6 +96,21 @@ TEST_CASE("intake.keep_bodies: 30 days unless set, 'forever' keeps them, less th
   }
 }
 
+TEST_CASE("listen must be an IP address: names are not resolved", "[config]") {
+  Dir dir;
+  const std::string hosts = "hosts:\n  github:\n    kind: github\n    webhook_secret_file: secrets/webhook\n";
+  for (const char* ok : {"127.0.0.1:0", "0.0.0.0:8080", "[::]:8080", "[::1]:9000"}) {
+    auto cfg = parse_config("listen: '" + std::string(ok) + "'\n" + hosts, "tollgate.yaml", dir.path.string());
+    INFO(ok << ": " << (cfg ? std::string() : messages(cfg.error())));
+    CHECK(cfg);
+  }
+  auto cfg = parse_config("listen: localhost:8080\n" + hosts, "tollgate.yaml", dir.path.string());
+  REQUIRE_FALSE(cfg);
+  CHECK(messages(cfg.error()) ==
+        "tollgate.yaml:1:9: error: 'listen': 'localhost' is not an IP address: listen on an address such as '127.0.0.1:8080', "
+        "'0.0.0.0:8080' (every interface) or '[::]:8080' (names are not resolved)\n");
+}
+
 TEST_CASE("configuration mistakes are all reported, naming the key", "[config]") {
   Dir dir;
   auto cfg = parse_config(R"(listen: localhost
@@ -115,7 +130,7 @@ intake:
   REQUIRE_FALSE(cfg);
   const std::string out = messages(cfg.error());
   CHECK(out ==
-        "tollgate.yaml:1:9: error: 'listen': must be HOST:PORT such as '127.0.0.1:8080' (port 0 picks a free one)\n"
+        "tollgate.yaml:1:9: error: 'listen': must be IP:PORT such as '127.0.0.1:8080' (port 0 picks a free one)\n"
         "tollgate.yaml:2:1: error: unknown key 'hsts' in the configuration; did you mean 'hosts'?\n"
         "tollgate.yaml:5:5: error: unknown key 'knd' in host 'github'; did you mean 'kind'?\n"
         "tollgate.yaml:6:26: error: 'hosts.github.webhook_secret_file': cannot read '" + (dir.path / "secrets/missing").string() + "'\n"
