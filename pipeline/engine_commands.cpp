@@ -12,13 +12,15 @@ std::optional<ApprovalGate> Machine::gate_of(const StageState& st) const {
   return sd ? sd->gates.approvals : std::nullopt;
 }
 
-bool Machine::add_approval(StageState& st, const std::string& login, bool via_review) {
+bool Machine::add_approval(StageState& st, const std::string& login, bool via_review, const std::string& note) {
   for (const auto& a : st.approvals) {
     if (a.sha == st.head_sha && a.login == login) return false;
   }
   st.approvals.push_back({login, st.head_sha, via_review, now_});
+  // The note (`/approve looks good`, or the API's reason) stays in the audit log with the approval.
   audit(st.name, to_string(st.status), to_string(st.status), login,
-        std::string("approved ") + short_sha(st.head_sha) + (via_review ? " (review)" : " (/approve)"));
+        std::string("approved ") + short_sha(st.head_sha) + (via_review ? " (review)" : " (/approve)") +
+            (note.empty() ? "" : ": " + note));
   return true;
 }
 
@@ -74,7 +76,7 @@ std::optional<std::string> Machine::execute(StageState& st, const Command& c, co
       if (!running() || st.status != StageStatus::open) {
         return "stage '" + st.name + "' is " + to_string(st.status) + ": approvals count only while its PR is open.";
       }
-      if (!add_approval(st, login, false)) return mention(login) + " already approved " + short_sha(st.head_sha) + ".";
+      if (!add_approval(st, login, false, c.argument)) return mention(login) + " already approved " + short_sha(st.head_sha) + ".";
       evaluate(st);
       return std::nullopt;
     case CommandKind::unapprove:
@@ -278,11 +280,10 @@ void Machine::on(const ApiAction& a) {
     Transition& t = out_.transitions[i];
     if (t.actor != a.actor) continue;
     if (!a.via.empty()) t.actor += " (" + a.via + ")";
+    // "approved abc1234 (/approve)[: note]": the first " (/approve)" is the one add_approval wrote.
     const std::string comment_form = " (/approve)";
-    if (a.kind == K::approve && t.reason.size() >= comment_form.size() &&
-        t.reason.compare(t.reason.size() - comment_form.size(), comment_form.size(), comment_form) == 0) {
-      t.reason.replace(t.reason.size() - comment_form.size(), comment_form.size(), " (API)");
-      if (!a.reason.empty()) t.reason += ": " + a.reason;
+    if (auto at = t.reason.find(comment_form); a.kind == K::approve && t.reason.rfind("approved ", 0) == 0 && at != std::string::npos) {
+      t.reason.replace(at, comment_form.size(), " (API)");
     }
   }
 }

@@ -120,7 +120,7 @@ class Machine {
   std::optional<ApprovalGate> gate_of(const StageState& st) const;
 
   // Adds an approval; false when this login already approved this head.
-  bool add_approval(StageState& st, const std::string& login, bool via_review);
+  bool add_approval(StageState& st, const std::string& login, bool via_review, const std::string& note = {});
   bool remove_approval(StageState& st, const std::string& login, const std::string& why);
   void on(const ReviewSubmitted& in);
 

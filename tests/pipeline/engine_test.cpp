@@ -585,6 +585,7 @@ TEST_CASE("a whole run goes dev -> qa -> prod with soak, approvals and the windo
   w.check("qa", sha('b'), "ci", CheckState::success);
   w.comment("qa", 1001, person("alice"), "/approve looks good");
   CHECK(find_job(w.last, JobKind::add_reaction) != nullptr);
+  CHECK(has_audit(w.audit, "qa", "open", "approved " + sha('b').substr(0, 7) + " (/approve): looks good"));  // the note is kept
   CHECK(w.st("qa").status == StageStatus::open);  // soaking: 30m since dev was promoted
   CHECK(w.st("qa").status_description.find("soaking") != std::string::npos);
   w.advance(29min);
