@@ -109,6 +109,36 @@ TEST_CASE("a draft PR is created as a draft", "[github]") {
   CHECK(pr->draft);
 }
 
+TEST_CASE("publish_check: a check run, or a commit status of the same name where the token may not create one (403)", "[github]") {
+  World w;
+  host::HttpClient client(fast_options());
+  auto gh = w.github(client);
+  auto pr = gh->create_pull_request(w.repo, promotion("tollgate/payments/dev/1"));
+  REQUIRE(pr);
+  host::CheckReport report{.name = "tollgate/pipeline-file", .success = false, .title = "2 problems in .tollgate.yaml", .summary = "..."};
+  REQUIRE(gh->publish_check(w.repo, pr->head_sha, report));
+  auto checks = gh->get_checks(w.repo, pr->head_sha);
+  REQUIRE(checks);
+  REQUIRE(checks->checks.size() == 1);
+  CHECK(checks->checks[0].source == host::Check::Source::check_run);
+  CHECK(checks->checks[0].conclusion == "failure");
+
+  // As GitHub answers a personal access token (only GitHub Apps may create check runs).
+  w.admin("PUT", "/faults", {{"kind", "status"}, {"status", 403}, {"method", "POST"}, {"path", "/check-runs$"},
+                             {"message", "You must authenticate via a GitHub App."}});
+  auto other = gh->create_pull_request(w.repo, promotion("tollgate/payments/dev/2"));
+  REQUIRE(other);
+  auto published = gh->publish_check(w.repo, other->head_sha, report);
+  REQUIRE(published);
+  CHECK(w.count_requests("POST", "/check-runs") == 2);
+  auto fell_back = gh->get_checks(w.repo, other->head_sha);
+  REQUIRE(fell_back);
+  REQUIRE(fell_back->checks.size() == 1);
+  CHECK(fell_back->checks[0].source == host::Check::Source::status);
+  CHECK(fell_back->checks[0].name == "tollgate/pipeline-file");
+  CHECK(fell_back->checks[0].state == "failure");
+}
+
 TEST_CASE("merge: a moved head is 409 head_moved + a blocked merge 405 not_mergeable (values not errors)", "[github]") {
   World w;
   host::HttpClient client(fast_options());
