@@ -70,7 +70,7 @@ int run_inbox(const InboxArgs& args, std::ostream& out, std::ostream& err) {
       std::string(droppable ? "(SELECT MAX(through) FROM delivery_bodies_dropped)" : "0") + " AS dropped_through FROM inbox WHERE " + where + " ORDER BY id DESC LIMIT ?3";
   auto q = db->prepare(with + "SELECT * FROM (" + sql + ") AS newest ORDER BY id");
   if (!q) {
-    err << "tollgate inbox: error: database '" << path << "': " << q.error().message
+    err << "tollgate inbox: error: database '" << service::store::redact(path) << "': " << q.error().message
         << " (a database from an older tollgate: start tollgate serve once to migrate it)\n";
     return 2;
   }
