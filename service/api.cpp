@@ -1164,6 +1164,10 @@ bool Api::owns(std::string_view path) {
 
 bool Api::is_event_stream(std::string_view path) { return path.substr(0, path.find('?')) == "/api/v1/events"; }
 
+bool Api::admits(const HttpRequest& request, bool operate) {
+  return std::holds_alternative<const ApiToken*>(impl_->authenticate(request, operate ? Impl::Access::operate : Impl::Access::read));
+}
+
 HttpResponse Api::handle(const HttpRequest& request) {
   try {
     return impl_->handle(request);
@@ -1198,8 +1202,6 @@ std::optional<HttpResponse> Api::Impl::open_stream(const HttpRequest& request, s
     if (last.size() > 18 || last.find_first_not_of("0123456789") != std::string_view::npos) {
       return error(400, "Last-Event-ID must be the id of an event this stream sent");
     }
-    after = std::stoll(std::string(last));
-    return std::nullopt;
   }
   auto db = conn();
   if (!db) return error(503, db.error());
@@ -1208,6 +1210,9 @@ std::optional<HttpResponse> Api::Impl::open_stream(const HttpRequest& request, s
   auto row = s->step();
   if (!row || !*row) return error(503, "reading the audit log");
   after = s->int64(0);
+  // A client resumes where it left off; an id past the newest (a database restored from an older
+  // backup) resumes from the newest, rather than staying silent until the ids catch up.
+  if (!last.empty()) after = std::min<std::int64_t>(after, std::stoll(std::string(last)));
   return std::nullopt;
 }
 

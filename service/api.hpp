@@ -54,6 +54,10 @@ class Api {
 
   // Answers one request (blocking: reads the store, may wait for the engine and the host).
   [[nodiscard]] HttpResponse handle(const HttpRequest& request);
+  // Whether the request carries a token that may read (`operate`: act), or may read without one.
+  // Cheap (no store): the server asks before giving a request one of its few action or stream
+  // slots, so requests without a good token cannot take them.
+  [[nodiscard]] bool admits(const HttpRequest& request, bool operate);
 
   // The event stream: nothing when the request may open it (the server then writes the stream),
   // else the error to answer. `after` receives where the stream starts: Last-Event-ID, or the

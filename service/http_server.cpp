@@ -159,6 +159,7 @@ struct HttpServer::Impl {
   }
   static constexpr std::chrono::milliseconds kSweepEvery{50};
   static constexpr std::size_t kMaxChunkLine = 64 * 1024;  // a chunked body's size line or trailers, at most
+  static constexpr std::uint64_t kMaxOtherBody = 64 * 1024;  // the body of any request but a webhook
 
   Impl(const Config& c, Intake& i, Api* a)
       : config(c), intake(i), api(a), acceptor(io), signals(io, SIGINT, SIGTERM), shutdown_strand(asio::make_strand(io)),
@@ -256,6 +257,20 @@ struct HttpServer::Impl {
   // (so it shows what any writer committed), a keep-alive comment every 15 s. Ends when the
   // client goes away, a write times out, or the server stops.
   asio::awaitable<void> stream_events(const std::shared_ptr<Session>& session, HttpRequest& request, unsigned version) {
+    const bool head = request.method == "HEAD";
+    if (!api->admits(request, false)) {
+      // Refused (401, or 405/400 first): answered without taking one of the stream slots.
+      auto refused = co_await asio::co_spawn(
+          api_pool, [this, &request]() -> asio::awaitable<HttpResponse> {
+            std::int64_t ignored = 0;
+            auto r = api->open_stream(request, ignored);
+            co_return r ? std::move(*r) : json_response(401, "error", "this endpoint needs a token");
+          },
+          asio::use_awaitable);
+      intake.api_answered(request.target, refused.status);
+      co_await write(session, std::move(refused), version, false, head);
+      co_return;
+    }
     // Streams hold their connection: at most a quarter of the connection cap, so they can never
     // keep webhooks out.
     const std::size_t cap = std::max<std::size_t>(1, config.intake.max_connections / 4);
@@ -265,7 +280,7 @@ struct HttpServer::Impl {
                                                   ", a quarter of intake.max_connections); retry later");
       busy.headers.emplace_back("Retry-After", "5");
       intake.api_answered(request.target, 503);
-      co_await write(session, std::move(busy), version, false);
+      co_await write(session, std::move(busy), version, false, head);
       co_return;
     }
     struct Release {
@@ -279,7 +294,7 @@ struct HttpServer::Impl {
         asio::use_awaitable);
     if (refused) {
       intake.api_answered(request.target, refused->status);
-      co_await write(session, std::move(*refused), version, false);
+      co_await write(session, std::move(*refused), version, false, head);
       co_return;
     }
     intake.api_answered(request.target, 200);
@@ -297,10 +312,10 @@ struct HttpServer::Impl {
         last_write = std::chrono::steady_clock::now();
         out.clear();
       }
-      if (!behind) {
-        timer.expires_after(std::chrono::milliseconds(500));
-        (void)co_await timer.async_wait(as_tuple_awaitable);
-      }
+      // A stream catching up polls again soon, but not at once: a few replaying from the start
+      // must leave the readers' pool to the other requests.
+      timer.expires_after(std::chrono::milliseconds(behind ? 20 : 500));
+      (void)co_await timer.async_wait(as_tuple_awaitable);
       if (draining) co_return;
       auto frames = co_await asio::co_spawn(
           api_pool, [this, &after, &behind]() -> asio::awaitable<std::optional<std::string>> { co_return api->events_after(after, &behind); },
@@ -313,7 +328,9 @@ struct HttpServer::Impl {
 
   // An API request on the pool its kind runs on: actions (POST) on their own, capped.
   asio::awaitable<HttpResponse> answer_api(HttpRequest& request) {
-    if (request.method != "POST") {
+    // A POST without an operator token is refused (or 404/405) by handle() without waiting for
+    // anything: it goes to the readers' pool and never holds an action slot.
+    if (request.method != "POST" || !api->admits(request, true)) {
       co_return co_await asio::co_spawn(
           api_pool, [this, &request]() -> asio::awaitable<HttpResponse> { co_return api->handle(request); }, asio::use_awaitable);
     }
@@ -467,6 +484,15 @@ struct HttpServer::Impl {
           target = std::string(parser.get().target());
           if (parser.get().method() == http::verb::post && Intake::is_hook(target)) arrival.announce(intake.inbox());
           due = steady_ms() + std::max<std::int64_t>(config.intake.body_timeout.count(), 1);
+          if (!Intake::is_hook(target)) {
+            // Only webhooks carry large bodies: the API's are a few hundred bytes, and are read
+            // before the token is checked.
+            if (auto n = parser.content_length(); n && *n > kMaxOtherBody) {
+              ec = http::error::body_limit;
+              break;
+            }
+            parser.body_limit(kMaxOtherBody);  // a chunked body, as it arrives
+          }
           if (auto expect = parser.get()[http::field::expect]; !expect.empty() && parser.get().version() >= 11) {
             if (!beast::iequals(expect, "100-continue")) {
               expectation_failed = true;
@@ -537,7 +563,7 @@ struct HttpServer::Impl {
           co_await write(session, intake.edge_error(target, 431, "request headers are larger than 64 KiB"), version, false);
           linger = true;
         } else if (ec == http::error::body_limit) {
-          co_await write(session, intake.edge_error(target, 413, body_limit_message(parser)), version, false);
+          co_await write(session, intake.edge_error(target, 413, body_limit_message(parser, target)), version, false);
           linger = true;
         } else if (chunk_line_too_long) {
           co_await write(session, intake.edge_error(target, 400, "malformed chunked body: a chunk-size line or the trailers run past " +
@@ -605,11 +631,14 @@ struct HttpServer::Impl {
     }
   }
 
-  std::string body_limit_message(const RequestParser& parser) const {
+  std::string body_limit_message(const RequestParser& parser, std::string_view target) const {
     // Beast refuses an oversized Content-Length while still parsing the header, so read the
     // field itself rather than parser.content_length().
     auto declared = parser.get()[http::field::content_length];
     std::string what = declared.empty() ? "request body" : "request body of " + std::string(declared) + " bytes";
+    if (!target.empty() && !Intake::is_hook(target)) {
+      return what + " is larger than the limit of " + std::to_string(kMaxOtherBody) + " bytes for requests other than webhooks";
+    }
     return what + " is larger than the limit of " + std::to_string(config.intake.max_body_bytes) +
            " bytes (intake.max_body)";
   }

@@ -253,10 +253,16 @@ std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
   return hmac_sha256(key, data, out) ? to_hex(out, sizeof out) : std::string();
 }
 
-bool constant_time_equal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+bool constant_time_equal(std::string_view secret, std::string_view given) {
+  // Every byte of the given value is compared with a byte of the secret (cycled through it), so
+  // neither an early exit nor the number of steps says how long the secret is.
+  std::size_t diff = secret.size() ^ given.size();
+  if (secret.empty()) return given.empty();
+  std::size_t j = 0;
+  for (char c : given) {
+    diff |= static_cast<unsigned char>(c ^ secret[j]);
+    j = (j + 1 == secret.size()) ? 0 : j + 1;
+  }
   return diff == 0;
 }
 
@@ -307,7 +313,7 @@ Verdict receive(const ReceiverConfig& config, const HeaderLookup& header, std::s
   }
   bool signed_ok = false;
   if (config.kind == HostKind::gitlab) {
-    for (const auto& s : config.secrets) signed_ok |= constant_time_equal(signature, s);
+    for (const auto& s : config.secrets) signed_ok |= constant_time_equal(s, signature);
   } else {
     std::string_view hex = signature;
     if (config.kind == HostKind::github) {

@@ -62,7 +62,8 @@ inline constexpr std::size_t kBodyPadding = 64;
 // a '%' is not followed by two hex digits.
 [[nodiscard]] std::optional<std::string> percent_decode(std::string_view text, bool plus_is_space);
 
-// Compares without leaking where they differ (lengths may leak).
-[[nodiscard]] bool constant_time_equal(std::string_view a, std::string_view b);
+// Compares a secret with a value someone gave, without leaking where they differ or how long the
+// secret is: the time taken depends only on the given value's length.
+[[nodiscard]] bool constant_time_equal(std::string_view secret, std::string_view given);
 
 }  // namespace tollgate::webhooks

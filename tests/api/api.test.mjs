@@ -5,6 +5,7 @@
 //   TOLLGATE_BIN=$PWD/build/service/tollgate node --test tests/api/
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import net from "node:net";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
@@ -118,6 +119,36 @@ test("the REST API: auth, errors, runs, pipelines, actions, idempotency, audit, 
     await post("/api/v1/runs", { token: "nope", body: start, expect: 401 });
     const refused = await post("/api/v1/runs", { token: READ, body: start, expect: 403 });
     assert.ok(refused.body.error.length > 0);
+    // Refused requests never take one of the 8 action slots: 40 at once are each a 401 or 403, none
+    // a 503 "too many actions".
+    const flood = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => post("/api/v1/runs", { token: i % 2 ? READ : null, body: start })),
+    );
+    assert.deepEqual([...new Set(flood.map((r) => r.status))].sort(), [401, 403]);
+    // The event stream's refusal of a HEAD (405: it is GET only) carries no body after its head.
+    const raw = await new Promise((resolve, reject) => {
+      const socket = net.connect({ host: "127.0.0.1", port: tollgate.port }, () =>
+        socket.write("HEAD /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+      );
+      const chunks = [];
+      socket.on("data", (c) => chunks.push(c));
+      socket.on("end", () => resolve(Buffer.concat(chunks).toString("latin1")));
+      socket.on("error", reject);
+      socket.setTimeout(10_000, () => socket.destroy(new Error("no answer")));
+    });
+    const [headOfStream, rest] = [raw.slice(0, raw.indexOf("\r\n\r\n")), raw.slice(raw.indexOf("\r\n\r\n") + 4)];
+    assert.match(headOfStream, /^HTTP\/1\.1 405 [^]*\r\nAllow: GET\r\n[^]*Content-Length: [1-9]/, raw);
+    // The stream's answers close the connection: what follows may only be a next answer, not a body.
+    assert.ok(rest === "" || rest.startsWith("HTTP/1.1 "), `a body after the head of a HEAD answer: ${JSON.stringify(raw)}`);
+    // Requests other than webhooks carry at most 64 KiB, refused from the headers before the token
+    // is looked at (not through the validating client: 413 is not an API answer as such).
+    const big = await fetch(`${base}/api/v1/runs`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...start, padding: "x".repeat(70 * 1024) }),
+    });
+    assert.equal(big.status, 413);
+    assert.match((await big.json()).error, /larger than the limit of 65536 bytes for requests other than webhooks/);
     // Read tokens and operator tokens may both read; nothing has run yet.
     assert.deepEqual((await get("/api/v1/pipelines", { expect: 200 })).body, { pipelines: [] });
     assert.deepEqual((await get("/api/v1/runs", { token: OPS, expect: 200 })).body, { runs: [], next_cursor: null });
@@ -354,6 +385,15 @@ test("the REST API: auth, errors, runs, pipelines, actions, idempotency, audit, 
     while (received.length === 0 || received.at(-1) < missed.at(-1)) received.push((await again.next()).data.id);
     again.close();
     assert.deepEqual(received.slice(0, missed.length), missed, `after ${last}: every entry missed, once, in order`);
+    // A Last-Event-ID past the newest entry (a database restored from a backup) resumes from the
+    // newest instead of waiting, silent, until the ids catch up.
+    const future = await openEvents(base, { token: READ, lastEventId: "999999999999" });
+    t.after(() => future.close());
+    assert.equal(future.status, 200);
+    await post(`/api/v1/runs/${run1.id}/stages/prod/hold`, { body: { reason: "after a restore" }, expect: 200 });
+    for (let e = await future.next(); !String(e.data.reason).includes("after a restore"); e = await future.next());
+    future.close();
+    await post(`/api/v1/runs/${run1.id}/stages/prod/unhold`, { expect: 200 });
     const actions = (await allAudit(`&run=${run1.id}`)).filter((e) => missed.includes(e.id) && e.actor === "api:ops").map((e) => e.reason);
     assert.equal(actions.length, 3, `the three actions are api:ops's: ${actions}`);
   });

@@ -53,6 +53,12 @@ TEST_CASE("HMAC-SHA256 matches GitHub's documented test vector", "[receiver]") {
   CHECK(constant_time_equal("abc", "abc"));
   CHECK_FALSE(constant_time_equal("abc", "abd"));
   CHECK_FALSE(constant_time_equal("abc", "abcd"));
+  // A given value that repeats the secret (the comparison cycles through it) is still not equal.
+  CHECK_FALSE(constant_time_equal("abc", "abcabc"));
+  CHECK_FALSE(constant_time_equal("abc", "ab"));
+  CHECK_FALSE(constant_time_equal("abc", ""));
+  CHECK_FALSE(constant_time_equal("", "a"));
+  CHECK(constant_time_equal("", ""));
 }
 
 TEST_CASE("HMAC-SHA256 with contexts kept per thread and key: RFC 4231's vectors, many keys, many threads", "[receiver]") {
