@@ -243,6 +243,16 @@ void Machine::on(const PrMerged& in) {
 
 void Machine::on(const PrClosed& in) {
   StageState* st = stage_by_pr(in.repo, in.pr);
+  if (st && st->revert_pr == in.pr && st->pr != in.pr) {
+    // A person closed the revert PR: the rollback will not happen. Without this the run would wait
+    // for its merge forever (and with `concurrency: queue`, every later run behind it).
+    if (st->rollback != RollbackPhase::merging || in.by == bot()) return;
+    st->rollback = RollbackPhase::failed;
+    audit(st->name, to_string(st->status), to_string(st->status), in.by,
+          "revert PR #" + std::to_string(in.pr) + " closed by " + mention(in.by) + " without merging: no rollback");
+    if (running()) end_run(RunStatus::failed, in.by, "stage '" + st->name + "' failed and its revert PR was closed");
+    return;
+  }
   if (!st || st->pr != in.pr || !running() || in.by == bot()) return;
   if (st->status != StageStatus::open && st->status != StageStatus::merging && st->status != StageStatus::preparing)
     return;
@@ -386,6 +396,21 @@ void Machine::on(const JobResult& r) {
     }
     return;
   }
+  if (r.kind == JobKind::open_pr && r.outcome == O::ok && r.pr > 0 && is_terminal(st->status) && st->pr == 0) {
+    // The PR was opened after the stage ended (superseded or aborted while preparing, its open_pr
+    // job already on its way): close it, or a person could merge an outdated promotion. The
+    // number is kept, so the same result again changes nothing.
+    st->pr = r.pr;
+    audit(st->name, to_string(st->status), to_string(st->status), bot(),
+          "PR #" + std::to_string(r.pr) + " was opened after the stage was " + to_string(st->status) + ": closing it");
+    job({.kind = JobKind::close_pr,
+         .key = key({"close", st->name, std::to_string(r.pr)}),
+         .stage = st->name,
+         .repo = repo_of(*st),
+         .pr = r.pr,
+         .text = "stage " + std::string(to_string(st->status))});
+    return;
+  }
   if (!running()) return;
   switch (r.kind) {
     case JobKind::prepare_branch:
@@ -466,7 +491,10 @@ void Machine::on_merge(StageState& st, const JobResult& r) {
       break;
     case O::not_mergeable:
       st.merge_refused_at = now_;
-      move(st, StageStatus::open, bot(), "the host refused the merge (405): waiting on checks");
+      // The host's reason (a required check, a review, a draft, a disallowed merge method) is kept
+      // in the audit log: the merge is tried again after merge_retry, and a person may need to act.
+      move(st, StageStatus::open, bot(),
+           "the host refused the merge (405): " + (r.message.empty() ? std::string("waiting on checks") : r.message.substr(0, 300)));
       evaluate(st);
       break;
     case O::head_moved:

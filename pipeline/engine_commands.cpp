@@ -159,6 +159,9 @@ std::optional<std::string> Machine::do_retry(StageState& st, const std::string& 
     case StageStatus::merging:
     case StageStatus::open:
       move(st, StageStatus::open, by, reason);
+      // The failure cleared the stage's timers: a merge or close webhook lost from now on would
+      // otherwise never be noticed.
+      arm(st, "resync", now_ + cx_.options.resync_interval);
       evaluate(st);
       break;
     case StageStatus::verifying:

@@ -724,9 +724,15 @@ TEST_CASE("a 405 from the host means not yet: the merge is sent again later", "[
   w.advance(10s);
   REQUIRE(w.st("dev").status == StageStatus::merging);
   std::string first = find_job(w.last, JobKind::merge_pr)->key;
-  w.merge_answer("dev", JobResult::Outcome::not_mergeable);
+  w.in(JobResult{.kind = JobKind::merge_pr,
+                 .stage = "dev",
+                 .outcome = JobResult::Outcome::not_mergeable,
+                 .pr = 11,
+                 .seq = w.st("dev").merge_seq,
+                 .message = "Required status check \"e2e\" is expected."});
   CHECK(w.st("dev").status == StageStatus::open);
   CHECK(has_audit(w.last.transitions, "dev", "open", "405"));
+  CHECK(has_audit(w.last.transitions, "dev", "open", "Required status check \"e2e\" is expected."));  // the host's reason
   w.advance(30s);
   CHECK(w.st("dev").status == StageStatus::open);
   SECTION("after the retry delay") {
@@ -1359,6 +1365,73 @@ TEST_CASE("a rollback of a manual stage waits for a person to merge the revert P
   CHECK(w.st("dev").rollback == RollbackPhase::done);
   CHECK(w.run.status == RunStatus::failed);
   CHECK(has_audit(w.audit, "dev", "failed", "revert PR #2 merged"));
+}
+
+TEST_CASE("a PR opened after its run was aborted (its open_pr job already on its way) is closed once", "[engine]") {
+  World w(payments());
+  w.start();
+  w.in(JobResult{.kind = JobKind::prepare_branch, .stage = "dev", .outcome = JobResult::Outcome::ok, .sha = sha('a')});
+  REQUIRE(find_job(w.last, JobKind::open_pr, "dev") != nullptr);
+  using K = ApiAction::Kind;
+  w.in(ApiAction{K::abort, "", "ops", "wrong version", person("ops"), "api:ops"});
+  REQUIRE(w.run.status == RunStatus::aborted);
+  REQUIRE(w.st("dev").status == StageStatus::aborted);
+  CHECK(find_job(w.last, JobKind::close_pr) == nullptr);  // no PR yet
+
+  const JobResult opened{.kind = JobKind::open_pr, .stage = "dev", .outcome = JobResult::Outcome::ok, .pr = 11, .sha = sha('a')};
+  w.in(opened);
+  const Job* close = find_job(w.last, JobKind::close_pr, "dev");
+  REQUIRE(close != nullptr);
+  CHECK(close->pr == 11);
+  CHECK(close->repo == "acme/env-dev");
+  CHECK(has_audit(w.audit, "dev", "aborted", "PR #11 was opened after the stage was aborted: closing it"));
+  CHECK(w.run.status == RunStatus::aborted);
+  // The same result again (a redelivery, a retried job): nothing more.
+  w.in(opened);
+  CHECK(w.last.jobs.empty());
+  CHECK(w.last.transitions.empty());
+}
+
+TEST_CASE("a revert PR closed without merging ends the rollback and the run", "[engine]") {
+  Pipeline p;
+  p.name = "x";
+  Stage s = stage("dev", {}, "acme/env-dev");
+  s.merge = MergeMode::manual;
+  s.on_failure = OnFailure::rollback;
+  Verify v;
+  v.steps.push_back({"", HttpStep{"https://x/healthz", 200, 0s}});
+  s.verify = v;
+  p.stages = {s};
+  World w(p);
+  w.start();
+  w.open("dev", 1, sha('a'));
+  w.in(PrMerged{"acme/env-dev", 1, sha('m'), "carol", false});
+  w.probe_ok("dev", JobResult::Outcome::terminal, "certificate expired");
+  w.in(JobResult{
+      .kind = JobKind::open_revert_pr, .stage = "dev", .outcome = JobResult::Outcome::ok, .pr = 2, .sha = sha('r')});
+  REQUIRE(w.st("dev").rollback == RollbackPhase::merging);
+  REQUIRE(w.run.status == RunStatus::running);
+  w.in(PrClosed{"acme/env-dev", 2, "carol"});
+  CHECK(w.st("dev").rollback == RollbackPhase::failed);
+  CHECK(w.run.status == RunStatus::failed);
+  CHECK(has_audit(w.audit, "dev", "failed", "revert PR #2 closed by @carol without merging"));
+  w.in(PrClosed{"acme/env-dev", 2, "carol"});
+  CHECK(w.last.transitions.empty());
+}
+
+TEST_CASE("/retry of a stage that failed while open arms the resync again", "[engine]") {
+  World w(payments());
+  w.start();
+  w.open("dev", 11, sha('a'));
+  w.advance(10s);
+  REQUIRE(w.st("dev").status == StageStatus::merging);
+  w.merge_answer("dev", JobResult::Outcome::terminal);
+  REQUIRE(w.st("dev").status == StageStatus::failed);
+  w.comment("dev", 1001, person("alice"), "/retry");
+  REQUIRE(w.st("dev").status == StageStatus::merging);  // open again, and its gates pass
+  bool resync = std::any_of(w.last.jobs.begin(), w.last.jobs.end(),
+                            [](const Job& j) { return j.kind == JobKind::timer && j.timer == "resync"; });
+  CHECK(resync);
 }
 
 TEST_CASE("an open PR is resynced periodically; the same PR number in another repo is not ours", "[engine]") {
