@@ -922,7 +922,9 @@ struct EngineService::Impl {
       if (!def) {
         outcome = {ExecOutcome::Kind::terminal, {}, "the run's definition does not load", std::nullopt};
       } else if (host_it == hosts.end() || !host_it->second.api) {
-        outcome = {ExecOutcome::Kind::terminal, {}, "host '" + (*rec)->host + "' is not configured", std::nullopt};
+        // The run's host left the configuration (or lost its token): a stage waiting on this job
+        // fails with the reason, rather than waiting for ever.
+        outcome = cannot_run(cj.job, "host '" + (*rec)->host + "' is not configured (or has no token): its jobs cannot run");
       } else if (cj.job.kind == pipeline::JobKind::verify_probe) {
         outcome = run_probe(cj.job, *def, (*rec)->state, host_it->second);
       } else {

@@ -873,6 +873,11 @@ bool reports_result(JobKind k) {
 
 }  // namespace
 
+ExecOutcome cannot_run(const Job& job, const std::string& message) {
+  const Failure f{false, one_line(message)};
+  return reports_result(job.kind) ? report_failure(job, f) : failed(f);
+}
+
 ExecOutcome execute(const Job& job, const ExecContext& cx) {
   try {
     switch (job.kind) {

@@ -121,6 +121,11 @@ struct ExecOutcome {
 
 [[nodiscard]] ExecOutcome execute(const pipeline::Job& job, const ExecContext& cx);
 
+// A job that cannot be run at all (e.g. its host is no longer in the configuration): for the kinds
+// the engine waits on, a terminal JobResult with `message`, so the stage fails with the reason
+// instead of waiting for ever; for the others, a terminal failure.
+[[nodiscard]] ExecOutcome cannot_run(const pipeline::Job& job, const std::string& message);
+
 // Helpers, public for tests and for the runner.
 // `<public_url>/runs/<id>` (no double slash).
 [[nodiscard]] std::string run_url(const std::string& public_url, const std::string& run_id);

@@ -1084,3 +1084,25 @@ TEST_CASE("host hints: with other replicas acting on the same PRs, only the comm
     CHECK(unchanged == !shared);  // another replica may have rewritten the text since
   }
 }
+
+TEST_CASE("a job that cannot run at all: a terminal result where the engine waits on one, else a terminal failure", "[job_executor]") {
+  Job merge{.kind = JobKind::merge_pr, .key = "k", .stage = "dev", .repo = "acme/env-dev", .pr = 7};
+  merge.seq = 3;
+  ExecOutcome waited = service::cannot_run(merge, "host 'github' is not configured");
+  CHECK(waited.kind == ExecOutcome::Kind::done);  // the engine counts it, as any job result
+  REQUIRE(waited.inputs.size() == 1);
+  const auto* r = std::get_if<JobResult>(&waited.inputs[0]);
+  REQUIRE(r != nullptr);
+  CHECK(r->kind == JobKind::merge_pr);
+  CHECK(r->outcome == O::terminal);
+  CHECK(r->stage == "dev");
+  CHECK(r->pr == 7);
+  CHECK(r->seq == 3);
+  CHECK(r->message == "host 'github' is not configured");
+
+  Job status{.kind = JobKind::set_commit_status, .key = "s", .stage = "dev", .repo = "acme/env-dev"};
+  ExecOutcome plain = service::cannot_run(status, "host 'github' is not configured");
+  CHECK(plain.kind == ExecOutcome::Kind::terminal);
+  CHECK(plain.inputs.empty());
+  CHECK(plain.error == "host 'github' is not configured");
+}
