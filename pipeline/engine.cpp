@@ -498,10 +498,15 @@ void Machine::on_merge(StageState& st, const JobResult& r) {
       evaluate(st);
       break;
     case O::head_moved:
-      move(st, StageStatus::open, bot(), "the PR head moved (409): re-evaluating");
+      move(st, StageStatus::open, bot(),
+           "the PR head moved (409): re-evaluating" + (r.message.empty() ? std::string() : ": " + r.message.substr(0, 300)));
       if (!r.sha.empty() && r.sha != st.head_sha) {
         change_head(st, r.sha, "merge answered 409");
       } else if (st.head_sha == st.expected_merge_sha) {  // else a HeadChanged already told us
+        // Some hosts also answer 409 when the head did not move (Gitea: a push hook refused, a
+        // conflict). If the resync confirms the same head, the merge waits merge_retry like after
+        // a 405 instead of being sent again at once, 409 after 409; a new head clears this.
+        st.merge_refused_at = now_;
         st.head_stale = true;
         job({.kind = JobKind::resync_pr,
              .key = key({"resync", st.name, "409", std::to_string(st.merge_seq)}),

@@ -124,7 +124,8 @@ void Machine::evaluate(StageState& st) {
   if (st.merge_refused_at) {
     TimePoint again = *st.merge_refused_at + cx_.options.merge_retry;
     if (now_ < again) {
-      waiting.push_back("the host refused the merge; waiting on checks");
+      waiting.push_back("the host refused the merge; trying again in " +
+                        format_duration(std::chrono::duration_cast<seconds>(again - now_)));
       arm(st, "merge_retry", again);
     } else {
       st.merge_refused_at.reset();

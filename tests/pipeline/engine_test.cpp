@@ -447,7 +447,8 @@ TEST_CASE("every stage transition, one input at a time", "[engine]") {
        },
        StageStatus::open,
        RunStatus::running,
-       {JobKind::resync_pr, JobKind::set_commit_status, JobKind::upsert_sticky_comment}},
+       // the merge_retry timer: if the resync finds the same head, the merge is not sent again at once
+       {JobKind::resync_pr, JobKind::timer, JobKind::set_commit_status, JobKind::upsert_sticky_comment}},
       {"merging + answer to an older merge -> ignored",
        merging,
        [](World& w) -> Input {
@@ -743,6 +744,39 @@ TEST_CASE("a 405 from the host means not yet: the merge is sent again later", "[
   SECTION("or as soon as a new check result arrives") {
     w.check("dev", sha('a'), "required-review-bot", CheckState::success);
     REQUIRE(w.st("dev").status == StageStatus::merging);
+  }
+}
+
+TEST_CASE("a 409 whose resync finds the same head waits merge_retry instead of merging again at once", "[engine]") {
+  World w(payments());
+  w.start();
+  w.open("dev", 11, sha('a'));
+  w.advance(10s);
+  REQUIRE(w.st("dev").status == StageStatus::merging);
+  w.in(JobResult{.kind = JobKind::merge_pr,
+                 .stage = "dev",
+                 .outcome = JobResult::Outcome::head_moved,
+                 .pr = 11,
+                 .seq = w.st("dev").merge_seq,
+                 .message = "merge conflict"});
+  REQUIRE(w.st("dev").status == StageStatus::open);
+  CHECK(has_audit(w.last.transitions, "dev", "open", "409): re-evaluating: merge conflict"));
+  REQUIRE(find_job(w.last, JobKind::resync_pr, "dev") != nullptr);
+  // The resync: the head is where it was. No merge at once (a 409 loop), but after merge_retry.
+  w.in(HeadChanged{"acme/env-dev", 11, sha('a')});
+  CHECK(w.st("dev").status == StageStatus::open);
+  CHECK(find_job(w.last, JobKind::merge_pr) == nullptr);
+  w.advance(61s);
+  CHECK(w.st("dev").status == StageStatus::merging);
+  SECTION("a new head found by the resync merges without waiting") {
+    World v(payments());
+    v.start();
+    v.open("dev", 11, sha('a'));
+    v.advance(10s);
+    v.merge_answer("dev", JobResult::Outcome::head_moved);
+    v.in(HeadChanged{"acme/env-dev", 11, sha('b')});
+    v.advance(11s);  // the checks settle on the new head; not merge_retry's 60 s
+    CHECK(v.st("dev").status == StageStatus::merging);
   }
 }
 
