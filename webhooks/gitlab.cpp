@@ -96,9 +96,11 @@ Normalized on_merge_request(Reader& r, const Node& root) {
   pe.pr = merge_request(attrs);
   if (action == "open") pe.pr.author = actor;
   if (pe.action == PullRequestEvent::Action::merged) {
-    // merge_commit_sha is null for a fast-forward merge; a squash then has squash_commit_sha.
+    // merge_commit_sha is null for a squash (squash_commit_sha) and for a fast-forward merge,
+    // where the target branch moved to the MR's head: that head is what was merged.
     pe.merge_sha = attrs.optional_commit_id("merge_commit_sha");
     if (pe.merge_sha.empty()) pe.merge_sha = attrs.optional_commit_id("squash_commit_sha");
+    if (pe.merge_sha.empty()) pe.merge_sha = pe.pr.head_sha;
   }
   pe.sender = std::move(actor);
   e.payload = std::move(pe);

@@ -133,6 +133,8 @@ HostResult<PullRequest> mr_from(const json& j) {
   pr.mergeable_state = detailed.empty() ? merge_status : detailed;
   pr.merge_commit_sha = str(j, "merge_commit_sha");
   if (pr.merge_commit_sha.empty()) pr.merge_commit_sha = str(j, "squash_commit_sha");
+  // A fast-forward merge has neither: the target branch moved to the MR's head.
+  if (pr.merge_commit_sha.empty() && pr.merged) pr.merge_commit_sha = pr.head_sha;
   // merge_user (GitLab 14.7+) replaces the deprecated merged_by.
   pr.merged_by = username_of(j, "merge_user");
   if (pr.merged_by.empty()) pr.merged_by = username_of(j, "merged_by");

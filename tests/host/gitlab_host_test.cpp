@@ -220,6 +220,15 @@ TEST_CASE("a GitLab merge request is updated, read and closed", "[gitlab]") {
     CHECK(merged->state == "closed");
     CHECK(merged->merged);
     CHECK(merged->merge_commit_sha == "9999999999999999999999999999999999999999");
+
+    // Fast-forward: no merge or squash commit; the target branch is at the MR's head.
+    t.server.on("GET", mr7, 200, "gitlab/merge_request_merged.json",
+                {{"patch", {{"merge_commit_sha", nullptr}, {"squash_commit_sha", nullptr}}}});
+    auto fast = t.gl.get_pull_request(repo, 7);
+    REQUIRE(fast);
+    CHECK(fast->merged);
+    CHECK(fast->merge_commit_sha == fast->head_sha);
+    CHECK_FALSE(fast->head_sha.empty());
   }
 
   SECTION("an answer without the fields tollgate needs is an error, not a crash") {

@@ -63,6 +63,14 @@ TEST_CASE("GitLab merge request actions map to merged, closed, head changed or n
     CHECK(require_payload<PullRequestEvent>(kGitLab, kMergeRequestHook, payload).merge_sha ==
           "1111111111111111111111111111111111111111");
   }
+  SECTION("a fast-forward merge (neither merge_commit_sha nor squash_commit_sha) merged the MR's head") {
+    auto payload = gitlab("merge-request-merge-event.json");
+    payload["object_attributes"]["merge_commit_sha"] = nullptr;
+    payload["object_attributes"]["squash_commit_sha"] = nullptr;
+    auto pe = require_payload<PullRequestEvent>(kGitLab, kMergeRequestHook, payload);
+    CHECK_FALSE(pe.pr.head_sha.empty());
+    CHECK(pe.merge_sha == pe.pr.head_sha);
+  }
 }
 
 TEST_CASE("GitLab approvals become reviews", "[webhooks][gitlab]") {
