@@ -298,7 +298,10 @@ void Machine::on(const CheckCompleted& in) {
   for (auto& st : run().stages) {
     const Stage* sd = def_of(st);
     if (!sd || sd->repo != in.repo) continue;
-    bool on_head = (st.status == StageStatus::open || st.status == StageStatus::merging) && in.sha == st.head_sha;
+    // While preparing, once the branch is pushed: CI may report before the PR is opened.
+    bool on_head = (st.status == StageStatus::open || st.status == StageStatus::merging ||
+                    (st.status == StageStatus::preparing && !st.head_sha.empty())) &&
+                   in.sha == st.head_sha;
     bool on_merge = st.status == StageStatus::verifying && in.sha == st.merge_sha;
     if (!on_head && !on_merge) continue;
     auto it = st.checks.find(in.name);

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pipeline/duration.hpp"
+#include "service/log.hpp"
 #include "templates/mustache.hpp"
 
 namespace tollgate::service {
@@ -839,6 +840,22 @@ ExecOutcome run_reply(const Job& job, const ExecContext& cx) {
   return done();
 }
 
+// A check as the host lists it, as the engine counts it (as the webhooks map them): passed
+// (success, neutral, skipped; Gitea's warning), failed, or not finished.
+pipeline::CheckState check_state_of(const host::Check& c) {
+  using S = pipeline::CheckState;
+  auto any_of = [](std::string_view v, std::initializer_list<std::string_view> names) {
+    return std::any_of(names.begin(), names.end(), [&](std::string_view n) { return iequals(v, n); });
+  };
+  if (c.source == host::Check::Source::check_run) {
+    if (!iequals(c.state, "completed")) return S::pending;
+    return any_of(c.conclusion, {"success", "neutral", "skipped"}) ? S::success : S::failure;
+  }
+  if (any_of(c.state, {"success", "neutral", "skipped", "warning"})) return S::success;
+  if (any_of(c.state, {"failure", "error", "failed", "canceled", "cancelled"})) return S::failure;
+  return S::pending;
+}
+
 ExecOutcome run_resync(const Job& job, const ExecContext& cx) {
   auto t = target_of(job, cx, false);
   if (!t) return failed(t.error());
@@ -862,6 +879,20 @@ ExecOutcome run_resync(const Job& job, const ExecContext& cx) {
     out.inputs.emplace_back(pipeline::PrClosed{t->repo_name, job.pr, {}});
   } else if (!pr->head_sha.empty()) {
     out.inputs.emplace_back(pipeline::HeadChanged{t->repo_name, job.pr, pr->head_sha});
+    // The checks on the head too: a status or check run whose webhook was lost (or came while
+    // the PR was being opened) would otherwise be waited for until the gate times out. A failed
+    // read is not the resync's failure: the PR's state still counts, the next resync reads again.
+    if (auto checks = cx.host.get_checks(t->repo, pr->head_sha)) {
+      for (const auto& c : checks->checks) {
+        if (c.name.empty()) continue;
+        out.inputs.emplace_back(pipeline::CheckCompleted{t->repo_name, pr->head_sha, c.name, check_state_of(c)});
+      }
+    } else {
+      log::warn("resync: the checks could not be read", {{"repo", t->repo_name},
+                                                         {"pr", job.pr},
+                                                         {"sha", pr->head_sha},
+                                                         {"error", one_line(checks.error().message)}});
+    }
   }
   return out;
 }

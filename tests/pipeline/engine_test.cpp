@@ -747,6 +747,22 @@ TEST_CASE("a 405 from the host means not yet: the merge is sent again later", "[
   }
 }
 
+TEST_CASE("a check reported after the branch is pushed but before the PR is opened counts", "[engine]") {
+  World w(payments());
+  w.start();
+  w.in(JobResult{.kind = JobKind::prepare_branch, .stage = "dev", .outcome = JobResult::Outcome::ok, .sha = sha('a')});
+  REQUIRE(w.st("dev").status == StageStatus::preparing);
+  w.check("dev", sha('a'), "ci", CheckState::failure);
+  CHECK(w.st("dev").checks.count("ci") == 1);
+  w.check("dev", sha('z'), "other", CheckState::success);  // not the pushed head
+  CHECK(w.st("dev").checks.count("other") == 0);
+  w.in(JobResult{.kind = JobKind::open_pr, .stage = "dev", .outcome = JobResult::Outcome::ok, .pr = 11, .sha = sha('a')});
+  w.advance(10s);
+  // The failure seen before the PR existed holds the merge (checks: all).
+  CHECK(w.st("dev").status == StageStatus::open);
+  CHECK(find_job(w.last, JobKind::merge_pr) == nullptr);
+}
+
 TEST_CASE("a 409 whose resync finds the same head waits merge_retry instead of merging again at once", "[engine]") {
   World w(payments());
   w.start();

@@ -184,7 +184,12 @@ class FakeHost final : public host::Host {
     repo(r).statuses[sha][s.context] = s;
     return {};
   }
-  host::HostResult<host::Checks> get_checks(const host::RepoRef&, const std::string&) override { return host::Checks{}; }
+  std::map<std::string, host::Checks> checks;  // sha -> what get_checks lists
+  host::HostResult<host::Checks> get_checks(const host::RepoRef&, const std::string& sha) override {
+    if (auto e = injected("checks")) return tl::unexpected(*e);
+    auto it = checks.find(sha);
+    return it == checks.end() ? host::Checks{} : it->second;
+  }
   host::HostResult<std::vector<host::Review>> list_reviews(const host::RepoRef&, std::int64_t) override { return std::vector<host::Review>{}; }
   host::HostResult<host::Permission> user_permission(const host::RepoRef&, const std::string&) override { return host::Permission::write; }
   host::HostResult<bool> is_team_member(const std::string&, const std::string&, const std::string&) override { return false; }
@@ -760,6 +765,36 @@ TEST_CASE("resync_pr: merged (by tollgate or a person), closed, or the current h
     CHECK(h.repo == "acme/env-dev");
     CHECK(h.pr == n);
     CHECK(h.sha == kOtherHead);
+  }
+  SECTION("open: and the checks on the head, as the engine counts them (a webhook may have been lost)") {
+    using Src = host::Check::Source;
+    w.host.checks[kHead].checks = {{Src::status, "ci/build", "success", ""},
+                                   {Src::status, "lint", "failed", ""},          // GitLab
+                                   {Src::status, "deploy-preview", "warning", ""},  // Gitea: not a failure
+                                   {Src::status, "e2e", "pending", ""},
+                                   {Src::check_run, "sast", "completed", "neutral"},
+                                   {Src::check_run, "perf", "completed", "timed_out"},
+                                   {Src::check_run, "docs", "in_progress", ""}};
+    auto out = execute(j, w.cx());
+    REQUIRE(out.inputs.size() == 8);
+    CHECK(std::holds_alternative<pipeline::HeadChanged>(out.inputs[0]));
+    std::map<std::string, pipeline::CheckState> got;
+    for (std::size_t i = 1; i < out.inputs.size(); ++i) {
+      const auto& c = std::get<pipeline::CheckCompleted>(out.inputs[i]);
+      CHECK(c.repo == "acme/env-dev");
+      CHECK(c.sha == kHead);
+      got[c.name] = c.state;
+    }
+    using S = pipeline::CheckState;
+    CHECK(got == std::map<std::string, S>{{"ci/build", S::success}, {"lint", S::failure}, {"deploy-preview", S::success},
+                                          {"e2e", S::pending}, {"sast", S::success}, {"perf", S::failure}, {"docs", S::pending}});
+  }
+  SECTION("open: checks that cannot be read leave the PR's state") {
+    w.host.fail_next["checks"].push_back(FakeHost::transient());
+    auto out = execute(j, w.cx());
+    CHECK(out.kind == ExecOutcome::Kind::done);
+    REQUIRE(out.inputs.size() == 1);
+    CHECK(std::holds_alternative<pipeline::HeadChanged>(out.inputs[0]));
   }
   SECTION("merged by tollgate") {
     pr.merged = true;
