@@ -4,6 +4,8 @@
 #include "pipeline/engine.hpp"
 
 #include <algorithm>
+#include <cctype>
+#include <string_view>
 #include <utility>
 
 #include "pipeline/duration.hpp"
@@ -219,11 +221,21 @@ void Machine::resend(StageState& st) {
   }
 }
 
+namespace {
+// Hosts treat owner/name case-insensitively, and webhooks carry the host's spelling, which need
+// not be the pipeline file's (`acme/env-dev` for `Acme/env-dev`); the store compares them so too.
+bool same_repo(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+}  // namespace
+
 StageState* Machine::stage_by_pr(const std::string& repo, std::int64_t pr) {
   if (pr == 0) return nullptr;
   for (auto& st : run().stages) {
     const Stage* sd = def_of(st);
-    if (sd && sd->repo == repo && (st.pr == pr || st.revert_pr == pr)) return &st;
+    if (sd && same_repo(sd->repo, repo) && (st.pr == pr || st.revert_pr == pr)) return &st;
   }
   return nullptr;
 }
@@ -297,7 +309,7 @@ void Machine::on(const CheckCompleted& in) {
   if (!running() || is_own_check(in.name)) return;
   for (auto& st : run().stages) {
     const Stage* sd = def_of(st);
-    if (!sd || sd->repo != in.repo) continue;
+    if (!sd || !same_repo(sd->repo, in.repo)) continue;
     // While preparing, once the branch is pushed: CI may report before the PR is opened.
     bool on_head = (st.status == StageStatus::open || st.status == StageStatus::merging ||
                     (st.status == StageStatus::preparing && !st.head_sha.empty())) &&

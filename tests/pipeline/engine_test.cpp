@@ -747,6 +747,17 @@ TEST_CASE("a 405 from the host means not yet: the merge is sent again later", "[
   }
 }
 
+TEST_CASE("webhooks spelling the repository in another case reach the stage", "[engine]") {
+  World w(payments());  // the pipeline file says acme/env-dev
+  w.start();
+  w.open("dev", 11, sha('a'));
+  w.in(CheckCompleted{"Acme/Env-Dev", sha('a'), "ci", CheckState::failure});
+  CHECK(w.st("dev").checks.count("ci") == 1);
+  w.in(PrMerged{"ACME/env-dev", 11, sha('m'), "carol", false});
+  CHECK(w.st("dev").status == StageStatus::verifying);
+  CHECK(w.st("dev").merged_by_person);
+}
+
 TEST_CASE("a check reported after the branch is pushed but before the PR is opened counts", "[engine]") {
   World w(payments());
   w.start();
