@@ -411,15 +411,17 @@ void Machine::on(const JobResult& r) {
     }
     return;
   }
-  if (r.kind == JobKind::open_pr && r.outcome == O::ok && r.pr > 0 && is_terminal(st->status) && st->pr == 0) {
+  if (r.kind == JobKind::open_pr && r.outcome == O::ok && r.pr > 0 && st->pr == 0 &&
+      (st->status == StageStatus::superseded || st->status == StageStatus::aborted)) {
     // The PR was opened after the stage ended (superseded or aborted while preparing, its open_pr
     // job already on its way): close it, or a person could merge an outdated promotion. The
-    // number is kept, so the same result again changes nothing.
+    // number is kept, so the same result again changes nothing. (A failed stage may be retried,
+    // and its open_pr then finds this PR by its branch.)
     st->pr = r.pr;
     audit(st->name, to_string(st->status), to_string(st->status), bot(),
           "PR #" + std::to_string(r.pr) + " was opened after the stage was " + to_string(st->status) + ": closing it");
     job({.kind = JobKind::close_pr,
-         .key = key({"close", st->name, std::to_string(r.pr)}),
+         .key = key({"close-late", st->name, std::to_string(st->retries), std::to_string(r.pr)}),
          .stage = st->name,
          .repo = repo_of(*st),
          .pr = r.pr,
