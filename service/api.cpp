@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <condition_variable>
@@ -16,6 +17,7 @@
 
 #include "pipeline/duration.hpp"
 #include "pipeline/engine_machine.hpp"
+#include "pipeline/names.hpp"
 #include "pipeline/validate.hpp"
 #include "service/engine_service.hpp"
 #include "service/log.hpp"
@@ -1037,10 +1039,23 @@ struct Api::Impl {
     const std::string sha = body.value("sha", "");
     const std::string branch = body.value("branch", "");
     const std::string pipeline_name = body.value("pipeline", "");
-    if (repo.empty() || repo.find('/') == std::string::npos || repo.front() == '/' || repo.back() == '/') {
-      return error(400, "'repo' must be the source repository as 'owner/name'");
+    const bool repo_chars = std::all_of(repo.begin(), repo.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '/' || c == '-' || c == '_' || c == '.';
+    });
+    if (repo.empty() || repo.size() > 255 || !repo_chars || repo.find('/') == std::string::npos || repo.front() == '/' ||
+        repo.back() == '/' || repo.find("//") != std::string::npos) {
+      return error(400, "'repo' must be the source repository as 'owner/name' (GitLab: 'group/subgroup/name'): letters, "
+                        "digits, '-', '_', '.', at most 255 characters");
     }
     if (!is_sha(sha)) return error(400, "'sha' must be a full commit SHA (40 lower-case hex digits) of 'repo'");
+    if (!branch.empty()) {
+      if (branch.size() > 255) return error(400, "'branch' is longer than 255 characters");
+      if (auto problem = pipeline::branch_name_problem(branch)) return error(400, "'branch' is not a branch name: " + *problem);
+    }
+    if (pipeline_name.size() > 200 ||
+        std::any_of(pipeline_name.begin(), pipeline_name.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+      return error(400, "'pipeline' must be the name of a pipeline of the file (at most 200 characters, one line)");
+    }
     if (host.empty()) {
       if (options.hosts.size() != 1) {
         return error(400, "'host' is required: several hosts are configured (" + std::to_string(options.hosts.size()) + ")");
