@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <mutex>
@@ -189,9 +190,11 @@ struct HttpServer::Impl {
   std::set<std::shared_ptr<Session>> sessions;
   std::chrono::steady_clock::time_point last_accept_warning{};
 
+  // By errno value: comparing with a boost::system::errc condition goes through the category's
+  // virtual equivalent(), which UBSan's vptr check reports on Debian 12's Boost (and aborts).
   static bool is_resource_error(const beast::error_code& ec) {
-    return ec == asio::error::no_descriptors || ec == boost::system::errc::too_many_files_open_in_system ||
-           ec == asio::error::no_buffer_space || ec == asio::error::no_memory;
+    const int v = ec.value();
+    return ec.category() == boost::system::system_category() && (v == EMFILE || v == ENFILE || v == ENOBUFS || v == ENOMEM);
   }
 
   asio::awaitable<void> accept_loop() {
