@@ -4,8 +4,6 @@
 #include "pipeline/engine.hpp"
 
 #include <algorithm>
-#include <cctype>
-#include <string_view>
 #include <utility>
 
 #include "pipeline/duration.hpp"
@@ -220,16 +218,6 @@ void Machine::resend(StageState& st) {
       break;
   }
 }
-
-namespace {
-// Hosts treat owner/name case-insensitively, and webhooks carry the host's spelling, which need
-// not be the pipeline file's (`acme/env-dev` for `Acme/env-dev`); the store compares them so too.
-bool same_repo(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-}  // namespace
 
 StageState* Machine::stage_by_pr(const std::string& repo, std::int64_t pr) {
   if (pr == 0) return nullptr;

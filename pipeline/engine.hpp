@@ -30,6 +30,9 @@ enum class StageStatus { waiting, preparing, open, merging, verifying, promoted,
 [[nodiscard]] const char* to_string(StageStatus s);
 [[nodiscard]] bool is_terminal(RunStatus s);
 [[nodiscard]] bool is_terminal(StageStatus s);  // promoted, skipped, failed, aborted, superseded
+// Whether two owner/name spellings are the same repository: hosts treat them case-insensitively,
+// and webhooks carry the host's spelling, which need not be the pipeline file's.
+[[nodiscard]] bool same_repo(std::string_view a, std::string_view b);
 
 enum class CheckState { pending, success, failure };  // skipped / neutral map to success
 

@@ -2,6 +2,7 @@
 // the texts /status and /help reply with.
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <nlohmann/json.hpp>
 #include <string_view>
 
@@ -157,6 +158,12 @@ const char* to_string(JobKind k) {
       "add_reaction",   "reply",    "verify_probe",      "resync_pr",
       "timer"};
   return names[static_cast<std::size_t>(k)];
+}
+
+bool same_repo(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
 }
 
 bool is_terminal(RunStatus s) { return s != RunStatus::queued && s != RunStatus::running; }

@@ -273,7 +273,7 @@ struct EngineService::Impl {
     const std::string& repo = merged->repo;
     for (const auto& st : rec.state.stages) {
       const auto* sd = def.stage(st.name);
-      if (!sd || (st.pr != pr && st.revert_pr != pr) || !same_repo(sd->repo, repo)) continue;
+      if (!sd || (st.pr != pr && st.revert_pr != pr) || !pipeline::same_repo(sd->repo, repo)) continue;
       pipeline::Step step;
       step.run = rec.state;
       const std::string status = pipeline::to_string(st.status);
@@ -289,13 +289,6 @@ struct EngineService::Impl {
     return {};
   }
 
-  static bool same_repo(const std::string& a, const std::string& b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-      if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-    }
-    return true;
-  }
 
   // concurrency: queue — when a run ends, the oldest queued run of its pipeline starts.
   std::string start_next_queued(store::Db& db, const runs::RunRecord& ended, const std::string& key, bool* scheduled) {
