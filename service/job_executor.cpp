@@ -10,7 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "pipeline/duration.hpp"
+#include "service/engine_inputs.hpp"
 #include "service/log.hpp"
+#include "webhooks/event.hpp"
 #include "templates/mustache.hpp"
 
 namespace tollgate::service {
@@ -849,7 +851,8 @@ pipeline::CheckState check_state_of(const host::Check& c) {
   };
   if (c.source == host::Check::Source::check_run) {
     if (!iequals(c.state, "completed")) return S::pending;
-    return any_of(c.conclusion, {"success", "neutral", "skipped"}) ? S::success : S::failure;
+    const auto state = webhooks::conclusion_state(c.conclusion);  // as the check_run webhook maps it
+    return state ? check_state(*state) : S::failure;
   }
   if (any_of(c.state, {"success", "neutral", "skipped", "warning"})) return S::success;
   if (any_of(c.state, {"failure", "error", "failed", "canceled", "cancelled"})) return S::failure;

@@ -40,4 +40,18 @@ tl::expected<std::optional<Event>, NormalizeError> normalize(HostKind host, std:
   return std::optional<Event>();
 }
 
+// Check run conclusions -> states. timed_out and action_required are failures (the check did not
+// pass and a person must act). stale means GitHub gave up on a run that never reported a result
+// (incomplete for 14 days): like a cancelled run it has no verdict, and re-running it is the fix,
+// so it maps to cancelled.
+std::optional<StatusEvent::State> conclusion_state(std::string_view c) {
+  using S = StatusEvent::State;
+  if (c == "success") return S::success;
+  if (c == "failure" || c == "timed_out" || c == "action_required") return S::failure;
+  if (c == "neutral") return S::neutral;
+  if (c == "cancelled" || c == "stale") return S::cancelled;
+  if (c == "skipped") return S::skipped;
+  return std::nullopt;
+}
+
 }  // namespace tollgate::webhooks

@@ -72,6 +72,10 @@ struct StatusEvent {
   friend bool operator==(const StatusEvent&, const StatusEvent&) = default;
 };
 
+// A GitHub check run's conclusion as a state (success, failure, neutral, cancelled, skipped);
+// nothing for a conclusion GitHub does not document.
+[[nodiscard]] std::optional<StatusEvent::State> conclusion_state(std::string_view conclusion);
+
 struct PushEvent {
   std::string ref;  // refs/heads/main
   std::string before, after;

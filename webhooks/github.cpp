@@ -134,19 +134,6 @@ Normalized on_status(Reader& r, const Node& root) {
   return finish(r, std::move(e));
 }
 
-// Check run conclusions -> states. timed_out and action_required are failures (the check did not
-// pass and a person must act). stale means GitHub gave up on a run that never reported a result
-// (incomplete for 14 days): like a cancelled run it has no verdict, and re-running it is the fix,
-// so it maps to cancelled.
-std::optional<StatusEvent::State> conclusion_state(std::string_view c) {
-  using S = StatusEvent::State;
-  if (c == "success") return S::success;
-  if (c == "failure" || c == "timed_out" || c == "action_required") return S::failure;
-  if (c == "neutral") return S::neutral;
-  if (c == "cancelled" || c == "stale") return S::cancelled;
-  if (c == "skipped") return S::skipped;
-  return std::nullopt;
-}
 
 Normalized on_check_run(Reader& r, const Node& root) {
   std::string action = root.string("action");
