@@ -172,6 +172,20 @@ struct World {
   }
 };
 
+// One stage merged by hand whose failed verification rolls back (its revert PR is merged by hand too).
+Pipeline manual_rollback() {
+  Pipeline p;
+  p.name = "x";
+  Stage s = stage("dev", {}, "acme/env-dev");
+  s.merge = MergeMode::manual;
+  s.on_failure = OnFailure::rollback;
+  Verify v;
+  v.steps.push_back({"", HttpStep{"https://x/healthz", 200, 0s}});
+  s.verify = v;
+  p.stages = {s};
+  return p;
+}
+
 const Job* find_job(const Step& s, JobKind k, const std::string& stage = "") {
   for (const auto& j : s.jobs) {
     if (j.kind == k && (stage.empty() || j.stage == stage)) return &j;
@@ -1403,16 +1417,7 @@ TEST_CASE("/retry of a stage that failed while preparing sends the job again und
 }
 
 TEST_CASE("a rollback of a manual stage waits for a person to merge the revert PR", "[engine]") {
-  Pipeline p;
-  p.name = "x";
-  Stage s = stage("dev", {}, "acme/env-dev");
-  s.merge = MergeMode::manual;
-  s.on_failure = OnFailure::rollback;
-  Verify v;
-  v.steps.push_back({"", HttpStep{"https://x/healthz", 200, 0s}});
-  s.verify = v;
-  p.stages = {s};
-  World w(p);
+  World w(manual_rollback());
   w.start();
   w.open("dev", 1, sha('a'));
   w.in(PrMerged{"acme/env-dev", 1, sha('m'), "carol", false});
@@ -1454,16 +1459,7 @@ TEST_CASE("a PR opened after its run was aborted (its open_pr job already on its
 }
 
 TEST_CASE("a revert PR closed without merging ends the rollback and the run", "[engine]") {
-  Pipeline p;
-  p.name = "x";
-  Stage s = stage("dev", {}, "acme/env-dev");
-  s.merge = MergeMode::manual;
-  s.on_failure = OnFailure::rollback;
-  Verify v;
-  v.steps.push_back({"", HttpStep{"https://x/healthz", 200, 0s}});
-  s.verify = v;
-  p.stages = {s};
-  World w(p);
+  World w(manual_rollback());
   w.start();
   w.open("dev", 1, sha('a'));
   w.in(PrMerged{"acme/env-dev", 1, sha('m'), "carol", false});
