@@ -7,6 +7,12 @@
 #   ceiling-beast   the same server reading with Beast's http::async_read and answering with
 #                   http::async_write (bench_ceiling --stack beast): the bare Beast server the issue
 #                   measured (~26,000/s), kept to compare with that figure and earlier runs
+#   ceiling-receive the ceiling plus everything tollgate does to a delivery before storing it
+#                   (bench_ceiling --work receive: tollgate's receiver, with its JSON validation, and
+#                   its LZ4 body encoder), and no storage: what the ceiling leaves for durability
+#   ceiling-store   (not in the default set) ceiling-receive plus a minimal durable store (bench_ceiling
+#                   --work store: one writer thread commits what has queued up into one SQLite table,
+#                   WAL, synchronous=NORMAL, then the 202): the simplest design tollgate could have had
 #   peer            bench/ingest/peer.mjs: Node + @octokit/webhooks@14, verify + parse, 202, no storage
 #   tollgate        tollgate serve, every 202 committed to SQLite (WAL, synchronous=NORMAL)
 #   tollgate-scattered  the same, with delivery ids in no order (bench_loadgen --ids scattered), as
@@ -27,7 +33,8 @@
 #
 # Usage: bench/ingest/run.sh            (from anywhere; needs g++, cmake, ninja, node + npm ci)
 # Environment: CONNECTIONS=64 DURATION=10 WARMUP=2 (seconds) ROUNDS=3
-#   SERVERS="ceiling ceiling-beast peer tollgate tollgate-scattered tollgate-full" (or add tollgate-prefilled)  PREFILL=1000000
+#   SERVERS="ceiling ceiling-beast ceiling-receive peer tollgate tollgate-scattered tollgate-full" (or add
+#   ceiling-store, tollgate-prefilled)  PREFILL=1000000
 #   SERVER_THREADS (ceiling and tollgate I/O threads; default: their own default, one per core)
 #   TOLLGATE_THREADS (tollgate only; overrides SERVER_THREADS)
 #   LOADGEN_THREADS=1  BUILD_DIR=build-bench  JOBS=2  NO_BUILD=1 (skip the build)  KEEP=1 (keep the temp dir)
@@ -39,7 +46,7 @@ root=$PWD
 connections=${CONNECTIONS:-64}
 duration=${DURATION:-10}
 warmup=${WARMUP:-2}
-servers=${SERVERS:-"ceiling ceiling-beast peer tollgate tollgate-scattered tollgate-full"}
+servers=${SERVERS:-"ceiling ceiling-beast ceiling-receive peer tollgate tollgate-scattered tollgate-full"}
 rounds=${ROUNDS:-3}
 prefill=${PREFILL:-1000000}
 loadgen_threads=${LOADGEN_THREADS:-1}
@@ -51,7 +58,7 @@ case $build in /*) ;; *) build=$root/$build ;; esac
 if [ -z "${NO_BUILD:-}" ]; then
   echo "building ($build, Release) ..."
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTOLLGATE_WERROR=OFF -DTOLLGATE_TESTS=OFF >/dev/null
-  if ! cmake --build "$build" -j "${JOBS:-2}" --target tollgate bench_loadgen bench_ceiling >"$build/bench-ingest-build.log" 2>&1; then
+  if ! cmake --build "$build" -j "${JOBS:-2}" --target tollgate bench_loadgen bench_ceiling bench_sqlite_floor >"$build/bench-ingest-build.log" 2>&1; then
     tail -40 "$build/bench-ingest-build.log"
     echo "run.sh: the build failed (full log: $build/bench-ingest-build.log)"
     exit 1
@@ -122,10 +129,13 @@ start_server() {  # name dir -> sets server_pid, server_out
   mkdir -p "$dir"
   server_out=$dir/out.log
   case $name in
-    ceiling | ceiling-beast)
-      local stack=tollgate
+    ceiling | ceiling-beast | ceiling-receive | ceiling-store)
+      local stack=tollgate what=none
       [ "$name" = ceiling-beast ] && stack=beast
-      "$ceiling" --secret-file "$work/secret" --stack "$stack" ${SERVER_THREADS:+--threads "$SERVER_THREADS"} >"$server_out" 2>&1 &
+      [ "$name" = ceiling-receive ] && what=receive
+      [ "$name" = ceiling-store ] && what=store
+      "$ceiling" --secret-file "$work/secret" --stack "$stack" --work "$what" --db "$dir/ceiling.db" \
+        ${SERVER_THREADS:+--threads "$SERVER_THREADS"} >"$server_out" 2>&1 &
       ;;
     peer)
       node bench/ingest/peer.mjs --secret-file "$work/secret" 0 >"$server_out" 2>&1 &
@@ -371,6 +381,16 @@ for n in ("tollgate", "tollgate-scattered", "tollgate-full", "tollgate-prefilled
     kb = [x["srv"].get("written_bytes", 0) / x["run"]["requests"] / 1024 for x in res[n] if x["run"]["requests"]]
     if kb: print(f"  written per request (WAL, checkpoints, log lines): median {med(kb):.1f} KB, rounds " + ", ".join(f"{v:.1f}" for v in kb))
 
+# What the ceiling leaves for storage: the ceiling with tollgate's own work on a delivery and no
+# storage (ceiling-receive), and with a minimal store (ceiling-store); server CPU per request is the
+# cost that decides throughput on a machine whose cores are all busy.
+if ceil:
+    for n in ("ceiling", "ceiling-receive", "ceiling-store", "tollgate"):
+        if n not in m: continue
+        v = m[n]
+        print(f"{n}: {v['rps'] / ceil['rps'] * 100:.0f}% of ceiling; server CPU {v['cpu'] / 100 * 1e6 / v['rps']:.1f} us per request"
+              f" (median CPU / median requests/s)")
+
 print()
 bad = False
 for n in ("tollgate", "tollgate-scattered", "tollgate-full", "tollgate-prefilled"):
@@ -389,5 +409,10 @@ for n in ("tollgate", "tollgate-scattered", "tollgate-full", "tollgate-prefilled
 sys.exit(1 if bad else 0)
 PY
 echo
+# The least SQLite itself needs per delivery, on one thread with nothing around it (see
+# bench/ingest/sqlite_floor.cpp): the part of the ceiling's budget durability cannot go below.
+if [ -x "$build/bench/bench_sqlite_floor" ]; then
+  for ids in sequential scattered; do "$build/bench/bench_sqlite_floor" --db "$work/floor.db" --ids "$ids" || true; done
+fi
 echo "load average at end: $(load1)"
 exit $status
