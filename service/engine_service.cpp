@@ -133,7 +133,8 @@ struct EngineService::Impl {
   std::map<std::int64_t, std::string> working;
 
   std::atomic<std::uint64_t> events{0}, runs_started{0}, jobs_done{0}, jobs_retried{0}, jobs_failed{0};
-  std::int64_t cursor = 0;  // the last delivery consumed in order (events thread)
+  // Every delivery up to here is consumed, or waits for its held host (events thread).
+  std::int64_t cursor = 0;
 
   // Gauges for /metrics, refreshed by the events thread (at most once a second).
   mutable std::mutex gauges_mutex;
@@ -654,84 +655,189 @@ struct EngineService::Impl {
     std::int64_t size = 0;
   };
 
-  // Returns how many were consumed; *blocked: one could not be handled yet (the host API is
-  // unavailable) and the rest wait behind it, in order.
-  std::size_t drain_events(store::Db& rdb, bool* blocked) {
+  // How long a host whose API was unavailable waits before its deliveries are tried again.
+  static constexpr std::chrono::seconds kHeldRetry{5};
+
+  // Hosts whose API was unavailable for one of their deliveries (events thread). That delivery and
+  // the host's later ones wait, in order, and are tried again at `retry_at`; other hosts'
+  // deliveries go on meanwhile. Runs belong to one host's events, so no order between hosts is lost.
+  struct Held {
+    std::int64_t from = 0;  // the delivery that could not be handled
+    std::chrono::steady_clock::time_point retry_at;
+  };
+  std::map<std::string, Held> held_hosts;
+  std::string retrying;  // the held host whose deliveries are being tried again (events thread)
+
+  void hold(const std::string& host, std::int64_t from) {
+    auto [it, fresh] = held_hosts.try_emplace(host);
+    it->second = Held{from, std::chrono::steady_clock::now() + kHeldRetry};
+    if (host == retrying) retrying.clear();  // still unavailable: the rest of its deliveries wait again
+    if (fresh) {
+      log::warn("host API unavailable: this host's deliveries wait, in order, and other hosts' go on",
+                {{"host", host}, {"delivery", from}, {"retry_in_s", static_cast<std::int64_t>(kHeldRetry.count())}});
+    }
+  }
+
+  // What became of rows given to apply_rows.
+  struct Applied {
+    std::size_t consumed = 0;
+    std::int64_t last = 0;  // the last row dealt with: consumed, or left to its held host
+    bool failed = false;    // a database error: nothing after the rows consumed so far was dealt with
+  };
+
+  // Applies rows (in delivery order), each consumed once. A row of a held host is left for later;
+  // a row whose host's API is unavailable holds its host from that row on.
+  Applied apply_rows(store::Db& rdb, const std::vector<DeliveryRow>& rows) {
+    Applied out;
+    // Deliveries that change nothing (most of them: events of repositories without a pipeline,
+    // comments that are not commands, hosts without a token) are consumed together, in one
+    // transaction; one that starts runs or feeds a run is applied on its own, after the ones
+    // before it, so that it reads the state they left. Order is kept either way.
+    std::vector<std::int64_t> idle;
+    std::int64_t dealt = 0;  // the last row dealt with, idle rows not yet consumed included
+    const auto flush_idle = [&]() -> bool {
+      if (idle.empty()) return true;
+      auto err = inbox.transact_sync([&](store::Db& db) -> std::string {
+        for (const auto id : idle) {
+          if (auto fresh = runs::try_consume(db, delivery_key(id), now_ms()); !fresh) return fresh.error();
+        }
+        return {};
+      });
+      if (!err.empty()) {
+        log::error("deliveries not consumed", {{"from", idle.front()}, {"to", idle.back()}, {"error", err}});
+        return false;
+      }
+      out.consumed += idle.size();
+      events += idle.size();
+      idle.clear();
+      return true;
+    };
+    for (const auto& row : rows) {
+      if (row.host != retrying && held_hosts.contains(row.host)) {
+        dealt = row.id;
+        continue;
+      }
+      auto prepared = prepare_delivery(rdb, row);
+      if (!prepared) {
+        hold(row.host, row.id);
+        dealt = row.id;
+        continue;
+      }
+      if (prepared->new_runs.empty() && prepared->inputs.empty()) {
+        idle.push_back(row.id);
+        dealt = row.id;
+        continue;
+      }
+      if (!flush_idle()) {
+        out.failed = true;
+        return out;
+      }
+      out.last = dealt;
+      if (!apply_delivery(row, *prepared)) {
+        out.failed = true;
+        return out;
+      }
+      dealt = out.last = row.id;
+      ++out.consumed;
+      ++events;
+    }
+    if (!flush_idle()) {
+      out.failed = true;
+      return out;
+    }
+    out.last = dealt;
+    return out;
+  }
+
+  // Returns how many were consumed. *blocked: a database error stopped the pass (try again in a
+  // while). *retry_at: when a held host is due to be tried again (unchanged if none is held).
+  std::size_t drain_events(store::Db& rdb, bool* blocked, std::chrono::steady_clock::time_point* retry_at = nullptr) {
     // Driven by the outcomes (rowid = delivery id), which exist only for deliveries the
     // normaliser has done: the scan ends where the normaliser is. Scanning deliveries instead
     // read the whole not-yet-normalised backlog (every row of it) at every nudge.
-    auto q = rdb.prepare(
+    static constexpr std::string_view kSelect =
         "SELECT d.id, d.host, d.event, d.body, d.body_encoding, COALESCE(d.body_size, length(d.body)) "
         "FROM delivery_outcomes o JOIN deliveries d ON d.id = o.delivery "
-        "WHERE o.delivery > ?1 AND o.state = 'normalized' "
-        "AND NOT EXISTS (SELECT 1 FROM consumed c WHERE c.key = 'delivery:' || o.delivery) ORDER BY o.delivery LIMIT 64");
-    if (!q) {
-      log::error("cannot read normalised deliveries", {{"error", q.error().message}});
+        "WHERE o.state = 'normalized' AND NOT EXISTS (SELECT 1 FROM consumed c WHERE c.key = 'delivery:' || o.delivery) ";
+    auto q = rdb.prepare(std::string(kSelect) + "AND o.delivery > ?1 ORDER BY o.delivery LIMIT 64");
+    // A held host's deliveries, from the one that waits up to the cursor (the later ones are the
+    // main scan's).
+    auto q_host = rdb.prepare(std::string(kSelect) +
+                              "AND o.delivery >= ?1 AND o.delivery <= ?2 AND d.host = ?3 ORDER BY o.delivery LIMIT 64");
+    if (!q || !q_host) {
+      log::error("cannot read normalised deliveries", {{"error", (!q ? q.error() : q_host.error()).message}});
+      if (blocked) *blocked = true;
       return 0;
     }
-    std::size_t consumed = 0;
-    while (true) {
-      std::vector<DeliveryRow> rows;
-      q->reset();
-      q->bind(1, cursor);
+    const auto read = [](store::Stmt& st, std::vector<DeliveryRow>& rows) -> bool {
+      rows.clear();
       while (true) {
-        auto more = q->step();
+        auto more = st.step();
         if (!more) {
           log::error("cannot read normalised deliveries", {{"error", more.error().message}});
-          return consumed;
-        }
-        if (!*more) break;
-        rows.push_back({q->int64(0), q->text(1), q->text(2), q->text(3), q->text(4), q->int64(5)});
-      }
-      q->reset();
-      if (rows.empty()) return consumed;
-      // Deliveries that change nothing (most of them: events of repositories without a pipeline,
-      // comments that are not commands, hosts without a token) are consumed together, in one
-      // transaction; one that starts runs or feeds a run is applied on its own, after the ones
-      // before it, so that it reads the state they left. Order is kept either way.
-      std::vector<std::int64_t> idle;
-      const auto flush_idle = [&]() -> bool {
-        if (idle.empty()) return true;
-        auto err = inbox.transact_sync([&](store::Db& db) -> std::string {
-          for (const auto id : idle) {
-            if (auto fresh = runs::try_consume(db, delivery_key(id), now_ms()); !fresh) return fresh.error();
-          }
-          return {};
-        });
-        if (!err.empty()) {
-          log::error("deliveries not consumed", {{"from", idle.front()}, {"to", idle.back()}, {"error", err}});
+          st.reset();
           return false;
         }
-        cursor = idle.back();
-        consumed += idle.size();
-        events += idle.size();
-        idle.clear();
-        return true;
-      };
-      for (const auto& row : rows) {
-        auto prepared = prepare_delivery(rdb, row);
-        if (!prepared) {
-          (void)flush_idle();
-          if (blocked) *blocked = true;
-          return consumed;
-        }
-        if (prepared->new_runs.empty() && prepared->inputs.empty()) {
-          idle.push_back(row.id);
-          continue;
-        }
-        if (!flush_idle() || !apply_delivery(row, *prepared)) {
-          if (blocked) *blocked = true;
-          return consumed;
-        }
-        cursor = row.id;
-        ++consumed;
-        ++events;
+        if (!*more) break;
+        rows.push_back({st.int64(0), st.text(1), st.text(2), st.text(3), st.text(4), st.int64(5)});
       }
-      if (!flush_idle()) {
-        if (blocked) *blocked = true;
-        return consumed;
+      st.reset();
+      return true;
+    };
+    std::size_t consumed = 0;
+    std::vector<DeliveryRow> rows;
+    // 1. Held hosts that are due: their waiting deliveries first, in order.
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<std::string> due;
+    for (const auto& [host, h] : held_hosts) {
+      if (h.retry_at <= now) due.push_back(host);
+    }
+    for (const auto& host : due) {
+      retrying = host;
+      std::int64_t from = held_hosts[host].from;
+      while (retrying == host) {  // until its deliveries up to the cursor are done, or it is held again
+        q_host->reset();
+        q_host->bind(1, from);
+        q_host->bind(2, cursor);
+        q_host->bind(3, host);
+        const bool ok = read(*q_host, rows);
+        const auto r = ok && !rows.empty() ? apply_rows(rdb, rows) : Applied{};
+        consumed += r.consumed;
+        if (!ok || r.failed) {  // tried again at the next pass; what was consumed is skipped then
+          retrying.clear();
+          if (blocked) *blocked = true;
+          return consumed;
+        }
+        if (rows.empty()) {
+          held_hosts.erase(host);
+          retrying.clear();
+          log::info("host API available again: its deliveries go on", {{"host", host}});
+          break;
+        }
+        from = r.last + 1;
       }
     }
+    // 2. Everything after the cursor, in order; held hosts' deliveries are left for them.
+    while (true) {
+      q->reset();
+      q->bind(1, cursor);
+      if (!read(*q, rows)) {
+        if (blocked) *blocked = true;
+        break;
+      }
+      if (rows.empty()) break;
+      const auto r = apply_rows(rdb, rows);
+      consumed += r.consumed;
+      if (r.last > cursor) cursor = r.last;
+      if (r.failed) {
+        if (blocked) *blocked = true;
+        break;
+      }
+    }
+    if (retry_at) {
+      for (const auto& [host, h] : held_hosts) *retry_at = std::min(*retry_at, h.retry_at);
+    }
+    return consumed;
   }
 
   static std::string delivery_key(std::int64_t id) { return std::string(kDeliveryConsumedPrefix) + std::to_string(id); }
@@ -1047,6 +1153,8 @@ struct EngineService::Impl {
           leading = true;
           led_session = rdb->session();
           cursor = 0;  // what the previous leader left is found by what it consumed
+          held_hosts.clear();
+          retrying.clear();
           log::info("this replica applies deliveries now");
         } else {
           if (!got) log::warn("engine cannot ask for the lead", {{"error", store::describe(got.error())}});
@@ -1057,15 +1165,16 @@ struct EngineService::Impl {
         }
       }
       bool blocked = false;
-      drain_events(*rdb, &blocked);
+      auto next = std::chrono::steady_clock::now() + options.idle_poll;
+      drain_events(*rdb, &blocked, &next);
       if (blocked) {
-        // The host API is unavailable: try again in a while (nudges do not help).
+        // The database failed us: try again in a while (nudges do not help).
         std::unique_lock lock(mutex);
         if (wake.wait_for(lock, std::chrono::seconds(5), [&] { return stopping; })) return;
         continue;
       }
       refresh_gauges(*rdb);
-      if (!sleep_until(seen, std::chrono::steady_clock::now() + options.idle_poll)) return;
+      if (!sleep_until(seen, next)) return;
     }
   }
 

@@ -8,7 +8,14 @@ import { test } from "node:test";
 import { spawnSync } from "node:child_process";
 import assert from "node:assert/strict";
 
-import { BIN, SKIP, assertReleaseValues, diagnose, eventually, fileAt, mergeSourceChange, pulls, sql, unfinishedJobs, startWorld } from "./world.mjs";
+import fs from "node:fs";
+import path from "node:path";
+import YAML from "yaml";
+
+import {
+  BIN, SKIP, WEBHOOK_SECRET, assertReleaseValues, diagnose, eventually, fileAt, mergeSourceChange, pulls, seed, sql, startGithost,
+  startTollgate, startWorld, tempDir, testDatabase, unfinishedJobs, writeConfig,
+} from "./world.mjs";
 
 const PIPELINE_ONE_STAGE = `version: 1
 pipelines:
@@ -183,4 +190,57 @@ test("a PR that changes .tollgate.yaml gets a check run: problems annotated on t
     sql(tollgate.db, "SELECT COUNT(*) AS n FROM consumed")[0].n >= 4,
   );
   assert.deepEqual(await checkRuns(other.sha), []);
+});
+
+// Deliveries are applied in order, but only within a host: a host whose API is down (here every
+// request to it answers 503) holds back its own deliveries and no other host's.
+test("a host whose API is down holds back only its own deliveries: another host's merge promotes meanwhile, the held one once it is back", { skip: SKIP, timeout: 120_000 }, async (t) => {
+  const dir = tempDir(t);
+  const up = await startGithost(t);
+  const down = await startGithost(t);
+  const upBot = await up.admin("POST", "/users", { login: "tollgate-bot", x_access_token: true });
+  const downBot = await down.admin("POST", "/users", { login: "tollgate-bot", x_access_token: true });
+  const file = writeConfig(dir, { apiUrl: up.info.api_url, token: upBot.token, database: testDatabase(t) });
+  const config = YAML.parse(fs.readFileSync(file, "utf8"));
+  fs.writeFileSync(path.join(dir, "token-other"), downBot.token + "\n");
+  config.hosts.other = { ...config.hosts.github, api_url: down.info.api_url, token_file: "token-other" };
+  fs.writeFileSync(file, YAML.stringify(config));
+  const tollgate = await startTollgate(t, dir);
+  await up.admin("PUT", "/webhook", { url: `http://127.0.0.1:${tollgate.port}/hooks/github`, secret: WEBHOOK_SECRET });
+  await down.admin("PUT", "/webhook", { url: `http://127.0.0.1:${tollgate.port}/hooks/other`, secret: WEBHOOK_SECRET });
+  await seed(up.admin, { pipeline: PIPELINE_ONE_STAGE });
+  await seed(down.admin, { pipeline: PIPELINE_ONE_STAGE });
+  const runs = (host) => sql(tollgate.db, "SELECT id, status FROM runs WHERE host = ?", [host]);
+  const fail = (e) => {
+    throw new Error(`${e.message}\n${diagnose(tollgate)}`);
+  };
+
+  await down.admin("PUT", "/faults", { kind: "status", status: 503, message: "Service Unavailable" });
+  await mergeSourceChange(down.admin);
+  const normalised = (host) =>
+    sql(
+      tollgate.db,
+      "SELECT COUNT(*) AS n FROM deliveries d JOIN delivery_outcomes o ON o.delivery = d.id WHERE d.host = ? AND d.event = 'pull_request' AND o.state = 'normalized'",
+      [host],
+    )[0].n;
+  await eventually("host 'other''s pull_request deliveries to be stored and normalised", () => normalised("other") >= 2).catch(fail);
+  // The merge on the host that is up comes later (later deliveries), and is not held behind the one
+  // that is down.
+  await mergeSourceChange(up.admin);
+  await eventually("host 'github''s run to succeed while 'other' is down", () => runs("github").find((r) => r.status === "succeeded"), {
+    ms: 60_000,
+  }).catch(fail);
+  assert.deepEqual(runs("other"), [], "host 'other''s merge waits for its API");
+  assert.ok(
+    tollgate.logs.some((l) => /^host API unavailable/.test(l.msg ?? "") && l.host === "other"),
+    "the log says which host's deliveries wait",
+  );
+
+  await down.admin("DELETE", "/faults");
+  await eventually("host 'other''s run to succeed once its API is back", () => runs("other").find((r) => r.status === "succeeded"), {
+    ms: 60_000,
+  }).catch(fail);
+  assert.ok(tollgate.logs.some((l) => l.msg === "host API available again: its deliveries go on" && l.host === "other"));
+  assert.equal(runs("github").length, 1, "one run per merge");
+  assert.equal(runs("other").length, 1, "one run per merge");
 });
