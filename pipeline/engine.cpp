@@ -142,11 +142,24 @@ void Machine::start_ready_stages() {
 }
 
 void Machine::stage_done() {
+  const auto all_done = [&] {
+    return std::all_of(run().stages.begin(), run().stages.end(), [](const StageState& s) {
+      return s.status == StageStatus::promoted || s.status == StageStatus::skipped;
+    });
+  };
+  if (!all_done() && give_way()) return;  // a newer run goes on from here, not this one
   start_ready_stages();
-  bool all = std::all_of(run().stages.begin(), run().stages.end(), [](const StageState& s) {
-    return s.status == StageStatus::promoted || s.status == StageStatus::skipped;
-  });
-  if (all && run().status == RunStatus::running) move_run(RunStatus::succeeded, bot(), "every stage promoted");
+  if (all_done() && run().status == RunStatus::running) move_run(RunStatus::succeeded, bot(), "every stage promoted");
+}
+
+bool Machine::give_way() {
+  if (cx_.superseded_by.empty() || def_.concurrency != Concurrency::supersede || run().status != RunStatus::running ||
+      under_way(run())) {
+    return false;
+  }
+  end_run(RunStatus::superseded, bot(),
+          "superseded by run '" + cx_.superseded_by + "' (it came while this run was merging, verifying or rolling back)");
+  return true;
 }
 
 void Machine::promote(StageState& st, const std::string& reason) {
@@ -556,9 +569,19 @@ Step start_run(const Pipeline& def, const RunState& run, const Context& cx) {
   return std::move(m).finish();
 }
 
+bool under_way(const RunState& run) {
+  return std::any_of(run.stages.begin(), run.stages.end(), [](const StageState& s) {
+    return s.status == StageStatus::merging || s.status == StageStatus::verifying ||
+           s.rollback == RollbackPhase::opening || s.rollback == RollbackPhase::merging;
+  });
+}
+
 Step apply(const Pipeline& def, const RunState& run, const Input& in, const Context& cx) {
   Machine m(def, run, cx);
   std::visit([&](const auto& x) { m.on(x); }, in);
+  // Whatever the input, a run left to finish a merge, verification or rollback gives way to the
+  // newer run once that is done (a merge refused, say, leaves the stage open: no stage_done).
+  if (def.concurrency == Concurrency::supersede) (void)m.give_way();
   return std::move(m).finish();
 }
 
@@ -583,10 +606,7 @@ ConcurrencyDecision admit_run(const Pipeline& def, const std::vector<RunState>& 
   }
   for (const auto& r : in_flight) {
     if (!older_live(r)) continue;
-    bool busy = std::any_of(r.stages.begin(), r.stages.end(), [](const StageState& s) {
-      return s.status == StageStatus::merging || s.status == StageStatus::verifying;
-    });
-    if (busy) continue;
+    if (under_way(r)) continue;  // superseded once that is done: Context::superseded_by
     Machine m(def, r, cx);
     m.end_run(RunStatus::superseded, cx.options.bot_login, "superseded by run '" + incoming.id + "'");
     d.others.push_back(std::move(m).finish());

@@ -311,10 +311,18 @@ struct EngineOptions {
 };
 
 // What apply() knows of the world besides the run: the time and the time zones.
+// A stage of the run is merging or verifying, or rolling back (its revert PR opening or merging).
+[[nodiscard]] bool under_way(const RunState& run);
+
 struct Context {
   TimePoint now{};
   const TimeZones* zones = nullptr;  // null: UTC
   EngineOptions options{};
+  // A newer run of the same pipeline (concurrency: supersede), whatever its status; empty when
+  // there is none. A run that was merging, verifying or rolling back when that run came (so was
+  // left to finish, see admit_run) starts no further stage: it ends superseded as soon as nothing
+  // of it is under way, instead of promoting its older version after the newer one.
+  std::string superseded_by{};
 };
 
 // A new run of `def`: every stage waiting, in definition order, run queued (start_run starts it).
@@ -331,10 +339,11 @@ struct Context {
 
 // Concurrency between runs of one pipeline, when `incoming` (queued) arrives while `in_flight`
 // (other runs of the same pipeline, any state) exist.
-//   supersede: every older running run with no stage merging or verifying is superseded (its
-//     unfinished stages -> superseded, their open PRs closed) and `incoming` starts. Runs with a
-//     merge or verification under way finish on their own: cutting them would leave an
-//     environment half-promoted.
+//   supersede: every older running run with no stage merging, verifying or rolling back is
+//     superseded (its unfinished stages -> superseded, their open PRs closed) and `incoming`
+//     starts. Runs with a merge, verification or rollback under way finish that on their own
+//     (cutting them would leave an environment half-promoted) and are superseded then
+//     (Context::superseded_by).
 //   queue: `incoming` stays queued while another run is running; when a run ends, next_queued
 //     names the oldest queued run to start.
 struct ConcurrencyDecision {

@@ -66,6 +66,9 @@ class Machine {
   void start_stage(StageState& st, const std::string& reason);
   void start_ready_stages();
   void stage_done();
+  // Ends the run superseded when Context::superseded_by names a newer run and nothing of this one
+  // is under way (under_way); true if it did.
+  bool give_way();
   void promote(StageState& st, const std::string& reason);
 
   // Ends the run: every unfinished stage ends too (aborted, or superseded), their PRs closed.

@@ -245,7 +245,14 @@ struct EngineService::Impl {
     std::shared_ptr<const pipeline::PipelineFile> holder;
     const pipeline::Pipeline* def = pipeline_of(**rec, holder);
     if (!def) return {};
-    const auto step = pipeline::apply(*def, (*rec)->state, input, context_for((*rec)->host));
+    auto cx = context_for((*rec)->host);
+    if (def->concurrency == pipeline::Concurrency::supersede && (*rec)->state.status == pipeline::RunStatus::running) {
+      // A run left to finish a merge, verification or rollback when a newer one came gives way then.
+      auto newer = runs::newer_run(db, (*rec)->host, (*rec)->repo, (*rec)->pipeline, (*rec)->created_at);
+      if (!newer) return newer.error();
+      if (*newer) cx.superseded_by = **newer;
+    }
+    const auto step = pipeline::apply(*def, (*rec)->state, input, cx);
     if (refused) *refused = step.refused;
     if (step.run == (*rec)->state && step.transitions.empty() && step.jobs.empty()) {
       // An ended run (commands like /retry and /rollback still reach it through the engine).

@@ -440,6 +440,24 @@ tl::expected<std::vector<RunRecord>, std::string> in_flight_runs(store::Db& db, 
   return records_of(*s, what);
 }
 
+tl::expected<std::optional<std::string>, std::string> newer_run(store::Db& db, std::string_view host,
+                                                                std::string_view repo, std::string_view pipeline,
+                                                                Instant created_at) {
+  const std::string what = "newer runs of " + std::string(repo) + " " + in_quotes(pipeline);
+  auto s = prepare(db,
+                   "SELECT id FROM runs WHERE host = ? AND repo = ? AND pipeline = ? AND created_at > ? "
+                   "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                   what);
+  if (!s) return tl::unexpected(s.error());
+  s->bind(1, host).bind(2, repo).bind(3, pipeline).bind(4, ms(created_at));
+  auto row = next(*s, what);
+  if (!row) return tl::unexpected(row.error());
+  std::optional<std::string> out;
+  if (*row) out = s->text(0);
+  s->reset();
+  return out;
+}
+
 tl::expected<std::vector<RunRecord>, std::string> list_runs(store::Db& db, std::size_t limit,
                                                             std::optional<pipeline::RunStatus> status) {
   const std::string what = "listing runs";

@@ -89,6 +89,12 @@ struct SaveResult {
 [[nodiscard]] tl::expected<std::vector<RunRecord>, std::string> in_flight_runs(store::Db& db, std::string_view host,
                                                                                std::string_view repo,
                                                                                std::string_view pipeline);
+// The newest run of one pipeline (source host + repo + pipeline name) created after `created_at`,
+// whatever its status; nothing when there is none.
+[[nodiscard]] tl::expected<std::optional<std::string>, std::string> newer_run(store::Db& db, std::string_view host,
+                                                                              std::string_view repo,
+                                                                              std::string_view pipeline,
+                                                                              Instant created_at);
 // The newest `limit` runs, newest first, of one status when given.
 [[nodiscard]] tl::expected<std::vector<RunRecord>, std::string> list_runs(
     store::Db& db, std::size_t limit, std::optional<pipeline::RunStatus> status = std::nullopt);

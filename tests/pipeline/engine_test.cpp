@@ -83,7 +83,9 @@ struct World {
                    {{"version", "abc1234"}}, now);
   }
 
-  Context cx() const { return Context{now, &zones, options}; }
+  std::string superseded_by;  // what the store says of newer runs (Context::superseded_by)
+
+  Context cx() const { return Context{now, &zones, options, superseded_by}; }
 
   void take(Step s) {
     run = s.run;
@@ -907,6 +909,89 @@ TEST_CASE("a newer run supersedes one waiting for approval and closes its PR", "
     ConcurrencyDecision d3 = admit_run(fresh.def, {d.incoming.run}, old.run, old.cx());
     CHECK(d3.others.empty());
   }
+}
+
+TEST_CASE("a run left to finish its merge gives way to the newer run once the merge is verified", "[engine]") {
+  World old(payments(), "r1");
+  old.start();
+  old.open("dev", 11, sha('a'));
+  old.check("dev", sha('a'), "ci", CheckState::success);
+  old.advance(10s);
+  REQUIRE(old.st("dev").status == StageStatus::merging);
+  World fresh(payments(), "r2");
+  fresh.now = old.now + 1min;
+  ConcurrencyDecision d = admit_run(fresh.def, {old.run}, fresh.run, fresh.cx());
+  REQUIRE(d.others.empty());  // left to finish its merge
+
+  // From now on the store names the newer run in the context of every input to the old one.
+  old.superseded_by = "r2";
+  old.merge_answer("dev", JobResult::Outcome::ok, sha('m'));
+  REQUIRE(old.st("dev").status == StageStatus::verifying);
+  CHECK(old.run.status == RunStatus::running);  // its verification is under way: not cut
+  old.advance(2min);
+  old.probe_ok("dev");
+  old.advance(1min);
+  old.probe_ok("dev");
+  const Step& last = old.last;
+  CHECK(old.st("dev").status == StageStatus::promoted);
+  // qa does not start: r2 promotes from here, and r1's older version never overtakes it.
+  CHECK(old.run.status == RunStatus::superseded);
+  CHECK(old.st("qa").status == StageStatus::superseded);
+  CHECK(old.st("prod").status == StageStatus::superseded);
+  CHECK(find_job(last, JobKind::prepare_branch, "qa") == nullptr);
+  CHECK(has_audit(last.transitions, "", "superseded", "superseded by run 'r2'"));
+
+  SECTION("without a newer run, the same verification goes on to qa") {
+    World alone(payments(), "r3");
+    alone.start();
+    alone.promote_dev();
+    CHECK(alone.run.status == RunStatus::running);
+    CHECK(alone.st("qa").status == StageStatus::preparing);
+  }
+  SECTION("a merge the host refused leaves the stage open: the run gives way at its next input") {
+    World refused(payments(), "r4");
+    refused.start();
+    refused.open("dev", 12, sha('a'));
+    refused.check("dev", sha('a'), "ci", CheckState::success);
+    refused.advance(10s);
+    REQUIRE(refused.st("dev").status == StageStatus::merging);
+    refused.superseded_by = "r5";
+    refused.merge_answer("dev", JobResult::Outcome::not_mergeable);
+    CHECK(refused.run.status == RunStatus::superseded);
+    CHECK(find_job(refused.last, JobKind::close_pr, "dev") != nullptr);
+  }
+  SECTION("a queue pipeline never gives way") {
+    Pipeline p = payments();
+    p.concurrency = Concurrency::queue;
+    World queued(p, "r6");
+    queued.superseded_by = "r7";
+    queued.start();
+    queued.promote_dev();
+    CHECK(queued.run.status == RunStatus::running);
+    CHECK(queued.st("qa").status == StageStatus::preparing);
+  }
+}
+
+TEST_CASE("a run that is rolling back is left to finish the rollback", "[engine]") {
+  Pipeline p = payments();
+  p.stages[0].on_failure = OnFailure::rollback;
+  World w(p, "r1");
+  w.start();
+  w.open("dev", 11, sha('a'));
+  w.check("dev", sha('a'), "ci", CheckState::success);
+  w.advance(10s);
+  w.merge_answer("dev", JobResult::Outcome::ok, sha('m'));
+  w.advance(2min);
+  w.probe_ok("dev", JobResult::Outcome::terminal, "500 from /healthz");
+  REQUIRE(w.st("dev").rollback == RollbackPhase::opening);
+  REQUIRE(w.run.status == RunStatus::running);
+  World fresh(p, "r2");
+  fresh.now = w.now + 1min;
+  CHECK(admit_run(fresh.def, {w.run}, fresh.run, fresh.cx()).others.empty());
+  w.superseded_by = "r2";
+  w.check("dev", sha('z'), "ci", CheckState::success);  // any input: the run is given the chance to give way
+  CHECK(w.run.status == RunStatus::running);
+  CHECK(w.st("dev").rollback == RollbackPhase::opening);
 }
 
 TEST_CASE("queue concurrency: runs go one by one", "[engine]") {

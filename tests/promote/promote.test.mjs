@@ -244,3 +244,71 @@ test("a host whose API is down holds back only its own deliveries: another host'
   assert.equal(runs("github").length, 1, "one run per merge");
   assert.equal(runs("other").length, 1, "one run per merge");
 });
+
+// concurrency: supersede. A run whose dev merge is being verified when a newer run comes is left to
+// finish that verification, then gives way: its older version never reaches qa after the newer one.
+test("a run verifying dev when a newer run comes finishes dev, then is superseded: only the newer run promotes qa", { skip: SKIP, timeout: 120_000 }, async (t) => {
+  const pipeline = `version: 1
+pipelines:
+  - name: app
+    on:
+      merged:
+        branches: [main]
+    release:
+      version: "{{source.short_sha}}"
+    stages:
+      - name: dev
+        repo: acme/env-dev
+        edits:
+          - file: apps/app/values.yaml
+            set: { image.tag: "{{release.version}}" }
+        merge: auto
+        gates:
+          checks: none
+        verify:
+          steps:
+            - wait: 8s
+      - name: qa
+        repo: acme/env-qa
+        edits:
+          - file: apps/app/values.yaml
+            set: { image.tag: "{{release.version}}" }
+        merge: auto
+        gates:
+          checks: none
+`;
+  const { admin, info, tollgate, bot } = await startWorld(t, { pipeline, envRepos: ["env-dev", "env-qa"] });
+  const fail = (e) => {
+    throw new Error(`${e.message}\n${diagnose(tollgate)}`);
+  };
+  await mergeSourceChange(admin, { branch: "first", text: "v2\n" });
+  const first = await eventually("the first run's dev stage to be verifying", () =>
+    sql(tollgate.db, "SELECT run_id FROM audit WHERE stage = 'dev' AND to_state = 'verifying'")[0],
+  ).catch(fail);
+  const { merged } = await mergeSourceChange(admin, { branch: "second", text: "v3\n" });
+  const second = await eventually("the second run to start", () =>
+    sql(tollgate.db, "SELECT id, status FROM runs WHERE id <> ?", [first.run_id])[0],
+  ).catch(fail);
+  // Not cut while its verification is under way.
+  assert.equal(sql(tollgate.db, "SELECT status FROM runs WHERE id = ?", [first.run_id])[0].status, "running");
+
+  await eventually("the second run to succeed", () => sql(tollgate.db, "SELECT status FROM runs WHERE id = ?", [second.id])[0].status === "succeeded", {
+    ms: 90_000,
+  }).catch(fail);
+  const old = sql(tollgate.db, "SELECT status, state FROM runs WHERE id = ?", [first.run_id])[0];
+  assert.equal(old.status, "superseded", "the first run gave way");
+  const stages = Object.fromEntries(JSON.parse(old.state).stages.map((s) => [s.name, s.status]));
+  assert.equal(stages.dev, "promoted", "the first run finished the dev promotion it had under way");
+  assert.equal(stages.qa, "superseded", "and never started qa");
+  assert.ok(
+    sql(tollgate.db, "SELECT reason FROM audit WHERE run_id = ? AND to_state = 'superseded'", [first.run_id]).some((a) =>
+      a.reason.includes(`superseded by run '${second.id}'`),
+    ),
+  );
+  // qa saw one promotion: the newer run's, with its version.
+  const qaPrs = await pulls(info.api_url, "acme/env-qa", bot.token);
+  assert.equal(qaPrs.length, 1, `one qa promotion PR, got ${qaPrs.map((p) => p.head.ref)}`);
+  assert.equal(qaPrs[0].head.ref, `tollgate/app/qa/${second.id}`);
+  assertReleaseValues(await fileAt(info.api_url, "acme/env-qa", "apps/app/values.yaml", "main", bot.token), merged.sha.slice(0, 7), "acme/env-qa");
+  assert.deepEqual(await unfinishedJobs(tollgate.db), [], "every side effect is done");
+});
