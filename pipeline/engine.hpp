@@ -321,7 +321,8 @@ struct Context {
   // A newer run of the same pipeline (concurrency: supersede), whatever its status; empty when
   // there is none. A run that was merging, verifying or rolling back when that run came (so was
   // left to finish, see admit_run) starts no further stage: it ends superseded as soon as nothing
-  // of it is under way, instead of promoting its older version after the newer one.
+  // of it is under way, instead of promoting its older version after the newer one. A failed run
+  // with a newer one refuses /retry.
   std::string superseded_by{};
 };
 

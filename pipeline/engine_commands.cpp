@@ -130,6 +130,10 @@ std::optional<std::string> Machine::do_retry(StageState& st, const std::string& 
   if (run().status != RunStatus::failed && run().status != RunStatus::running) {
     return std::string("the run is ") + to_string(run().status) + ".";
   }
+  if (!cx_.superseded_by.empty() && def_.concurrency == Concurrency::supersede) {
+    return "run '" + cx_.superseded_by + "' is newer: retrying this one would promote an older version after it. "
+           "Retry that run, or merge a new change.";
+  }
   // Stages the failure aborted come back to where they were: waiting, to start again in order.
   for (auto& other : run().stages) {
     if (&other != &st && other.status == StageStatus::aborted) {

@@ -246,8 +246,11 @@ struct EngineService::Impl {
     const pipeline::Pipeline* def = pipeline_of(**rec, holder);
     if (!def) return {};
     auto cx = context_for((*rec)->host);
-    if (def->concurrency == pipeline::Concurrency::supersede && (*rec)->state.status == pipeline::RunStatus::running) {
-      // A run left to finish a merge, verification or rollback when a newer one came gives way then.
+    const auto status = (*rec)->state.status;
+    if (def->concurrency == pipeline::Concurrency::supersede &&
+        (status == pipeline::RunStatus::running || status == pipeline::RunStatus::failed)) {
+      // A run left to finish a merge, verification or rollback when a newer one came gives way
+      // then; a failed one is not retried behind the newer one's back.
       auto newer = runs::newer_run(db, (*rec)->host, (*rec)->repo, (*rec)->pipeline, (*rec)->created_at);
       if (!newer) return newer.error();
       if (*newer) cx.superseded_by = **newer;

@@ -141,6 +141,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::map<std::string, Job> by_key;
   run = step.run;
 
+  const int newer_at = b.next() % 4 == 0 ? static_cast<int>(b.next() % 64) : -1;
   for (int round = 0; round < 64 && !b.done(); ++round) {
     cx.now += std::chrono::seconds{(b.next() % 4 == 0) ? 3600 * (b.next() % 30) : 7 * (b.next() % 20)};
     Input in;
@@ -218,9 +219,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       }
     }
 
+    // In one input of four a newer run of the pipeline comes at some round (and stays): from then on
+    // this run starts no stage and ends as soon as nothing of it is under way (concurrency:
+    // supersede). The other inputs keep exploring runs that go deep.
+    if (round == newer_at) cx.superseded_by = "r2";
     const RunState before = run;
     step = apply(def(), run, in, cx);
     run = step.run;
+    if (!cx.superseded_by.empty()) {
+      check(run.status != RunStatus::running || under_way(run), "a run with a newer one went on with nothing under way");
+      for (std::size_t i = 0; i < run.stages.size(); ++i) {
+        check(before.stages[i].status != StageStatus::waiting || run.stages[i].status == StageStatus::waiting ||
+                  run.stages[i].status == StageStatus::superseded || run.stages[i].status == StageStatus::aborted ||
+                  run.stages[i].status == StageStatus::failed,
+              "a run with a newer one started a stage");
+      }
+    }
     if (before.status != run.status) ++g_reached.counts[std::string("run ") + to_string(run.status)];
     for (std::size_t i = 0; i < run.stages.size(); ++i) {
       if (before.stages[i].status != run.stages[i].status)

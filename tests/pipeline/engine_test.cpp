@@ -960,6 +960,17 @@ TEST_CASE("a run left to finish its merge gives way to the newer run once the me
     CHECK(refused.run.status == RunStatus::superseded);
     CHECK(find_job(refused.last, JobKind::close_pr, "dev") != nullptr);
   }
+  SECTION("a failed run with a newer one refuses /retry") {
+    World failed(payments(), "r8");
+    failed.start();
+    failed.in(JobResult{.kind = JobKind::prepare_branch, .stage = "dev", .outcome = JobResult::Outcome::terminal, .message = "no access"});
+    REQUIRE(failed.run.status == RunStatus::failed);
+    failed.superseded_by = "r9";
+    Step& s = failed.in(ApiAction{ApiAction::Kind::retry, "dev", "erin", ""});
+    CHECK(s.refused.find("run 'r9' is newer") != std::string::npos);
+    CHECK(s.jobs.empty());
+    CHECK(failed.run.status == RunStatus::failed);
+  }
   SECTION("a queue pipeline never gives way") {
     Pipeline p = payments();
     p.concurrency = Concurrency::queue;
