@@ -127,6 +127,7 @@ void Machine::start_stage(StageState& st, const std::string& reason) {
 }
 
 void Machine::start_ready_stages() {
+  if (yielding()) return;  // the newer run promotes from here
   for (auto& st : run().stages) {
     if (st.status != StageStatus::waiting) continue;
     const Stage* sd = def_of(st);
@@ -152,11 +153,12 @@ void Machine::stage_done() {
   if (all_done() && run().status == RunStatus::running) move_run(RunStatus::succeeded, bot(), "every stage promoted");
 }
 
+bool Machine::yielding() const {
+  return !cx_.superseded_by.empty() && def_.concurrency == Concurrency::supersede && run().status == RunStatus::running;
+}
+
 bool Machine::give_way() {
-  if (cx_.superseded_by.empty() || def_.concurrency != Concurrency::supersede || run().status != RunStatus::running ||
-      under_way(run())) {
-    return false;
-  }
+  if (!yielding() || under_way(run())) return false;
   end_run(RunStatus::superseded, bot(),
           "superseded by run '" + cx_.superseded_by + "' (it came while this run was merging, verifying or rolling back)");
   return true;

@@ -109,6 +109,7 @@ TimePoint Machine::soak_base(const StageState& st, const Stage& sd) const {
 
 void Machine::evaluate(StageState& st) {
   if (st.status != StageStatus::open || run().status != RunStatus::running) return;
+  if (yielding()) return;  // no new merge: the run ends once its other stages' work is done
   const Stage* sd = def_of(st);
   if (!sd) return;
   std::vector<std::string> waiting;

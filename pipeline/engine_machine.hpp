@@ -66,8 +66,9 @@ class Machine {
   void start_stage(StageState& st, const std::string& reason);
   void start_ready_stages();
   void stage_done();
-  // Ends the run superseded when Context::superseded_by names a newer run and nothing of this one
-  // is under way (under_way); true if it did.
+  // Context::superseded_by names a newer run and this one is running: it starts no stage and no
+  // merge, and ends superseded (give_way) once nothing of it is under way (under_way).
+  bool yielding() const;
   bool give_way();
   void promote(StageState& st, const std::string& reason);
 

@@ -729,6 +729,13 @@ struct EngineService::Impl {
       }
       auto prepared = prepare_delivery(rdb, row);
       if (!prepared) {
+        // The rows before it are consumed first: a held host is tried again from this row on, so
+        // none of its rows below may be left unconsumed.
+        if (!flush_idle()) {
+          out.failed = true;
+          return out;
+        }
+        out.last = dealt;
         hold(row.host, row.id);
         dealt = row.id;
         continue;

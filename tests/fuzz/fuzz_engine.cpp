@@ -57,8 +57,21 @@ pipelines:
             - checks: all
             - http: { url: "https://qa.example/health", for: 1m }
         on_failure: rollback
+      - name: canary
+        repo: acme/env-canary
+        after: [dev]
+        edits:
+          - file: values.yaml
+            set: { image.tag: "{{release.version}}" }
+        gates:
+          checks: none
+        verify:
+          timeout: 5m
+          steps:
+            - wait: 3m
       - name: prod
         repo: acme/env-prod
+        after: [qa, canary]
         edits:
           - file: values.yaml
             set: { image.tag: "{{release.version}}" }
@@ -93,7 +106,7 @@ struct Bytes {
   const T& pick(const std::vector<T>& v) { return v[next() % v.size()]; }
 };
 
-const std::vector<std::string> kRepos{"acme/env-dev", "acme/env-qa", "acme/env-prod", "acme/other"};
+const std::vector<std::string> kRepos{"acme/env-dev", "acme/env-qa", "acme/env-canary", "acme/env-prod", "acme/other"};
 const std::vector<std::string> kShas{"a1", "b2", "c3", "d4"};
 const std::vector<std::string> kLogins{"alice", "bob", "carol", "tollgate", "renovate[bot]"};
 const std::vector<std::string> kChecks{"ci/build", "ci/lint", "tollgate/dev"};
@@ -228,6 +241,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     run = step.run;
     if (!cx.superseded_by.empty()) {
       check(run.status != RunStatus::running || under_way(run), "a run with a newer one went on with nothing under way");
+      for (std::size_t i = 0; i < run.stages.size(); ++i) {
+        check(before.status != RunStatus::running || before.stages[i].status != StageStatus::open ||
+                  run.stages[i].status != StageStatus::merging,
+              "a run with a newer one started a merge");
+      }
       for (std::size_t i = 0; i < run.stages.size(); ++i) {
         check(before.stages[i].status != StageStatus::waiting || run.stages[i].status == StageStatus::waiting ||
                   run.stages[i].status == StageStatus::superseded || run.stages[i].status == StageStatus::aborted ||

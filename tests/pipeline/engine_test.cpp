@@ -983,6 +983,29 @@ TEST_CASE("a run left to finish its merge gives way to the newer run once the me
   }
 }
 
+TEST_CASE("a run that gives way starts no merge and no stage while another of its stages merges", "[engine]") {
+  Pipeline p;
+  p.name = "regions";
+  p.stages = {stage("eu", {}, "acme/env-eu"), stage("us", {}, "acme/env-us"), stage("global", {"eu", "us"}, "acme/env-global")};
+  World w(p, "r1");
+  w.start();
+  w.open("eu", 1, sha('a'));
+  REQUIRE(w.st("eu").status == StageStatus::merging);  // no gates
+  w.superseded_by = "r2";                              // a newer run came while eu merges
+  w.open("us", 2, sha('b'));
+  CHECK(w.st("us").status == StageStatus::open);  // its gates pass, but no new merge
+  CHECK(find_job(w.last, JobKind::merge_pr, "us") == nullptr);
+  CHECK(w.run.status == RunStatus::running);       // eu's merge is under way
+  w.merge_answer("eu", JobResult::Outcome::ok, sha('1'));
+  CHECK(w.st("eu").status == StageStatus::promoted);
+  CHECK(w.run.status == RunStatus::superseded);
+  CHECK(w.st("us").status == StageStatus::superseded);
+  CHECK(w.st("global").status == StageStatus::superseded);
+  const Job* close = find_job(w.last, JobKind::close_pr, "us");
+  REQUIRE(close != nullptr);
+  CHECK(close->pr == 2);
+}
+
 TEST_CASE("a run that is rolling back is left to finish the rollback", "[engine]") {
   Pipeline p = payments();
   p.stages[0].on_failure = OnFailure::rollback;

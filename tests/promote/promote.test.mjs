@@ -247,7 +247,7 @@ test("a host whose API is down holds back only its own deliveries: another host'
 
 // concurrency: supersede. A run whose dev merge is being verified when a newer run comes is left to
 // finish that verification, then gives way: its older version never reaches qa after the newer one.
-test("a run verifying dev when a newer run comes finishes dev, then is superseded: only the newer run promotes qa", { skip: SKIP, timeout: 120_000 }, async (t) => {
+test("a run verifying dev when a newer run comes finishes dev, then is superseded: only the newer run promotes qa", { skip: SKIP, timeout: 180_000 }, async (t) => {
   const pipeline = `version: 1
 pipelines:
   - name: app
@@ -267,7 +267,7 @@ pipelines:
           checks: none
         verify:
           steps:
-            - wait: 8s
+            - wait: 15s
       - name: qa
         repo: acme/env-qa
         edits:
@@ -293,7 +293,7 @@ pipelines:
   assert.equal(sql(tollgate.db, "SELECT status FROM runs WHERE id = ?", [first.run_id])[0].status, "running");
 
   await eventually("the second run to succeed", () => sql(tollgate.db, "SELECT status FROM runs WHERE id = ?", [second.id])[0].status === "succeeded", {
-    ms: 90_000,
+    ms: 120_000,
   }).catch(fail);
   const old = sql(tollgate.db, "SELECT status, state FROM runs WHERE id = ?", [first.run_id])[0];
   assert.equal(old.status, "superseded", "the first run gave way");
