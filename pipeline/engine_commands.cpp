@@ -76,6 +76,9 @@ std::optional<std::string> Machine::execute(StageState& st, const Command& c, co
       if (!running() || st.status != StageStatus::open) {
         return "stage '" + st.name + "' is " + to_string(st.status) + ": approvals count only while its PR is open.";
       }
+      if (yielding()) {
+        return "run '" + cx_.superseded_by + "' is newer: this run merges nothing more and stops once its stages at work are done. Approve that run's PR instead.";
+      }
       if (!add_approval(st, login, false, c.argument)) return mention(login) + " already approved " + short_sha(st.head_sha) + ".";
       evaluate(st);
       return std::nullopt;

@@ -995,6 +995,12 @@ TEST_CASE("a run that gives way starts no merge and no stage while another of it
   w.open("us", 2, sha('b'));
   CHECK(w.st("us").status == StageStatus::open);  // its gates pass, but no new merge
   CHECK(find_job(w.last, JobKind::merge_pr, "us") == nullptr);
+  CHECK(w.st("us").status_description.find("run 'r2' is newer") != std::string::npos);  // and the PR says why
+  Step& approve = w.comment("us", 5, person("alice"), "/approve");
+  const Job* reply = find_job(approve, JobKind::reply, "us");
+  REQUIRE(reply != nullptr);
+  CHECK(reply->text.find("Approve that run's PR instead") != std::string::npos);
+  CHECK(w.st("us").approvals.empty());
   CHECK(w.run.status == RunStatus::running);       // eu's merge is under way
   w.merge_answer("eu", JobResult::Outcome::ok, sha('1'));
   CHECK(w.st("eu").status == StageStatus::promoted);
