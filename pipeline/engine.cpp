@@ -153,8 +153,12 @@ void Machine::stage_done() {
   if (all_done() && run().status == RunStatus::running) move_run(RunStatus::succeeded, bot(), "every stage promoted");
 }
 
-bool Machine::yielding() const {
-  return !cx_.superseded_by.empty() && def_.concurrency == Concurrency::supersede && run().status == RunStatus::running;
+bool Machine::has_newer() const { return !cx_.superseded_by.empty() && def_.concurrency == Concurrency::supersede; }
+
+bool Machine::yielding() const { return has_newer() && run().status == RunStatus::running; }
+
+std::string Machine::yield_reason() const {
+  return "run '" + cx_.superseded_by + "' is newer: this run merges nothing more and stops once its stages at work are done";
 }
 
 bool Machine::give_way() {
@@ -583,7 +587,7 @@ Step apply(const Pipeline& def, const RunState& run, const Input& in, const Cont
   std::visit([&](const auto& x) { m.on(x); }, in);
   // Whatever the input, a run left to finish a merge, verification or rollback gives way to the
   // newer run once that is done (a merge refused, say, leaves the stage open: no stage_done).
-  if (def.concurrency == Concurrency::supersede) (void)m.give_way();
+  (void)m.give_way();
   return std::move(m).finish();
 }
 

@@ -310,10 +310,10 @@ struct EngineOptions {
   std::string bot_login = "tollgate";
 };
 
-// What apply() knows of the world besides the run: the time and the time zones.
 // A stage of the run is merging or verifying, or rolling back (its revert PR opening or merging).
 [[nodiscard]] bool under_way(const RunState& run);
 
+// What apply() knows of the world besides the run: the time and the time zones.
 struct Context {
   TimePoint now{};
   const TimeZones* zones = nullptr;  // null: UTC

@@ -76,9 +76,7 @@ std::optional<std::string> Machine::execute(StageState& st, const Command& c, co
       if (!running() || st.status != StageStatus::open) {
         return "stage '" + st.name + "' is " + to_string(st.status) + ": approvals count only while its PR is open.";
       }
-      if (yielding()) {
-        return "run '" + cx_.superseded_by + "' is newer: this run merges nothing more and stops once its stages at work are done. Approve that run's PR instead.";
-      }
+      if (yielding()) return yield_reason() + ". Approve that run's PR instead.";
       if (!add_approval(st, login, false, c.argument)) return mention(login) + " already approved " + short_sha(st.head_sha) + ".";
       evaluate(st);
       return std::nullopt;
@@ -133,7 +131,7 @@ std::optional<std::string> Machine::do_retry(StageState& st, const std::string& 
   if (run().status != RunStatus::failed && run().status != RunStatus::running) {
     return std::string("the run is ") + to_string(run().status) + ".";
   }
-  if (!cx_.superseded_by.empty() && def_.concurrency == Concurrency::supersede) {
+  if (has_newer()) {
     return "run '" + cx_.superseded_by + "' is newer: retrying this one would promote an older version after it. "
            "Retry that run, or merge a new change.";
   }

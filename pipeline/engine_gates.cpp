@@ -110,7 +110,7 @@ TimePoint Machine::soak_base(const StageState& st, const Stage& sd) const {
 void Machine::evaluate(StageState& st) {
   if (st.status != StageStatus::open || run().status != RunStatus::running) return;
   if (yielding()) {  // no new merge: the run ends once its other stages' work is done
-    publish(st, "pending", "run '" + cx_.superseded_by + "' is newer: this run merges nothing more and stops once its stages at work are done");
+    publish(st, "pending", yield_reason());
     return;
   }
   const Stage* sd = def_of(st);

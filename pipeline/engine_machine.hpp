@@ -66,9 +66,12 @@ class Machine {
   void start_stage(StageState& st, const std::string& reason);
   void start_ready_stages();
   void stage_done();
-  // Context::superseded_by names a newer run and this one is running: it starts no stage and no
-  // merge, and ends superseded (give_way) once nothing of it is under way (under_way).
+  // Context::superseded_by names a newer run (a supersede pipeline): /retry is refused.
+  bool has_newer() const;
+  // ... and this run is running: it starts no stage and no merge, and ends superseded (give_way)
+  // once nothing of it is under way (under_way). yield_reason() says so on its PRs and in replies.
   bool yielding() const;
+  std::string yield_reason() const;
   bool give_way();
   void promote(StageState& st, const std::string& reason);
 

@@ -300,7 +300,6 @@ struct EngineService::Impl {
     return {};
   }
 
-
   // concurrency: queue — when a run ends, the oldest queued run of its pipeline starts.
   std::string start_next_queued(store::Db& db, const runs::RunRecord& ended, const std::string& key, bool* scheduled) {
     auto in_flight = runs::in_flight_runs(db, ended.host, ended.repo, ended.pipeline);
@@ -777,12 +776,8 @@ struct EngineService::Impl {
         "FROM delivery_outcomes o JOIN deliveries d ON d.id = o.delivery "
         "WHERE o.state = 'normalized' AND NOT EXISTS (SELECT 1 FROM consumed c WHERE c.key = 'delivery:' || o.delivery) ";
     auto q = rdb.prepare(std::string(kSelect) + "AND o.delivery > ?1 ORDER BY o.delivery LIMIT 64");
-    // A held host's deliveries, from the one that waits up to the cursor (the later ones are the
-    // main scan's).
-    auto q_host = rdb.prepare(std::string(kSelect) +
-                              "AND o.delivery >= ?1 AND o.delivery <= ?2 AND d.host = ?3 ORDER BY o.delivery LIMIT 64");
-    if (!q || !q_host) {
-      log::error("cannot read normalised deliveries", {{"error", (!q ? q.error() : q_host.error()).message}});
+    if (!q) {
+      log::error("cannot read normalised deliveries", {{"error", q.error().message}});
       if (blocked) *blocked = true;
       return 0;
     }
@@ -808,6 +803,19 @@ struct EngineService::Impl {
     std::vector<std::string> due;
     for (const auto& [host, h] : held_hosts) {
       if (h.retry_at <= now) due.push_back(host);
+    }
+    // A held host's deliveries, from the one that waits up to the cursor (the later ones are the
+    // main scan's). Prepared only when one is due: this runs at every nudge.
+    std::optional<store::Stmt> q_host;
+    if (!due.empty()) {
+      auto prepared = rdb.prepare(std::string(kSelect) +
+                                  "AND o.delivery >= ?1 AND o.delivery <= ?2 AND d.host = ?3 ORDER BY o.delivery LIMIT 64");
+      if (!prepared) {
+        log::error("cannot read normalised deliveries", {{"error", prepared.error().message}});
+        if (blocked) *blocked = true;
+        return 0;
+      }
+      q_host = std::move(*prepared);
     }
     for (const auto& host : due) {
       retrying = host;

@@ -134,7 +134,6 @@ Normalized on_status(Reader& r, const Node& root) {
   return finish(r, std::move(e));
 }
 
-
 Normalized on_check_run(Reader& r, const Node& root) {
   std::string action = root.string("action");
   if (r.failed() || action != "completed") return ignored(r);  // created, rerequested, ...

@@ -149,12 +149,17 @@ struct World {
                         .seq = st(name).merge_seq});
   }
 
-  // The open, gate-free path of dev: checks green, merged by tollgate, verified.
-  void promote_dev(std::int64_t pr = 11) {
+  // dev opened with PR `pr` at sha('a'), its checks green: tollgate has sent the merge.
+  void dev_merging(std::int64_t pr = 11) {
     open("dev", pr, sha('a'));
     check("dev", sha('a'), "ci", CheckState::success);
     advance(10s);
     REQUIRE(st("dev").status == StageStatus::merging);
+  }
+
+  // The open, gate-free path of dev: checks green, merged by tollgate, verified.
+  void promote_dev(std::int64_t pr = 11) {
+    dev_merging(pr);
     merge_answer("dev", JobResult::Outcome::ok, sha('m'));
     REQUIRE(st("dev").status == StageStatus::verifying);
     advance(2min);
@@ -914,10 +919,7 @@ TEST_CASE("a newer run supersedes one waiting for approval and closes its PR", "
 TEST_CASE("a run left to finish its merge gives way to the newer run once the merge is verified", "[engine]") {
   World old(payments(), "r1");
   old.start();
-  old.open("dev", 11, sha('a'));
-  old.check("dev", sha('a'), "ci", CheckState::success);
-  old.advance(10s);
-  REQUIRE(old.st("dev").status == StageStatus::merging);
+  old.dev_merging(11);
   World fresh(payments(), "r2");
   fresh.now = old.now + 1min;
   ConcurrencyDecision d = admit_run(fresh.def, {old.run}, fresh.run, fresh.cx());
@@ -951,10 +953,7 @@ TEST_CASE("a run left to finish its merge gives way to the newer run once the me
   SECTION("a merge the host refused leaves the stage open: the run gives way at its next input") {
     World refused(payments(), "r4");
     refused.start();
-    refused.open("dev", 12, sha('a'));
-    refused.check("dev", sha('a'), "ci", CheckState::success);
-    refused.advance(10s);
-    REQUIRE(refused.st("dev").status == StageStatus::merging);
+    refused.dev_merging(12);
     refused.superseded_by = "r5";
     refused.merge_answer("dev", JobResult::Outcome::not_mergeable);
     CHECK(refused.run.status == RunStatus::superseded);
@@ -1017,9 +1016,7 @@ TEST_CASE("a run that is rolling back is left to finish the rollback", "[engine]
   p.stages[0].on_failure = OnFailure::rollback;
   World w(p, "r1");
   w.start();
-  w.open("dev", 11, sha('a'));
-  w.check("dev", sha('a'), "ci", CheckState::success);
-  w.advance(10s);
+  w.dev_merging();
   w.merge_answer("dev", JobResult::Outcome::ok, sha('m'));
   w.advance(2min);
   w.probe_ok("dev", JobResult::Outcome::terminal, "500 from /healthz");

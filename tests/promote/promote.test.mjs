@@ -248,35 +248,12 @@ test("a host whose API is down holds back only its own deliveries: another host'
 // concurrency: supersede. A run whose dev merge is being verified when a newer run comes is left to
 // finish that verification, then gives way: its older version never reaches qa after the newer one.
 test("a run verifying dev when a newer run comes finishes dev, then is superseded: only the newer run promotes qa", { skip: SKIP, timeout: 180_000 }, async (t) => {
-  const pipeline = `version: 1
-pipelines:
-  - name: app
-    on:
-      merged:
-        branches: [main]
-    release:
-      version: "{{source.short_sha}}"
-    stages:
-      - name: dev
-        repo: acme/env-dev
-        edits:
-          - file: apps/app/values.yaml
-            set: { image.tag: "{{release.version}}" }
-        merge: auto
-        gates:
-          checks: none
-        verify:
-          steps:
-            - wait: 15s
-      - name: qa
-        repo: acme/env-qa
-        edits:
-          - file: apps/app/values.yaml
-            set: { image.tag: "{{release.version}}" }
-        merge: auto
-        gates:
-          checks: none
-`;
+  // PIPELINE_ONE_STAGE with a wait in dev's verification, and a qa stage like dev after it.
+  const devStage = PIPELINE_ONE_STAGE.slice(PIPELINE_ONE_STAGE.indexOf("      - name: dev"));
+  const pipeline =
+    PIPELINE_ONE_STAGE +
+    "        verify:\n          steps:\n            - wait: 15s\n" +
+    devStage.replace("name: dev", "name: qa").replace("acme/env-dev", "acme/env-qa");
   const { admin, info, tollgate, bot } = await startWorld(t, { pipeline, envRepos: ["env-dev", "env-qa"] });
   const fail = (e) => {
     throw new Error(`${e.message}\n${diagnose(tollgate)}`);
